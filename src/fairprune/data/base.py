@@ -1,0 +1,114 @@
+"""The data contract: every sample is ``(x, y, group)``; a dataset knows its class and group names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["GroupData", "Splits", "stratified_split_indices"]
+
+
+@dataclass(frozen=True)
+class GroupData:
+    """One split held in memory.
+
+    Attributes:
+        x: Inputs, ``(N, ...)`` float32.
+        y: Target class ids, ``(N,)`` int64.
+        groups: Group id of the sensitive attribute per sample, ``(N,)`` int64.
+    """
+
+    x: Tensor
+    y: Tensor
+    groups: Tensor
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        if self.y.shape != (n,) or self.groups.shape != (n,):
+            raise ValueError(
+                f"GroupData expects x (N, ...), y (N,), groups (N,) with one N; received "
+                f"x {tuple(self.x.shape)}, y {tuple(self.y.shape)}, groups {tuple(self.groups.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, index: Tensor | np.ndarray) -> GroupData:
+        """The samples at ``index`` (a 1-D index array)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return GroupData(self.x[idx], self.y[idx], self.groups[idx])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test splits of one dataset, with its names.
+
+    Attributes:
+        name: Dataset name (``"adult"``).
+        target: Target column or attribute name.
+        sensitive_attribute: Sensitive column or attribute name.
+        class_names: Name of each class id.
+        group_names: Name of each group id.
+    """
+
+    name: str
+    target: str
+    sensitive_attribute: str
+    train: GroupData
+    val: GroupData
+    test: GroupData
+    class_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_names)
+
+    def check_groups(self) -> None:
+        """Raise ``ValueError`` if a split lacks a group or the attribute has fewer than two."""
+        if self.n_groups < 2:
+            raise ValueError(
+                f"sensitive attribute {self.sensitive_attribute!r} of {self.name!r} has "
+                f"{self.n_groups} group ({list(self.group_names)}); expected at least 2"
+            )
+        for split_name in ("train", "val", "test"):
+            split: GroupData = getattr(self, split_name)
+            counts = torch.bincount(split.groups, minlength=self.n_groups)
+            missing = [self.group_names[g] for g in range(self.n_groups) if counts[g] == 0]
+            if missing:
+                raise ValueError(
+                    f"the {split_name} split of {self.name!r} has no samples of group(s) "
+                    f"{missing} of {self.sensitive_attribute!r}; every split needs every group"
+                )
+
+
+def stratified_split_indices(
+    strata: np.ndarray, fractions: tuple[float, float, float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``range(len(strata))`` into train/val/test, stratified by ``strata``.
+
+    Each stratum (e.g. a (target, group) cell) is shuffled with ``seed`` and cut by
+    ``fractions`` (train, val, test; summing to 1), so every split keeps the cell proportions.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for value in np.unique(strata):
+        idx = np.flatnonzero(strata == value)
+        rng.shuffle(idx)
+        n_val = int(round(fractions[1] * len(idx)))
+        n_test = int(round(fractions[2] * len(idx)))
+        n_train = len(idx) - n_val - n_test
+        parts[0].append(idx[:n_train])
+        parts[1].append(idx[n_train : n_train + n_val])
+        parts[2].append(idx[n_train + n_val :])
+    out = tuple(np.sort(np.concatenate(p)) for p in parts)
+    return out[0], out[1], out[2]

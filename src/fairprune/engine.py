@@ -1,0 +1,260 @@
+"""Train and evaluate loops: plain PyTorch, read top to bottom.
+
+One training *iteration* is one forward/backward pass on one batch; every method reports the
+iterations it used so that costs can be compared (an alternating bi-level step counts two).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from fairprune.data.base import GroupData, Splits
+from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.metrics import fairness_report
+from fairprune.masks import get_masks
+
+__all__ = [
+    "TrainConfig",
+    "Task",
+    "LoopResult",
+    "stratified_batches",
+    "predict",
+    "evaluate",
+    "run_loop",
+    "train_weights",
+    "make_optimizer",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every method.
+
+    Attributes:
+        batch_size: Samples per batch (stratified by target and group).
+        lr: Learning rate of SGD (momentum 0.9) on the weights.
+        weight_decay: L2 weight decay on the weights.
+        dense_steps: Iterations to train the dense model.
+        eval_every: Iterations between validation checks (dual updates, checkpoint selection).
+        device: Torch device name.
+    """
+
+    batch_size: int = 256
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    dense_steps: int = 1500
+    eval_every: int = 25
+    device: str = "cpu"
+
+
+@dataclass
+class Task:
+    """Everything a pruner needs besides the model: data, fairness objective, budget, seed."""
+
+    splits: Splits
+    objective: FairnessObjective | None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    progress: bool = False
+
+    def constraint(self) -> Constraint | None:
+        if self.objective is None:
+            return None
+        return Constraint(self.objective, self.splits.n_groups)
+
+
+@dataclass
+class LoopResult:
+    """What a training loop did: iterations used, logged history, whether tau was met."""
+
+    iterations: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    feasible: bool | None = None
+
+
+def stratified_batches(
+    data: GroupData, batch_size: int, generator: torch.Generator, n_groups: int
+) -> Iterator[GroupData]:
+    """Endless batches in which every (target, group) cell appears in proportion (±1).
+
+    Each epoch shuffles every cell and spreads its samples evenly over the epoch's order, so a
+    batch misses a group only when the group has fewer samples than there are batches.
+    """
+    cell = data.y * n_groups + data.groups  # (N,)
+    while True:
+        position = torch.empty(len(data))
+        for c in torch.unique(cell):
+            idx = torch.nonzero(cell == c).flatten()
+            ranks = torch.randperm(len(idx), generator=generator).float()
+            offset = torch.rand(1, generator=generator)
+            position[idx] = (ranks + offset) / len(idx)
+        order = torch.argsort(position)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield data.subset(order[start : start + batch_size])
+        if len(order) < batch_size:
+            yield data.subset(order)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: GroupData, batch_size: int = 1024, device: str = "cpu") -> Tensor:
+    """Class predictions ``(N,)`` of ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    preds = []
+    for start in range(0, len(data), batch_size):
+        logits = model(data.x[start : start + batch_size].to(device))
+        preds.append(_to_classes(logits).cpu())
+    model.train(was_training)
+    return torch.cat(preds)
+
+
+def _to_classes(logits: Tensor) -> Tensor:
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        return (logits.reshape(-1) > 0).long()
+    return logits.argmax(dim=-1)
+
+
+def evaluate(
+    model: nn.Module,
+    data: GroupData,
+    n_groups: int,
+    *,
+    dense_pred: Tensor | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Exact accuracy and fairness metrics of ``model`` on one split (see ``fairness_report``)."""
+    pred = predict(model, data, device=device)
+    return fairness_report(data.y, pred, groups=data.groups, n_groups=n_groups, y_pred_dense=dense_pred)
+
+
+def make_optimizer(params: Any, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        params, lr=config.lr if lr is None else lr, momentum=0.9, weight_decay=config.weight_decay
+    )
+
+
+StepFn = Callable[[Callable[[], GroupData]], tuple[float, int]]
+
+
+def run_loop(
+    model: nn.Module,
+    task: Task,
+    steps: int,
+    step_fn: StepFn,
+    *,
+    constraint: Constraint | None,
+    desc: str,
+    extra_state: Callable[[], dict[str, float]] | None = None,
+) -> LoopResult:
+    """Run ``steps`` calls of ``step_fn``, validating every ``eval_every`` steps.
+
+    ``step_fn(next_batch) -> (loss, iterations)`` does one update. At each validation the
+    exact violation feeds the constraint's dual step, a history row is logged, and the model
+    state is kept if it is the best so far: highest validation accuracy among states within
+    the tolerance (or, when none is, the smallest violation). That state is restored at the end.
+
+    Raises:
+        ValueError: If the loss becomes NaN or infinite (naming the step).
+    """
+    cfg = task.train
+    gen = torch.Generator().manual_seed(task.seed)
+    batches = stratified_batches(task.splits.train, cfg.batch_size, gen, task.splits.n_groups)
+    result = LoopResult()
+    best: tuple[tuple[float, float], dict[str, Tensor]] | None = None
+    prev_masks = get_masks(model)
+    running = math.nan
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not task.progress, leave=False)
+    for step in bar:
+        loss, iters = step_fn(lambda: next(batches))
+        result.iterations += iters
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"{desc}: training loss became {loss} at step {step} of {steps}; expected a finite "
+                "loss (lower the learning rate or the fairness strength)"
+            )
+        running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
+        if step % cfg.eval_every == 0 or step == steps:
+            row, key = _validate(model, task, constraint, step, running, prev_masks)
+            prev_masks = get_masks(model)
+            if extra_state is not None:
+                row.update(extra_state())
+            result.history.append(row)
+            if best is None or key > best[0]:
+                best = (key, copy.deepcopy(model.state_dict()))
+            bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
+    if best is not None:
+        model.load_state_dict(best[1])
+        if constraint is not None:
+            result.feasible = best[0][0] == 1.0
+    return result
+
+
+def _validate(
+    model: nn.Module,
+    task: Task,
+    constraint: Constraint | None,
+    step: int,
+    loss: float,
+    prev_masks: dict[str, Tensor],
+) -> tuple[dict[str, float], tuple[float, float]]:
+    val = task.splits.val
+    pred = predict(model, val, device=task.train.device)
+    accuracy = float((pred == val.y).float().mean())
+    masks = get_masks(model)
+    total = sum(m.numel() for m in masks.values())
+    changed = sum(int((masks[k] != prev_masks[k]).sum()) for k in masks)
+    row = {
+        "step": float(step),
+        "loss": loss,
+        "val_accuracy": accuracy,
+        "mask_hamming": changed / total,
+    }
+    if constraint is None:
+        row.update(violation=math.nan, multiplier=math.nan)
+        return row, (1.0, accuracy)
+    violation = constraint.violation(val.y, pred, val.groups)
+    constraint.dual_step(violation)
+    row.update(violation=violation, **constraint.state())
+    if constraint.satisfied(violation):
+        return row, (1.0, accuracy)
+    return row, (0.0, -violation)
+
+
+def train_weights(
+    model: nn.Module,
+    task: Task,
+    steps: int,
+    *,
+    constraint: Constraint | None = None,
+    lr: float | None = None,
+    desc: str = "train",
+) -> LoopResult:
+    """Train the weights (masks fixed) on ``CE + [fairness term]`` for ``steps`` iterations."""
+    device = task.train.device
+    model.to(device).train()
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train, lr)
+
+    def step_fn(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
+        batch = next_batch()
+        x, y, g = batch.x.to(device), batch.y.to(device), batch.groups.to(device)
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        if constraint is not None:
+            loss = loss + constraint.term(logits, y, g)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach()), 1
+
+    return run_loop(model, task, steps, step_fn, constraint=constraint, desc=desc)

@@ -1,0 +1,55 @@
+"""Group fairness: exact metrics for reports, differentiable surrogates for training.
+
+``METRICS`` and ``SURROGATES`` share their registry keys, so what training constrains is what the
+report measures.
+"""
+
+from fairprune.fairness.metrics import (
+    METRIC_COLUMNS,
+    METRICS,
+    accuracy_gap,
+    degradation,
+    degradation_gap,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    fairness_report,
+    group_accuracies,
+    group_sizes,
+    worst_group_accuracy,
+)
+from fairprune.fairness.surrogates import (
+    SURROGATES,
+    gap_over_present,
+    group_sums_counts,
+    margins,
+    positive_scores,
+    soft_accuracy_gap,
+    soft_correctness,
+    soft_demographic_parity,
+    soft_equalized_odds,
+)
+
+__all__ = [
+    # metrics (exact)
+    "METRICS",
+    "METRIC_COLUMNS",
+    "accuracy_gap",
+    "degradation",
+    "degradation_gap",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "fairness_report",
+    "group_accuracies",
+    "group_sizes",
+    "worst_group_accuracy",
+    # surrogates (differentiable)
+    "SURROGATES",
+    "gap_over_present",
+    "group_sums_counts",
+    "margins",
+    "positive_scores",
+    "soft_accuracy_gap",
+    "soft_correctness",
+    "soft_demographic_parity",
+    "soft_equalized_odds",
+]

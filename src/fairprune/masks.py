@@ -1,0 +1,204 @@
+"""Masks as parametrizations: effective weight = ``mask * weight``.
+
+A mask is a buffer on a small :mod:`torch.nn.utils.parametrize` module, addressed by the
+parameter's full name (``"layers.0.weight"``). ``Masks`` is a plain ``dict[str, Tensor]`` of
+binary float tensors shaped like their parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+__all__ = [
+    "Masks",
+    "Mask",
+    "prunable_parameters",
+    "apply_masks",
+    "get_masks",
+    "bake_masks",
+    "topk_masks",
+    "sparsity",
+    "check_sparsity",
+    "effective_weight_grads",
+    "capture_effective_grads",
+]
+
+Masks = dict[str, Tensor]
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class Mask(nn.Module):
+    """Parametrization ``weight -> mask * weight``; can record ``d loss / d(mask * weight)``."""
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.capture = False
+        self.effective_grad: Tensor | None = None
+
+    def forward(self, weight: Tensor) -> Tensor:
+        out = weight * self.mask
+        if self.capture and out.requires_grad:
+            out.register_hook(self._store)
+        return out
+
+    def _store(self, grad: Tensor) -> None:
+        self.effective_grad = grad if self.effective_grad is None else self.effective_grad + grad
+
+
+def _split(name: str) -> tuple[str, str]:
+    module_name, _, param_name = name.rpartition(".")
+    return module_name, param_name
+
+
+def prunable_parameters(model: nn.Module) -> dict[str, Tensor]:
+    """The prunable weights: ``weight`` of every Linear and Conv layer, by full name.
+
+    Returns the *original* (unmasked) parameter tensors, also when masks are applied.
+    """
+    out: dict[str, Tensor] = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_TYPES):
+            prefix = f"{module_name}." if module_name else ""
+            if parametrize.is_parametrized(module, "weight"):
+                out[prefix + "weight"] = module.parametrizations["weight"].original
+            else:
+                out[prefix + "weight"] = module.weight
+    if not out:
+        raise ValueError(
+            f"{type(model).__name__} has no prunable parameters; expected at least one "
+            f"{', '.join(t.__name__ for t in PRUNABLE_TYPES)} layer"
+        )
+    return out
+
+
+def _mask_module(model: nn.Module, name: str) -> Mask | None:
+    module_name, param_name = _split(name)
+    module = model.get_submodule(module_name)
+    if not parametrize.is_parametrized(module, param_name):
+        return None
+    for p in module.parametrizations[param_name]:
+        if isinstance(p, Mask):
+            return p
+    return None
+
+
+def apply_masks(model: nn.Module, masks: Masks) -> None:
+    """Put ``masks`` on ``model`` (registering parametrizations or updating existing ones)."""
+    params = prunable_parameters(model)
+    unknown = sorted(set(masks) - set(params))
+    if unknown:
+        raise ValueError(f"masks name unknown parameters {unknown}; prunable: {sorted(params)}")
+    for name, mask in masks.items():
+        if mask.shape != params[name].shape:
+            raise ValueError(
+                f"mask for {name!r} has shape {tuple(mask.shape)}, expected {tuple(params[name].shape)}"
+            )
+        mask = mask.detach().to(device=params[name].device, dtype=params[name].dtype)
+        existing = _mask_module(model, name)
+        if existing is not None:
+            existing.mask.copy_(mask)
+        else:
+            module_name, param_name = _split(name)
+            parametrize.register_parametrization(
+                model.get_submodule(module_name), param_name, Mask(mask.clone())
+            )
+
+
+def get_masks(model: nn.Module) -> Masks:
+    """The current masks of every prunable parameter (all-ones where none is applied)."""
+    out: Masks = {}
+    for name, param in prunable_parameters(model).items():
+        mask = _mask_module(model, name)
+        out[name] = mask.mask.detach().clone() if mask is not None else torch.ones_like(param).detach()
+    return out
+
+
+def bake_masks(model: nn.Module) -> nn.Module:
+    """Remove the parametrizations, leaving ``mask * weight`` as a plain parameter (in place)."""
+    for name in prunable_parameters(model):
+        if _mask_module(model, name) is not None:
+            module_name, param_name = _split(name)
+            parametrize.remove_parametrizations(
+                model.get_submodule(module_name), param_name, leave_parametrized=True
+            )
+    return model
+
+
+def _n_prune(n: int, target: float) -> int:
+    return int(round(target * n))
+
+
+def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global") -> Masks:
+    """Binary masks keeping the highest scores, at exactly ``round(target * n)`` pruned weights.
+
+    Args:
+        scores: One real-valued score tensor per parameter name.
+        target: Sparsity in [0, 1): fraction of the weights to remove.
+        scope: ``"global"`` ranks all scores together; ``"layer"`` prunes each tensor to
+            ``target`` on its own.
+
+    Ties are broken by :func:`torch.topk`'s order, so the count is always exact.
+    """
+    if not 0.0 <= target < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {target}")
+    if scope == "layer":
+        return {name: topk_masks({name: s}, target)[name] for name, s in scores.items()}
+    if scope != "global":
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().reshape(-1).float() for n in names])  # (N,)
+    n_keep = flat.numel() - _n_prune(flat.numel(), target)
+    keep = torch.zeros_like(flat)
+    keep[torch.topk(flat, n_keep, sorted=False).indices] = 1.0
+    out: Masks = {}
+    start = 0
+    for n in names:
+        size = scores[n].numel()
+        out[n] = keep[start : start + size].reshape(scores[n].shape).to(scores[n].device)
+        start += size
+    return out
+
+
+def sparsity(masks: Masks) -> float:
+    """Fraction of masked-out entries over all masks."""
+    total = sum(m.numel() for m in masks.values())
+    zeros = sum(int((m == 0).sum()) for m in masks.values())
+    return zeros / total
+
+
+def check_sparsity(masks: Masks, target: float, *, scope: str = "global") -> None:
+    """Raise ``ValueError`` unless ``masks`` prune exactly ``round(target * n)`` weights."""
+    groups: Iterable[Masks] = [masks] if scope == "global" else [{k: v} for k, v in masks.items()]
+    for group in groups:
+        n = sum(m.numel() for m in group.values())
+        zeros = sum(int((m == 0).sum()) for m in group.values())
+        if zeros != _n_prune(n, target):
+            raise ValueError(f"masks prune {zeros} of {n} weights, expected {_n_prune(n, target)}")
+
+
+def capture_effective_grads(model: nn.Module, enabled: bool) -> None:
+    """Turn on/off recording of ``g = d loss / d(mask * weight)`` on every mask (and clear it)."""
+    for name in prunable_parameters(model):
+        mask = _mask_module(model, name)
+        if mask is not None:
+            mask.capture = enabled
+            mask.effective_grad = None
+
+
+def effective_weight_grads(model: nn.Module) -> dict[str, Tensor]:
+    """The recorded ``d loss / d(mask * weight)`` per parameter name (dense, also where masked)."""
+    out: dict[str, Tensor] = {}
+    for name in prunable_parameters(model):
+        mask = _mask_module(model, name)
+        if mask is None or mask.effective_grad is None:
+            raise ValueError(
+                f"no recorded gradient for {name!r}: call capture_effective_grads(model, True) "
+                "on a masked model before the backward pass"
+            )
+        out[name] = mask.effective_grad
+    return out

@@ -1,0 +1,134 @@
+"""The pruner interface and the helpers every method shares.
+
+A pruner is a frozen dataclass whose fields are its hyperparameters, with one method,
+``prune(model, sparsity, task) -> Outcome``: it leaves ``model`` masked (and trained, where the
+method trains) and says what it used. :func:`run_pruner` times it and checks the sparsity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from fairprune.engine import LoopResult, Task, train_weights
+from fairprune.masks import (
+    Masks,
+    apply_masks,
+    check_sparsity,
+    get_masks,
+    prunable_parameters,
+    topk_masks,
+)
+
+__all__ = [
+    "Pruner",
+    "Outcome",
+    "PruneResult",
+    "run_pruner",
+    "check_sparsity_arg",
+    "magnitude_scores",
+    "snip_scores",
+    "prune_and_finetune",
+]
+
+
+@dataclass
+class Outcome:
+    """What a pruner did: training iterations, logged history, whether tau was met on val."""
+
+    train_iterations: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    feasible: bool | None = None
+
+    def add(self, loop: LoopResult) -> Outcome:
+        self.train_iterations += loop.iterations
+        self.history.extend(loop.history)
+        if loop.feasible is not None:
+            self.feasible = loop.feasible
+        return self
+
+
+class Pruner(Protocol):
+    scope: str
+
+    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome: ...
+
+
+@dataclass
+class PruneResult:
+    """The masks a pruner produced, with its cost (iterations and wall time)."""
+
+    masks: Masks
+    train_iterations: int
+    wall_seconds: float
+    history: list[dict[str, float]]
+    feasible: bool | None
+
+
+def check_sparsity_arg(sparsity: float) -> None:
+    if not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+
+
+def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) -> PruneResult:
+    """Prune ``model`` in place with ``pruner``; time it and check the achieved sparsity."""
+    check_sparsity_arg(sparsity)
+    torch.manual_seed(task.seed)
+    start = time.perf_counter()
+    outcome = pruner.prune(model, sparsity, task)
+    wall = time.perf_counter() - start
+    masks = get_masks(model)
+    check_sparsity(masks, sparsity, scope=getattr(pruner, "scope", "global"))
+    return PruneResult(masks, outcome.train_iterations, wall, outcome.history, outcome.feasible)
+
+
+def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
+    """``|theta|`` of every prunable weight."""
+    return {name: p.detach().abs().clone() for name, p in prunable_parameters(model).items()}
+
+
+def snip_scores(model: nn.Module, task: Task, n_batches: int = 4) -> dict[str, Tensor]:
+    """SNIP connection sensitivity ``|theta * dL/dtheta|`` summed over a few training batches
+    (Lee, Ajanthan & Torr, ICLR 2019), at the model's current weights."""
+    from fairprune.engine import stratified_batches
+
+    device = task.train.device
+    params = prunable_parameters(model)
+    gen = torch.Generator().manual_seed(task.seed)
+    batches = stratified_batches(task.splits.train, task.train.batch_size, gen, task.splits.n_groups)
+    model.to(device).train()
+    grads = {name: torch.zeros_like(p) for name, p in params.items()}
+    for _ in range(n_batches):
+        batch = next(batches)
+        model.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(batch.x.to(device)), batch.y.to(device))
+        loss.backward()
+        for name, p in params.items():
+            if p.grad is not None:
+                grads[name] += p.grad.detach()
+    model.zero_grad(set_to_none=True)
+    return {name: (p.detach() * grads[name]).abs() for name, p in params.items()}
+
+
+def prune_and_finetune(
+    model: nn.Module,
+    scores: dict[str, Tensor],
+    sparsity: float,
+    task: Task,
+    *,
+    scope: str,
+    finetune_steps: int,
+    fair: bool,
+    desc: str,
+) -> Outcome:
+    """Mask the lowest scores, then fine-tune the weights (with the fairness term if ``fair``)."""
+    apply_masks(model, topk_masks(scores, sparsity, scope=scope))
+    outcome = Outcome()
+    if finetune_steps > 0:
+        constraint = task.constraint() if fair else None
+        outcome.add(train_weights(model, task, finetune_steps, constraint=constraint, desc=desc))
+    return outcome

@@ -1,0 +1,183 @@
+"""BiFP: bi-level fair pruning (Dai et al., arXiv 2312.10181), on BiP's update (Zhang et al.,
+NeurIPS 2022).
+
+Upper level: real mask scores ``s``; the forward pass uses ``m = TopK(s, k)``. Lower level: the
+weights ``theta`` under ``m``. Each level's loss is ``CE + lambda_level * c * Phi`` with ``Phi``
+the fairness surrogate and ``c`` the penalty strength or the Lagrange multiplier.
+
+Mask gradient (straight-through top-k plus BiP's implicit-gradient correction, with the
+lower level regularised by ``gamma/2 ||theta||^2`` and the loss Hessian in ``theta`` dropped)::
+
+    g = d loss / d(m * theta)          # one backward pass, recorded on the mask parametrization
+    grad_s = theta * g - (1 / gamma) * m * g * g
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fairprune.data.base import GroupData
+from fairprune.engine import Task, make_optimizer, run_loop, train_weights
+from fairprune.masks import (
+    apply_masks,
+    capture_effective_grads,
+    effective_weight_grads,
+    get_masks,
+    prunable_parameters,
+    topk_masks,
+)
+from fairprune.pruners.base import Outcome, magnitude_scores, snip_scores
+
+__all__ = ["BiFP", "MASK_INITS", "SCHEDULES"]
+
+MASK_INITS = ("magnitude", "random", "uniform", "snip")
+SCHEDULES = ("alternating", "joint")
+
+
+@dataclass(frozen=True)
+class BiFP:
+    """Bi-level fair pruning.
+
+    Attributes:
+        scope: Top-k scope, ``"global"`` or ``"layer"``.
+        mask_fairness: lambda_m, weight of the fairness term in the upper (mask) level.
+        weight_fairness: lambda_w, weight of the fairness term in the lower (weight) level.
+        steps: Bi-level steps (an alternating step costs two iterations, a joint step one).
+        schedule: ``"alternating"`` (the paper's: lower then upper on separate batches) or
+            ``"joint"`` (both gradients from one backward pass; needs lambda_m == lambda_w).
+        mask_lr: Adam learning rate on the scores (scores start with unit RMS).
+        gamma: Lower-level regularisation in BiP's implicit gradient; larger = smaller correction.
+        mask_init: Initial scores: ``"magnitude"`` (|theta|), ``"random"`` (|N(0,1)|),
+            ``"uniform"`` (U(0,1)) or ``"snip"`` (|theta * dL/dtheta|).
+        finetune_steps: Weight-only fine-tuning with the mask fixed, after the bi-level phase.
+    """
+
+    scope: str = "global"
+    mask_fairness: float = 1.0
+    weight_fairness: float = 1.0
+    steps: int = 300
+    schedule: str = "alternating"
+    mask_lr: float = 0.01
+    gamma: float = 1.0
+    mask_init: str = "magnitude"
+    finetune_steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        if self.mask_init not in MASK_INITS:
+            raise ValueError(f"unknown mask_init {self.mask_init!r}; expected one of {MASK_INITS}")
+        if self.schedule == "joint" and self.mask_fairness != self.weight_fairness:
+            raise ValueError(
+                "the joint schedule takes both gradients from one loss, so it needs "
+                f"mask_fairness == weight_fairness; got {self.mask_fairness} and {self.weight_fairness}"
+            )
+        if self.gamma <= 0 or self.mask_lr <= 0 or self.steps < 0 or self.finetune_steps < 0:
+            raise ValueError("expected gamma > 0, mask_lr > 0, steps >= 0 and finetune_steps >= 0")
+
+    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        device = task.train.device
+        model.to(device).train()
+        outcome = Outcome()
+        scores = self._initial_scores(model, task)
+        if self.mask_init == "snip":
+            outcome.train_iterations += 4
+        apply_masks(model, topk_masks(scores, sparsity, scope=self.scope))
+        fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
+        constraint = task.constraint() if fair else None
+        score_params = {n: nn.Parameter(s.to(device)) for n, s in scores.items()}
+        mask_opt = torch.optim.Adam(list(score_params.values()), lr=self.mask_lr)
+        weights = [p for p in model.parameters() if p.requires_grad]
+        weight_opt = make_optimizer(weights, task.train)
+        upper = _UpperStep(model, score_params, mask_opt, sparsity, self.scope, self.gamma)
+
+        def loss_of(batch: GroupData, fairness_weight: float) -> Tensor:
+            x, y, g = batch.x.to(device), batch.y.to(device), batch.groups.to(device)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            if constraint is not None:
+                loss = loss + constraint.term(logits, y, g, weight=fairness_weight)
+            return loss
+
+        def alternating(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
+            loss_w = loss_of(next_batch(), self.weight_fairness)  # lower: weights
+            weight_opt.zero_grad(set_to_none=True)
+            loss_w.backward()
+            weight_opt.step()
+            capture_effective_grads(model, True)  # upper: mask scores
+            loss_m = loss_of(next_batch(), self.mask_fairness)
+            loss_m.backward()
+            upper.step()
+            weight_opt.zero_grad(set_to_none=True)  # drop the upper pass's weight gradients
+            return float(loss_m.detach()), 2
+
+        def joint(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
+            capture_effective_grads(model, True)
+            loss = loss_of(next_batch(), self.weight_fairness)
+            weight_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            weight_opt.step()
+            upper.step()
+            return float(loss.detach()), 1
+
+        step_fn = alternating if self.schedule == "alternating" else joint
+        try:
+            loop = run_loop(model, task, self.steps, step_fn, constraint=constraint, desc="bifp")
+        finally:
+            capture_effective_grads(model, False)
+        outcome.add(loop)
+        if self.finetune_steps > 0:
+            ft_constraint = constraint if self.weight_fairness > 0 else None
+            outcome.add(
+                train_weights(
+                    model, task, self.finetune_steps, constraint=ft_constraint, desc="bifp finetune"
+                )
+            )
+        return outcome
+
+    def _initial_scores(self, model: nn.Module, task: Task) -> dict[str, Tensor]:
+        gen = torch.Generator().manual_seed(task.seed)
+        params = prunable_parameters(model)
+        if self.mask_init == "magnitude":
+            scores = magnitude_scores(model)
+        elif self.mask_init == "snip":
+            scores = snip_scores(model, task)
+        elif self.mask_init == "random":
+            scores = {n: torch.randn(p.shape, generator=gen).abs() for n, p in params.items()}
+        else:
+            scores = {n: torch.rand(p.shape, generator=gen) for n, p in params.items()}
+        # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free
+        rms = torch.sqrt(torch.cat([s.reshape(-1) ** 2 for s in scores.values()]).mean())
+        return {n: (s.float() / rms.clamp_min(1e-12)).to(params[n].device) for n, s in scores.items()}
+
+
+class _UpperStep:
+    """Turns the recorded ``g`` into score gradients, steps the scores, re-thresholds the mask."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scores: dict[str, nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        sparsity: float,
+        scope: str,
+        gamma: float,
+    ) -> None:
+        self.model, self.scores, self.optimizer = model, scores, optimizer
+        self.sparsity, self.scope, self.gamma = sparsity, scope, gamma
+
+    def step(self) -> None:
+        grads = effective_weight_grads(self.model)
+        theta = prunable_parameters(self.model)
+        masks = get_masks(self.model)
+        for name, score in self.scores.items():
+            g = grads[name]
+            score.grad = (theta[name].detach() * g - masks[name] * g * g / self.gamma).to(score.dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        capture_effective_grads(self.model, False)
+        apply_masks(self.model, topk_masks(dict(self.scores), self.sparsity, scope=self.scope))
