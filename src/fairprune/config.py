@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fairprune.engine import TrainConfig
+from fairprune.fairness.constraints import FairnessObjective
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,7 +57,7 @@ class FairnessConfig:
     metric: str = "equalized_odds"
     tolerance: float | str = "dense"
     mode: str = "lagrangian"
-    strength: float = 20.0
+    strength: float = 5.0
     temperature: float = 1.0
 
 
@@ -145,6 +146,8 @@ def _validate(cfg: ExperimentConfig) -> None:
     tol = cfg.fairness.tolerance
     if isinstance(tol, str) and tol != "dense":
         raise ValueError(f"fairness.tolerance must be a number >= 0 or 'dense', got {tol!r}")
+    f = cfg.fairness
+    FairnessObjective(f.metric, 0.0 if tol == "dense" else float(tol), f.mode, f.strength, f.temperature)
 
 
 def _parse_value(text: str) -> Any:

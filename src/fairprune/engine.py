@@ -32,6 +32,8 @@ __all__ = [
     "run_loop",
     "train_weights",
     "make_optimizer",
+    "CheckpointSelector",
+    "clipped_step",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,10 @@ class TrainConfig:
         weight_decay: L2 weight decay on the weights.
         dense_steps: Iterations to train the dense model.
         eval_every: Iterations between validation checks (dual updates, checkpoint selection).
+        selection_band: Validation accuracy band within which a constrained run prefers the
+            fairer checkpoint (see :class:`CheckpointSelector`).
+        grad_clip: Clip the weights' gradient norm to this (0: off). A large multiplier on a
+            heavily pruned model otherwise takes steps that kill every ReLU for good.
         device: Torch device name.
     """
 
@@ -55,6 +61,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     dense_steps: int = 1500
     eval_every: int = 25
+    selection_band: float = 0.005
+    grad_clip: float = 1.0
     device: str = "cpu"
 
 
@@ -144,6 +152,14 @@ def make_optimizer(params: Any, config: TrainConfig, lr: float | None = None) ->
     )
 
 
+def clipped_step(optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
+    """``optimizer.step()`` after clipping the gradient norm to ``config.grad_clip``."""
+    if config.grad_clip > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+
+
 StepFn = Callable[[Callable[[], GroupData]], tuple[float, int]]
 
 
@@ -155,14 +171,14 @@ def run_loop(
     *,
     constraint: Constraint | None,
     desc: str,
-    extra_state: Callable[[], dict[str, float]] | None = None,
+    selector: CheckpointSelector | None = None,
 ) -> LoopResult:
     """Run ``steps`` calls of ``step_fn``, validating every ``eval_every`` steps.
 
     ``step_fn(next_batch) -> (loss, iterations)`` does one update. At each validation the
-    exact violation feeds the constraint's dual step, a history row is logged, and the model
-    state is kept if it is the best so far: highest validation accuracy among states within
-    the tolerance (or, when none is, the smallest violation). That state is restored at the end.
+    exact violation feeds the constraint's dual step, a history row is logged, and the state
+    is offered to a :class:`CheckpointSelector`, whose choice is restored at the end. Pass one
+    ``selector`` to several loops (phases of one method) to choose across all of them.
 
     Raises:
         ValueError: If the loss becomes NaN or infinite (naming the step).
@@ -171,7 +187,8 @@ def run_loop(
     gen = torch.Generator().manual_seed(task.seed)
     batches = stratified_batches(task.splits.train, cfg.batch_size, gen, task.splits.n_groups)
     result = LoopResult()
-    best: tuple[tuple[float, float], dict[str, Tensor]] | None = None
+    if selector is None:
+        selector = CheckpointSelector(constrained=constraint is not None, band=cfg.selection_band)
     prev_masks = get_masks(model)
     running = math.nan
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not task.progress, leave=False)
@@ -185,19 +202,64 @@ def run_loop(
             )
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:
-            row, key = _validate(model, task, constraint, step, running, prev_masks)
+            row = _validate(model, task, constraint, step, running, prev_masks)
             prev_masks = get_masks(model)
-            if extra_state is not None:
-                row.update(extra_state())
             result.history.append(row)
-            if best is None or key > best[0]:
-                best = (key, copy.deepcopy(model.state_dict()))
+            selector.offer(row["val_accuracy"], row["violation"], constraint, model)
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
-    if best is not None:
-        model.load_state_dict(best[1])
+    chosen = selector.choose()
+    if chosen is not None:
+        model.load_state_dict(chosen.state)
         if constraint is not None:
-            result.feasible = best[0][0] == 1.0
+            result.feasible = chosen.feasible
     return result
+
+
+@dataclass
+class _Candidate:
+    accuracy: float
+    violation: float
+    feasible: bool
+    state: dict[str, Tensor]
+
+
+class CheckpointSelector:
+    """Model selection on the validation split.
+
+    Unconstrained: the most accurate state. Constrained: among states within the tolerance,
+    those within ``band`` of the best feasible accuracy (differences the validation noise cannot
+    resolve) and, among them, the fairest; when no state is within the tolerance, the one with
+    the smallest violation.
+    """
+
+    def __init__(self, *, constrained: bool, band: float) -> None:
+        self.constrained, self.band = constrained, band
+        self.feasible: list[_Candidate] = []
+        self.fallback: _Candidate | None = None
+
+    def offer(
+        self, accuracy: float, violation: float, constraint: Constraint | None, model: nn.Module
+    ) -> None:
+        ok = constraint is None or constraint.satisfied(violation)
+        if not ok:
+            if not self.feasible and (self.fallback is None or violation < self.fallback.violation):
+                self.fallback = _Candidate(accuracy, violation, False, copy.deepcopy(model.state_dict()))
+            return
+        best = max((c.accuracy for c in self.feasible), default=-math.inf)
+        band = self.band if self.constrained else 0.0
+        if accuracy < best - band or (not self.constrained and accuracy <= best):
+            return
+        self.feasible.append(_Candidate(accuracy, violation, True, copy.deepcopy(model.state_dict())))
+        top = max(best, accuracy)
+        self.feasible = [c for c in self.feasible if c.accuracy >= top - band]
+        self.fallback = None
+
+    def choose(self) -> _Candidate | None:
+        if self.feasible:
+            if not self.constrained:
+                return max(self.feasible, key=lambda c: c.accuracy)
+            return min(self.feasible, key=lambda c: (c.violation, -c.accuracy))
+        return self.fallback
 
 
 def _validate(
@@ -207,7 +269,7 @@ def _validate(
     step: int,
     loss: float,
     prev_masks: dict[str, Tensor],
-) -> tuple[dict[str, float], tuple[float, float]]:
+) -> dict[str, float]:
     val = task.splits.val
     pred = predict(model, val, device=task.train.device)
     accuracy = float((pred == val.y).float().mean())
@@ -222,13 +284,11 @@ def _validate(
     }
     if constraint is None:
         row.update(violation=math.nan, multiplier=math.nan)
-        return row, (1.0, accuracy)
+        return row
     violation = constraint.violation(val.y, pred, val.groups)
     constraint.dual_step(violation)
     row.update(violation=violation, **constraint.state())
-    if constraint.satisfied(violation):
-        return row, (1.0, accuracy)
-    return row, (0.0, -violation)
+    return row
 
 
 def train_weights(
@@ -239,6 +299,7 @@ def train_weights(
     constraint: Constraint | None = None,
     lr: float | None = None,
     desc: str = "train",
+    selector: CheckpointSelector | None = None,
 ) -> LoopResult:
     """Train the weights (masks fixed) on ``CE + [fairness term]`` for ``steps`` iterations."""
     device = task.train.device
@@ -254,7 +315,7 @@ def train_weights(
             loss = loss + constraint.term(logits, y, g)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        clipped_step(optimizer, task.train)
         return float(loss.detach()), 1
 
-    return run_loop(model, task, steps, step_fn, constraint=constraint, desc=desc)
+    return run_loop(model, task, steps, step_fn, constraint=constraint, desc=desc, selector=selector)

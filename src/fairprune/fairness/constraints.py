@@ -34,13 +34,19 @@ class FairnessObjective:
         mode: ``"penalty"`` or ``"lagrangian"``.
         strength: lambda for ``penalty``; the dual step eta for ``lagrangian``.
         temperature: Temperature T of the soft surrogate.
+        scale_free: Divide the logits by their batch RMS (centred over classes, detached) before
+            the surrogate. Soft rates ``sigmoid(f/T)`` are otherwise equalised for free by shrinking
+            every logit towards 0 (all rates -> 1/2), a degenerate direction that drives a heavily
+            pruned model to a constant predictor; with the scale detached, only *relative*
+            changes between groups lower Phi.
     """
 
     metric: str = "equalized_odds"
     tolerance: float = 0.0
     mode: str = "lagrangian"
-    strength: float = 20.0
+    strength: float = 5.0
     temperature: float = 1.0
+    scale_free: bool = True
 
     def __post_init__(self) -> None:
         if self.metric not in SURROGATES:
@@ -66,6 +72,8 @@ class Constraint:
     def surrogate(self, logits: Tensor, y: Tensor, groups: Tensor) -> Tensor:
         """The differentiable violation Phi of one batch (0 if the batch lacks groups)."""
         fn = SURROGATES[self.objective.metric]
+        if self.objective.scale_free:
+            logits = logits / _logit_scale(logits)
         return fn(logits, y, groups=groups, n_groups=self.n_groups, temperature=self.objective.temperature)
 
     def term(self, logits: Tensor, y: Tensor, groups: Tensor, *, weight: float = 1.0) -> Tensor:
@@ -93,3 +101,12 @@ class Constraint:
 
     def state(self) -> dict[str, float]:
         return {"multiplier": self.multiplier if self.objective.mode == "lagrangian" else math.nan}
+
+
+def _logit_scale(logits: Tensor) -> Tensor:
+    """RMS of the class-centred logits of a batch, detached (a scalar >= 1e-3)."""
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        centred = logits.detach()
+    else:
+        centred = logits.detach() - logits.detach().mean(dim=-1, keepdim=True)  # (N, C)
+    return centred.pow(2).mean().sqrt().clamp_min(1e-3)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.data.base import GroupData
-from fairprune.engine import Task, make_optimizer, run_loop, train_weights
+from fairprune.engine import CheckpointSelector, Task, clipped_step, make_optimizer, run_loop, train_weights
 from fairprune.masks import (
     apply_masks,
     capture_effective_grads,
@@ -61,7 +61,7 @@ class BiFP:
     weight_fairness: float = 1.0
     steps: int = 300
     schedule: str = "alternating"
-    mask_lr: float = 0.01
+    mask_lr: float = 0.05
     gamma: float = 1.0
     mask_init: str = "magnitude"
     finetune_steps: int = 100
@@ -107,7 +107,7 @@ class BiFP:
             loss_w = loss_of(next_batch(), self.weight_fairness)  # lower: weights
             weight_opt.zero_grad(set_to_none=True)
             loss_w.backward()
-            weight_opt.step()
+            clipped_step(weight_opt, task.train)
             capture_effective_grads(model, True)  # upper: mask scores
             loss_m = loss_of(next_batch(), self.mask_fairness)
             loss_m.backward()
@@ -120,13 +120,16 @@ class BiFP:
             loss = loss_of(next_batch(), self.weight_fairness)
             weight_opt.zero_grad(set_to_none=True)
             loss.backward()
-            weight_opt.step()
+            clipped_step(weight_opt, task.train)
             upper.step()
             return float(loss.detach()), 1
 
         step_fn = alternating if self.schedule == "alternating" else joint
+        selector = CheckpointSelector(constrained=constraint is not None, band=task.train.selection_band)
         try:
-            loop = run_loop(model, task, self.steps, step_fn, constraint=constraint, desc="bifp")
+            loop = run_loop(
+                model, task, self.steps, step_fn, constraint=constraint, desc="bifp", selector=selector
+            )
         finally:
             capture_effective_grads(model, False)
         outcome.add(loop)
@@ -134,7 +137,12 @@ class BiFP:
             ft_constraint = constraint if self.weight_fairness > 0 else None
             outcome.add(
                 train_weights(
-                    model, task, self.finetune_steps, constraint=ft_constraint, desc="bifp finetune"
+                    model,
+                    task,
+                    self.finetune_steps,
+                    constraint=ft_constraint,
+                    desc="bifp finetune",
+                    selector=selector,
                 )
             )
         return outcome

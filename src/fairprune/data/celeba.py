@@ -1,0 +1,174 @@
+"""CelebA (Liu et al., ICCV 2015) from its files on disk, in torchvision's layout or the CSV variant.
+
+torchvision's layout (the official text files)::
+
+    root/img_align_celeba/000001.jpg ...
+    root/list_attr_celeba.txt        image count; the 40 attribute names; "000001.jpg -1  1 ..." rows
+    root/list_eval_partition.txt     "000001.jpg 0" rows (0 train, 1 val, 2 test)
+    root/identity_CelebA.txt         "000001.jpg 2880" rows (only for split_mode="identity")
+
+The CSV variant (as on Kaggle) has ``list_attr_celeba.csv`` (an ``image_id`` column and the 40
+attributes as +-1), ``list_eval_partition.csv`` (``image_id,partition``), and may nest the images in
+``img_align_celeba/img_align_celeba/``; the text files win when both are present.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairprune.data.base import Splits
+from fairprune.data.labelled_images import LabelledImages, grouped_split_indices, present_mask
+
+__all__ = ["load_celeba"]
+
+logger = logging.getLogger(__name__)
+
+_FRACTIONS = (0.7, 0.15, 0.15)
+
+
+def _find(root: Path, names: tuple[str, ...], what: str) -> Path:
+    """The first of ``names`` that exists under ``root``."""
+    for name in names:
+        if (root / name).is_file():
+            return root / name
+    raise ValueError(f"expected CelebA's {what} at {root} as one of {list(names)}; none exists")
+
+
+def _image_dir(root: Path) -> Path:
+    for directory in (root / "img_align_celeba" / "img_align_celeba", root / "img_align_celeba"):
+        if directory.is_dir():
+            return directory
+    raise ValueError(
+        f"expected CelebA's images in the folder {str(root / 'img_align_celeba')!r}; it is absent"
+    )
+
+
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    """An annotation file as a frame indexed by image file name (text or CSV, by suffix)."""
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(path).set_index("image_id")
+        if what == "attributes":
+            with path.open() as file:
+                count = file.readline().strip()
+            frame = pd.read_csv(path, sep=r"\s+", skiprows=1, header=0)  # rows have 1 more field
+            if not count.isdigit() or len(frame) != int(count):
+                logger.warning("%s announces %r images but lists %d", path, count, len(frame))
+            return frame
+        return pd.read_csv(path, sep=r"\s+", header=None, index_col=0, dtype={0: str})
+    except (ValueError, KeyError, pd.errors.ParserError) as error:
+        raise ValueError(f"could not parse CelebA's {what} file {str(path)!r}: {error}") from error
+
+
+def _column(table: pd.DataFrame, files: pd.Index, path: Path, what: str) -> np.ndarray:
+    """The single column of ``table`` for ``files``; every file must be present."""
+    absent = files.difference(table.index)
+    if len(absent):
+        raise ValueError(
+            f"{len(absent)} of {len(files)} images of the attribute file lack a {what} in {str(path)!r}, "
+            f"e.g. {list(absent[:5])}"
+        )
+    return table.reindex(files).iloc[:, 0].to_numpy(np.int64)
+
+
+def _attribute(attributes: pd.DataFrame, name: str, role: str) -> np.ndarray:
+    """Attribute ``name`` as 0 (-1 in the file) / 1 (+1)."""
+    if name not in attributes.columns:
+        raise ValueError(f"unknown CelebA {role} {name!r}; expected one of {list(attributes.columns)}")
+    values = attributes[name].to_numpy()
+    if not np.isin(values, (-1, 1)).all():
+        raise ValueError(
+            f"expected CelebA attribute {name!r} to be +-1; it has values {sorted(set(values))[:5]}"
+        )
+    return (values == 1).astype(np.int64)
+
+
+def load_celeba(
+    root: str | os.PathLike[str],
+    *,
+    target: str = "Blond_Hair",
+    sensitive_attribute: str = "Male",
+    resolution: int = 64,
+    split_mode: str = "official",
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    missing: str = "error",
+) -> Splits:
+    """Load CelebA with a binary target attribute and a binary sensitive attribute.
+
+    Class 1 is the target attribute present (+1), class 0 absent (-1): class names
+    ``("not <target>", "<target>")``. Group 1 is the sensitive attribute present, group 0 absent:
+    group names ``("not <attribute>", "<attribute>")``, e.g. ``("not Male", "Male")`` (CelebA's
+    annotation is binary; "not Male" is what it records, so that is the name).
+
+    Args:
+        root: Folder holding the images and annotation files (see the module docstring).
+        target: Attribute to predict, e.g. ``"Blond_Hair"``, ``"Bags_Under_Eyes"``.
+        sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``.
+        resolution: Side ``R`` of the square images.
+        split_mode: ``"official"`` (``list_eval_partition``), or ``"identity"``: a seeded re-split
+            0.7/0.15/0.15 in which each identity (``identity_CelebA.txt``) lies in one split,
+            near-stratified by (target, group) cell (see ``grouped_split_indices``).
+        seed: Seed of the identity re-split.
+        cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
+        limit: Keep only the first ``limit`` images of each split, in file order (for quick runs).
+        missing: What to do with images that the attribute file lists but the image folder lacks
+            (e.g. a subset of CelebA's images with the full attribute file): ``"error"``, or
+            ``"skip"`` them (logged). The default is ``"error"`` because a silently smaller dataset
+            is a worse surprise than a message; the shared development subset's annotation files
+            list exactly its 15,723 images, so it loads either way.
+
+    Returns:
+        Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
+        memory; convert batches with ``fairprune.data.images.to_float``.
+    """
+    if split_mode not in ("official", "identity"):
+        raise ValueError(f"split_mode must be 'official' or 'identity'; received {split_mode!r}")
+    if target == sensitive_attribute:
+        raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"expected CelebA's folder at {str(root)!r}; it is not a directory")
+    attr_path = _find(root, ("list_attr_celeba.txt", "list_attr_celeba.csv"), "attribute file")
+    attributes = _read_table(attr_path, "attributes")
+    y = _attribute(attributes, target, "target")
+    groups = _attribute(attributes, sensitive_attribute, "sensitive attribute")
+    image_dir = _image_dir(root)
+    paths = [image_dir / str(name) for name in attributes.index]
+    keep = present_mask(paths, missing=missing, listed_in=str(attr_path))
+    files = attributes.index[keep]
+    if split_mode == "official":
+        part_path = _find(root, ("list_eval_partition.txt", "list_eval_partition.csv"), "partition file")
+        partition = _column(_read_table(part_path, "partition"), files, part_path, "partition")
+        if not np.isin(partition, (0, 1, 2)).all():
+            raise ValueError(
+                f"expected partition ids 0, 1, 2 in {str(part_path)!r}; found {np.unique(partition)}"
+            )
+        indices = (
+            np.flatnonzero(partition == 0),
+            np.flatnonzero(partition == 1),
+            np.flatnonzero(partition == 2),
+        )
+    else:
+        id_path = _find(root, ("identity_CelebA.txt",), "identity file")
+        identity = _column(_read_table(id_path, "identity"), files, id_path, "identity")
+        strata = y[keep] * 2 + groups[keep]
+        indices = grouped_split_indices(identity, strata, _FRACTIONS, seed)
+    images = LabelledImages(
+        name="celeba",
+        target=target,
+        sensitive_attribute=sensitive_attribute,
+        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
+        y=y[keep],
+        groups=groups[keep],
+        class_names=(f"not {target}", target),
+        group_names=(f"not {sensitive_attribute}", sensitive_attribute),
+        root=root,
+    )
+    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)

@@ -1,0 +1,140 @@
+"""FairFace (Kärkkäinen and Joo, WACV 2021) from its label CSVs and image folders.
+
+Layout::
+
+    root/fairface_label_train.csv   file,age,gender,race,service_test   ("train/1.jpg",...)
+    root/fairface_label_val.csv     same columns                        ("val/1.jpg",...)
+    root/train/1.jpg, root/val/1.jpg ...   (the ``file`` paths, relative to ``image_root``)
+
+FairFace ships a train and a validation set only. This loader keeps the official train set as
+train and cuts the official validation set into val and test (``test_fraction`` of it, seeded and
+stratified by (target, group) cell), so that both evaluation splits are race-balanced held-out
+data as FairFace intends, and no training image is ever evaluated on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.image_csv import categorical_codes, check_columns, read_label_csv
+from fairprune.data.labelled_images import LabelledImages, present_mask
+
+__all__ = ["load_fairface"]
+
+ORDERS: dict[str, tuple[str, ...]] = {
+    "gender": ("Male", "Female"),
+    "race": (
+        "White",
+        "Black",
+        "Latino_Hispanic",
+        "East Asian",
+        "Southeast Asian",
+        "Indian",
+        "Middle Eastern",
+    ),
+    "age": ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70"),
+}
+"""Id order of FairFace's labels; values outside these follow, sorted."""
+_AGE_EDGES = {"0-2": 0, "3-9": 3, "10-19": 10, "20-29": 20, "30-39": 30, "40-49": 40, "50-59": 50}
+_AGE_EDGES |= {"60-69": 60, "more than 70": 70}
+
+
+def _labels(frame: pd.DataFrame, name: str, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Ids and names of a column (``"gender"``, ``"race"``, ``"age"``, ...) or of ``"age>=N"``."""
+    match = re.fullmatch(r"age>=(\d+)", name.replace(" ", ""))
+    if match is None:
+        check_columns(frame, {"label": name}, source)
+        return categorical_codes(frame[name], order=ORDERS.get(name, ()))
+    threshold = int(match.group(1))
+    if threshold not in _AGE_EDGES.values():
+        raise ValueError(
+            f"'age>=N' needs N at a FairFace age bin edge {sorted(_AGE_EDGES.values())}; received {name!r}"
+        )
+    unknown = sorted(set(frame["age"].astype(str)) - set(_AGE_EDGES))
+    if unknown:
+        raise ValueError(f"unknown FairFace age bins {unknown} in {source}; expected {list(_AGE_EDGES)}")
+    ids = (frame["age"].astype(str).map(_AGE_EDGES) >= threshold).to_numpy(np.int64)
+    return ids, (f"age<{threshold}", f"age>={threshold}")
+
+
+def load_fairface(
+    root: str | os.PathLike[str],
+    *,
+    target: str = "gender",
+    sensitive_attribute: str = "race",
+    resolution: int = 64,
+    seed: int = 0,
+    test_fraction: float = 0.5,
+    image_root: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    missing: str = "error",
+) -> Splits:
+    """Load FairFace with a target and a sensitive attribute from its label columns.
+
+    Ids follow FairFace's orders (``ORDERS``): gender ``Male``, ``Female``; race ``White``,
+    ``Black``, ``Latino_Hispanic``, ``East Asian``, ``Southeast Asian``, ``Indian``,
+    ``Middle Eastern``; age bins ``0-2`` ... ``more than 70``; labels absent from the data are
+    left out. ``"age>=N"`` (N a bin edge) is binary: ``age<N``, ``age>=N``.
+
+    Args:
+        root: Folder holding ``fairface_label_train.csv`` and ``fairface_label_val.csv``.
+        target: ``"gender"``, ``"race"``, ``"age"``, ``"age>=N"`` or another column.
+        sensitive_attribute: As ``target``; default ``"race"`` (7 groups).
+        resolution: Side ``R`` of the square images.
+        seed: Seed of the cut of the official validation set.
+        test_fraction: Share of the official validation set that becomes the test split.
+        image_root: Folder the ``file`` paths are relative to (default ``root``).
+        cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
+        limit: Keep only the first ``limit`` images of each split (for quick runs).
+        missing: Images named in the CSVs but absent: ``"error"`` or ``"skip"`` (logged).
+
+    Returns:
+        Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
+        memory; convert batches with ``fairprune.data.images.to_float``.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"expected 0 < test_fraction < 1; received {test_fraction}")
+    if target == sensitive_attribute:
+        raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
+    root = Path(root)
+    tables = []
+    for part in ("train", "val"):
+        path = root / f"fairface_label_{part}.csv"
+        table = read_label_csv(path, f"FairFace's {part} labels (file,age,gender,race,service_test)")
+        check_columns(table, {"path": "file"}, repr(str(path)))
+        tables.append(table.assign(_official=part))
+    frame = pd.concat(tables, ignore_index=True)
+    images_root = root if image_root is None else Path(image_root)
+    paths = [images_root / str(p) for p in frame["file"]]
+    keep = present_mask(paths, missing=missing, listed_in=f"FairFace's label CSVs in {str(root)!r}")
+    frame = frame[keep].reset_index(drop=True)
+    y, class_names = _labels(frame, target, "FairFace's label CSVs")
+    groups, group_names = _labels(frame, sensitive_attribute, "FairFace's label CSVs")
+    images = LabelledImages(
+        name="fairface",
+        target=target,
+        sensitive_attribute=sensitive_attribute,
+        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
+        y=y,
+        groups=groups,
+        class_names=class_names,
+        group_names=group_names,
+        root=images_root,
+    )
+    official_val = np.flatnonzero(frame["_official"].to_numpy() == "val")
+    half = (1 - test_fraction) / 2
+    first, second, test = stratified_split_indices(
+        images.strata[official_val], (half, half, test_fraction), seed
+    )
+    val = official_val[np.sort(np.concatenate([first, second]))]  # the first two parts make val
+    train = np.flatnonzero(frame["_official"].to_numpy() == "train")
+    return images.to_splits(
+        (train, val, official_val[test]), resolution=resolution, cache_dir=cache_dir, limit=limit
+    )

@@ -1,0 +1,148 @@
+"""LFW (Huang et al., 2007) with the attribute file of Kumar et al. (ICCV 2009).
+
+Layout::
+
+    root/lfw_attributes.txt                      "# N images, K attributes" comment,
+                                                 "#<TAB>person<TAB>imagenum<TAB><name>..." header,
+                                                 then TAB-separated rows "AJ Cook<TAB>1<TAB>-1.0 ..."
+    root/lfw/AJ_Cook/AJ_Cook_0001.jpg            (or lfw-deepfunneled/, lfw_funneled/)
+
+The attributes are real-valued scores (classifier outputs); a score above 0 is the attribute
+present. Attribute names may be given in the file's spelling (``"Wavy Hair"``) or with
+underscores (``"Wavy_Hair"``): names are matched ignoring case, spaces, underscores and punctuation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.labelled_images import LabelledImages, grouped_split_indices, present_mask
+
+__all__ = ["load_lfw"]
+
+_IMAGE_DIRS = ("lfw", "lfw-deepfunneled", "lfw_funneled")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _read_attributes(path: Path) -> pd.DataFrame:
+    """The attribute file as a frame with columns ``person``, ``imagenum`` and the attributes."""
+    if not path.is_file():
+        raise ValueError(f"expected LFW's attribute file at {str(path)!r} (lfw_attributes.txt); it is absent")
+    with path.open() as file:
+        file.readline()  # "# 13143 images, 73 attributes"
+        header = file.readline().rstrip("\n").lstrip("#").strip("\t ").split("\t")
+    if header[:2] != ["person", "imagenum"] or len(header) < 3:
+        raise ValueError(
+            f"expected line 2 of {str(path)!r} to be '#<TAB>person<TAB>imagenum<TAB><attribute names>'; "
+            f"received fields {header[:5]}"
+        )
+    try:
+        frame = pd.read_csv(
+            path, sep="\t", skiprows=2, header=None, names=header, keep_default_na=False, na_values=[""]
+        )
+        scores = frame[header[2:]].astype(np.float64)
+        imagenum = frame["imagenum"].astype(np.int64)
+    except (ValueError, pd.errors.ParserError) as error:
+        raise ValueError(f"could not parse LFW's attribute file {str(path)!r}: {error}") from error
+    if scores.isna().any().any():
+        raise ValueError(f"LFW's attribute file {str(path)!r} has missing scores (rows with too few fields)")
+    return pd.concat([frame["person"].astype(str), imagenum, scores], axis=1)
+
+
+def _attribute(frame: pd.DataFrame, name: str, role: str) -> tuple[str, np.ndarray]:
+    """The file's column for ``name``, binarised: 1 where the score is above 0."""
+    columns = {_key(c): c for c in frame.columns[2:]}
+    if _key(name) not in columns:
+        raise ValueError(f"unknown LFW {role} {name!r}; expected one of {list(frame.columns[2:])}")
+    return columns[_key(name)], (frame[columns[_key(name)]].to_numpy() > 0).astype(np.int64)
+
+
+def _image_dir(root: Path, image_dir: str | None) -> Path:
+    names = _IMAGE_DIRS if image_dir is None else (image_dir,)
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise ValueError(f"expected LFW's images in a folder {list(names)} under {str(root)!r}; none exists")
+
+
+def load_lfw(
+    root: str | os.PathLike[str],
+    *,
+    target: str = "Wavy_Hair",
+    sensitive_attribute: str = "Male",
+    resolution: int = 64,
+    seed: int = 0,
+    split_by_person: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    missing: str = "error",
+    image_dir: str | None = None,
+) -> Splits:
+    """Load LFW with a binary target attribute and a binary sensitive attribute.
+
+    Class 1 is a target score above 0: class names ``("not <target>", "<target>")``; group 1 a
+    sensitive score above 0: group names ``("not <attribute>", "<attribute>")``, e.g.
+    ``("not Male", "Male")``. Names are kept as passed (``"Wavy_Hair"``).
+
+    The splits are seeded, 0.7/0.15/0.15. With ``split_by_person`` (the default) every person's
+    images lie in one split, so that a test face is never of someone seen in training (LFW has
+    530 images of one person); the split is then near-stratified by (target, group) cell (see
+    ``grouped_split_indices``). Otherwise the images are split stratified by cell exactly.
+
+    Args:
+        root: Folder holding ``lfw_attributes.txt`` and the image folder.
+        target: Attribute to predict, e.g. ``"Wavy_Hair"``, ``"Big_Nose"``.
+        sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``.
+        resolution: Side ``R`` of the square images.
+        seed: Seed of the split.
+        split_by_person: Keep each person within one split.
+        cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
+        limit: Keep only the first ``limit`` images of each split (for quick runs).
+        missing: Images listed in the attribute file but absent: ``"error"`` or ``"skip"`` (logged).
+        image_dir: Name of the image folder under ``root`` (default: the first of ``lfw``,
+            ``lfw-deepfunneled``, ``lfw_funneled`` that exists).
+
+    Returns:
+        Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
+        memory; convert batches with ``fairprune.data.images.to_float``.
+    """
+    root = Path(root)
+    attr_path = root / "lfw_attributes.txt"
+    frame = _read_attributes(attr_path)
+    target_column, y = _attribute(frame, target, "target")
+    sensitive_column, groups = _attribute(frame, sensitive_attribute, "sensitive attribute")
+    if target_column == sensitive_column:
+        raise ValueError(f"expected different target and sensitive attribute; both are {target_column!r}")
+    images_root = _image_dir(root, image_dir)
+    people = frame["person"].str.replace(" ", "_").to_numpy()
+    paths = [
+        images_root / person / f"{person}_{number:04d}.jpg"
+        for person, number in zip(people, frame["imagenum"], strict=True)
+    ]
+    keep = present_mask(paths, missing=missing, listed_in=str(attr_path))
+    images = LabelledImages(
+        name="lfw",
+        target=target,
+        sensitive_attribute=sensitive_attribute,
+        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
+        y=y[keep],
+        groups=groups[keep],
+        class_names=(f"not {target}", target),
+        group_names=(f"not {sensitive_attribute}", sensitive_attribute),
+        root=root,
+    )
+    fractions = (0.7, 0.15, 0.15)
+    if split_by_person:
+        indices = grouped_split_indices(people[keep], images.strata, fractions, seed)
+    else:
+        indices = stratified_split_indices(images.strata, fractions, seed)
+    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)

@@ -1,0 +1,129 @@
+"""UTKFace (Zhang et al., CVPR 2017): labels in the file names ``age_gender_race_date.jpg``.
+
+The images may lie anywhere under ``root`` (``UTKFace/``, ``part1/`` ..., the aligned and cropped
+``*.jpg.chip.jpg`` files). Each name starts ``<age>_<gender>_<race>_``: age an integer in years;
+gender 0 male, 1 female; race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. A few files of the
+public release lack a field; such files are skipped, and their count is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.labelled_images import LabelledImages
+
+__all__ = ["load_utkface"]
+
+logger = logging.getLogger(__name__)
+
+GENDERS = ("male", "female")
+RACES = ("White", "Black", "Asian", "Indian", "Others")
+_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_")
+_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _labels(
+    name: str, ages: np.ndarray, genders: np.ndarray, races: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Ids and names of ``"gender"``, ``"race"`` or ``"age>=N"`` (class 1: age at least N)."""
+    if name == "gender":
+        return genders, GENDERS
+    if name == "race":
+        return races, RACES
+    match = re.fullmatch(r"age>=(\d+)", name.replace(" ", ""))
+    if match:
+        threshold = int(match.group(1))
+        return (ages >= threshold).astype(np.int64), (f"age<{threshold}", f"age>={threshold}")
+    raise ValueError(
+        f"unknown UTKFace label {name!r}; expected 'gender', 'race' or 'age>=N' (e.g. 'age>=40')"
+    )
+
+
+def _parse(files: list[Path]) -> tuple[list[Path], np.ndarray]:
+    """The files whose names parse, and their ``(n, 3)`` (age, gender, race) labels."""
+    kept, labels, malformed = [], [], []
+    for file in files:
+        match = _NAME.match(file.name)
+        if match is None:
+            malformed.append(file.name)
+        else:
+            kept.append(file)
+            labels.append([int(v) for v in match.groups()])
+    if not kept:
+        raise ValueError(
+            f"none of the {len(files)} image file names parse as '<age>_<gender 0/1>_<race 0-4>_<date>.jpg'"
+            f"; e.g. {malformed[:5]}"
+        )
+    if malformed:
+        logger.warning(
+            "skipping %d of %d UTKFace files whose names do not parse as age_gender_race_date, e.g. %s",
+            len(malformed),
+            len(files),
+            malformed[:5],
+        )
+    return kept, np.array(labels, dtype=np.int64).reshape(-1, 3)
+
+
+def load_utkface(
+    root: str | os.PathLike[str],
+    *,
+    target: str = "gender",
+    sensitive_attribute: str = "race",
+    resolution: int = 64,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+) -> Splits:
+    """Load UTKFace with a target and a sensitive attribute read from the file names.
+
+    Names and ids: ``"gender"`` 0 ``male``, 1 ``female``; ``"race"`` 0 ``White``, 1 ``Black``,
+    2 ``Asian``, 3 ``Indian``, 4 ``Others``; ``"age>=N"`` 0 ``age<N``, 1 ``age>=N``. The split is
+    seeded and stratified by (target, group) cell, 0.7/0.15/0.15 (UTKFace has no identities).
+
+    Args:
+        root: Folder searched recursively for ``.jpg``/``.jpeg``/``.png`` images.
+        target: ``"gender"``, ``"race"`` or ``"age>=N"``.
+        sensitive_attribute: ``"race"``, ``"gender"`` or ``"age>=N"``.
+        resolution: Side ``R`` of the square images.
+        seed: Seed of the split.
+        cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
+        limit: Keep only the first ``limit`` images of each split (for quick runs).
+
+    Returns:
+        Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
+        memory; convert batches with ``fairprune.data.images.to_float``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"expected UTKFace's image folder at {str(root)!r}; it is not a directory")
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in _SUFFIXES and f.is_file())
+    if not files:
+        raise ValueError(f"expected UTKFace images (*.jpg) under {str(root)!r}; found none")
+    kept, labels = _parse(files)
+    ages, genders, races = labels[:, 0], labels[:, 1], labels[:, 2]
+    y, class_names = _labels(target, ages, genders, races)
+    groups, group_names = _labels(sensitive_attribute, ages, genders, races)
+    if target.split(">=")[0].strip() == sensitive_attribute.split(">=")[0].strip():
+        raise ValueError(
+            f"expected different target and sensitive attribute; received {target!r} and "
+            f"{sensitive_attribute!r}"
+        )
+    images = LabelledImages(
+        name="utkface",
+        target=target,
+        sensitive_attribute=sensitive_attribute,
+        paths=kept,
+        y=y,
+        groups=groups,
+        class_names=class_names,
+        group_names=group_names,
+        root=root,
+    )
+    indices = stratified_split_indices(images.strata, (0.7, 0.15, 0.15), seed)
+    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)

@@ -1,0 +1,150 @@
+"""End-to-end runs of the ``fairprune`` command on a small CSV data set."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fairprune.cli import main
+
+REQUIRED_COLUMNS = [
+    "dataset",
+    "target",
+    "sensitive_attribute",
+    "model",
+    "method",
+    "sparsity",
+    "seed",
+    "accuracy",
+    "accuracy_gap",
+    "degradation_gap",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "worst_group_accuracy",
+    "train_iterations",
+    "wall_seconds",
+]
+
+
+def _config(tmp_path: Path, csv: Path, extra: str = "") -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        f"""
+methods = ["dense", "magnitude", "bifp"]
+sparsities = [0.5, 0.8]
+seeds = [0]
+
+[data]
+name = "csv"
+path = "{csv}"
+target = "label"
+sensitive_attribute = "group"
+
+[model]
+name = "mlp"
+params = {{ hidden = [16] }}
+
+[train]
+dense_steps = 30
+batch_size = 64
+eval_every = 5
+
+[method_params.magnitude]
+finetune_steps = 10
+
+[method_params.bifp]
+steps = 6
+finetune_steps = 4
+{extra}
+"""
+    )
+    return path
+
+
+def test_run_writes_results_config_and_resumes(tmp_path, planted_csv, capsys):
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, planted_csv)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "bifp" in printed and "results:" in printed
+    frame = pd.read_csv(out / "results.csv")
+    assert set(REQUIRED_COLUMNS) <= set(frame.columns)
+    assert len(frame) == 1 + 2 * 2  # dense once, then 2 methods x 2 sparsities
+    assert sorted(frame["label"].unique()) == ["bifp", "dense", "magnitude"]
+    pruned = frame[frame["method"] != "dense"]
+    assert (pruned["achieved_sparsity"].round(2) == pruned["sparsity"]).all()
+    assert (frame["dataset"] == "planted").all() and (frame["sensitive_attribute"] == "group").all()
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["data"]["target"] == "label" and resolved["method_params"]["bifp"]["steps"] == 6
+    # a second run on the same directory skips every recorded run
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
+
+
+def test_run_refuses_a_directory_with_another_config(tmp_path, planted_csv, capsys):
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, planted_csv)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "methods=['dense']"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert len(pd.read_csv(out / "results.csv")) == 1  # nothing lost
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--restart"]) == 0
+    assert len(pd.read_csv(out / "results.csv")) == 5
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.name=adultt"], "dataset 'adultt'.*expected one of"),
+        (["data.target=labell"], "labell"),
+        (["methods=['magnitud']"], "unknown method 'magnitud'"),
+        (["sparsities=[0.5, 1.0]"], r"sparsity must be a number in \[0, 1\)"),
+        (["sparsities=[-0.1]"], r"sparsity must be a number in \[0, 1\)"),
+        (["train.lrr=0.1"], r"unknown config key\(s\) \['train.lrr'\]"),
+        (["colour=1"], r"unknown config key\(s\) \['colour'\]"),
+        (["fairness.tolerance='loose'"], "'dense'"),
+        (["fairness.metric='parity'"], "unknown fairness metric"),
+        (["method_params.bifp.stepz=2"], "stepz"),
+        (["data.sensitive_attribute='f0'"], "group"),
+        (["novalue"], "key=value"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, planted_csv, capsys, overrides, message):
+    cfg = _config(tmp_path, planted_csv)
+    args = ["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_one_group_sensitive_attribute_is_an_error(tmp_path, capsys):
+    csv = tmp_path / "one.csv"
+    pd.DataFrame({"a": range(40), "label": [0, 1] * 20, "group": ["x"] * 40}).to_csv(csv, index=False)
+    assert main(["run", str(_config(tmp_path, csv)), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "group" in capsys.readouterr().err
+
+
+def test_missing_config_file_is_an_error(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.toml"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_earlier_runs(tmp_path, planted_csv, capsys):
+    cfg = _config(tmp_path, planted_csv, extra="\n[fairness]\nmode = 'penalty'\nstrength = 1e308\n")
+    out = tmp_path / "out"
+    assert (
+        main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "methods=['dense','prune_then_fair']"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "at step" in err and "expected a finite loss" in err
+    frame = pd.read_csv(out / "results.csv")
+    assert frame["method"].tolist() == ["dense"]  # the finished run is kept
+    assert not list((out / "runs").glob(".*.tmp"))

@@ -1,0 +1,162 @@
+"""Training loop pieces: stratified batches, the constraint, checkpoint selection, NaN handling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fairprune.data.base import GroupData, Splits
+from fairprune.engine import CheckpointSelector, Task, TrainConfig, run_loop, stratified_batches
+from fairprune.fairness.constraints import Constraint, FairnessObjective
+
+
+def _data(n_per_cell: list[int]) -> GroupData:
+    # cells in order (y=0,g=0), (y=0,g=1), (y=1,g=0), (y=1,g=1)
+    ys, gs = [], []
+    for cell, n in enumerate(n_per_cell):
+        ys += [cell // 2] * n
+        gs += [cell % 2] * n
+    y = torch.tensor(ys)
+    return GroupData(torch.randn(len(y), 3), y, torch.tensor(gs))
+
+
+def test_stratified_batches_hold_every_cell_in_proportion():
+    data = _data([400, 100, 300, 200])  # proportions .4 .1 .3 .2
+    batches = stratified_batches(data, 50, torch.Generator().manual_seed(0), n_groups=2)
+    for _ in range(40):  # two epochs
+        b = next(batches)
+        cell = b.y * 2 + b.groups
+        counts = torch.bincount(cell, minlength=4).tolist()
+        for got, share in zip(counts, [0.4, 0.1, 0.3, 0.2]):
+            assert abs(got - 50 * share) <= 1
+
+
+def test_stratified_batches_cover_an_epoch_exactly_once():
+    data = GroupData(
+        torch.arange(100.0).reshape(100, 1),
+        torch.zeros(100, dtype=torch.long),
+        torch.tensor([0] * 70 + [1] * 30),
+    )
+    batches = stratified_batches(data, 10, torch.Generator().manual_seed(1), n_groups=2)
+    seen = torch.cat([next(batches).x.flatten() for _ in range(10)])
+    assert sorted(seen.tolist()) == list(range(100))
+
+
+def test_dual_ascent_is_projected_and_moves_by_the_violation():
+    c = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1, mode="lagrangian", strength=2.0), 2)
+    c.dual_step(0.3)
+    assert c.multiplier == pytest.approx(0.4)
+    c.dual_step(0.0)
+    assert c.multiplier == pytest.approx(0.2)
+    c.dual_step(0.0)
+    assert c.multiplier == 0.0  # projected, never negative
+    p = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1, mode="penalty", strength=2.0), 2)
+    p.dual_step(0.5)
+    assert p.multiplier == 0.0 and math.isnan(p.state()["multiplier"])
+
+
+def test_penalty_term_is_lambda_times_surrogate_and_scale_free():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 2.0], [0.1, 0.4]])
+    y = torch.tensor([0, 1, 1, 0])
+    g = torch.tensor([0, 0, 1, 1])
+    c = Constraint(FairnessObjective("demographic_parity", 0.0, "penalty", 3.0, scale_free=False), 2)
+    # positive rates: group 0 sigmoid(-3), sigmoid(-0.2); group 1 sigmoid(3), sigmoid(0.3)
+    s = torch.sigmoid(torch.tensor([-3.0, -0.2, 3.0, 0.3]))
+    expected = 3.0 * abs((s[2] + s[3]) / 2 - (s[0] + s[1]) / 2)
+    assert float(c.term(logits, y, g)) == pytest.approx(float(expected), rel=1e-6)
+    free = Constraint(FairnessObjective("demographic_parity", 0.0, "penalty", 3.0), 2)
+    assert float(free.term(10 * logits, y, g)) == pytest.approx(float(free.term(logits, y, g)), rel=1e-6)
+
+
+def _toy_run(objective: FairnessObjective | None) -> tuple[list[int], Constraint | None, bool | None]:
+    """Two groups with a free bias each; P(y=1) is .9 in group a and .3 in group b."""
+    torch.manual_seed(0)
+    n = 2000
+    g = torch.tensor([0, 1] * (n // 2))
+    y = torch.where(g == 0, (torch.rand(n) < 0.9).long(), (torch.rand(n) < 0.3).long())
+    data = GroupData(nn.functional.one_hot(g, 2).float(), y, g)
+    splits = Splits("toy", "y", "g", data, data, data, ("0", "1"), ("a", "b"))
+    model = nn.Linear(2, 2)
+    constraint = None if objective is None else Constraint(objective, 2)
+    task = Task(splits, objective, TrainConfig(batch_size=200, eval_every=10, grad_clip=0), 0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    batches = stratified_batches(data, 200, torch.Generator().manual_seed(0), 2)
+
+    def step(_next):
+        b = next(batches)
+        logits = model(b.x)
+        loss = nn.functional.cross_entropy(logits, b.y)
+        if constraint is not None:
+            loss = loss + constraint.term(logits, b.y, b.groups)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach()), 1
+
+    result = run_loop(model, task, 600, step, constraint=constraint, desc="toy")
+    return model(torch.eye(2)).argmax(-1).tolist(), constraint, result.feasible
+
+
+def test_lagrangian_converges_to_the_known_constrained_optimum():
+    # unconstrained: predict 1 in group a, 0 in group b (demographic parity difference 1)
+    assert _toy_run(None)[0] == [1, 0]
+    # with DP <= 0.1 the only feasible hard predictors give both groups one class; the more
+    # accurate is "1 for both" (accuracy (.9 + .3) / 2 = .6 against (.1 + .7) / 2 = .4)
+    objective = FairnessObjective("demographic_parity", 0.1, "lagrangian", strength=5.0)
+    predictions, constraint, feasible = _toy_run(objective)
+    assert predictions == [1, 1]
+    assert feasible is True
+    assert constraint is not None and constraint.multiplier >= 0
+
+
+def test_selector_prefers_the_fairest_state_within_the_accuracy_band():
+    model = nn.Linear(1, 1)
+    c = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1), 2)
+    sel = CheckpointSelector(constrained=True, band=0.01)
+    for acc, viol, bias in [(0.80, 0.20, 1.0), (0.85, 0.09, 2.0), (0.849, 0.02, 3.0), (0.70, 0.0, 4.0)]:
+        with torch.no_grad():
+            model.bias.fill_(bias)
+        sel.offer(acc, viol, c, model)
+    chosen = sel.choose()
+    assert chosen is not None and chosen.state["bias"].item() == 3.0 and chosen.feasible
+
+
+def test_selector_falls_back_to_the_smallest_violation():
+    model = nn.Linear(1, 1)
+    c = Constraint(FairnessObjective("accuracy_gap", tolerance=0.01), 2)
+    sel = CheckpointSelector(constrained=True, band=0.01)
+    for viol, bias in [(0.3, 1.0), (0.1, 2.0), (0.2, 3.0)]:
+        with torch.no_grad():
+            model.bias.fill_(bias)
+        sel.offer(0.9, viol, c, model)
+    chosen = sel.choose()
+    assert chosen is not None and chosen.state["bias"].item() == 2.0 and not chosen.feasible
+
+
+def test_nan_loss_stops_with_the_step_number(planted_splits):
+    model = nn.Linear(25, 2)
+    task = Task(planted_splits, None, TrainConfig(eval_every=5), 0)
+    calls = iter(range(100))
+
+    def step(_next):
+        return (math.nan if next(calls) == 6 else 1.0), 1
+
+    with pytest.raises(ValueError, match="became nan at step 7 of 20"):
+        run_loop(model, task, 20, step, constraint=None, desc="toy")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"metric": "equalised_odds"}, "unknown fairness metric"),
+        ({"mode": "hard"}, "unknown constraint mode"),
+        ({"tolerance": -0.1}, "tolerance must be a finite number >= 0"),
+        ({"tolerance": float("nan")}, "tolerance must be a finite number >= 0"),
+    ],
+)
+def test_bad_objectives_are_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FairnessObjective(**kwargs)

@@ -1,0 +1,130 @@
+"""Contract tests run over every registered pruner."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from fairprune.data.base import Splits
+from fairprune.engine import Task, TrainConfig, train_weights
+from fairprune.fairness.constraints import FairnessObjective
+from fairprune.masks import prunable_parameters
+from fairprune.models import build_model
+from fairprune.pruners import PRUNERS, build_pruner, imp_schedule, run_pruner
+
+SMALL = {
+    "dense": {},
+    "random": {"finetune_steps": 4},
+    "magnitude": {"finetune_steps": 4},
+    "snip": {"finetune_steps": 4, "n_batches": 2},
+    "imp": {"round_steps": 2},
+    "bip": {"steps": 4, "finetune_steps": 2},
+    "bifp": {"steps": 4, "finetune_steps": 2},
+    "bifp_no_mask_fairness": {"steps": 4, "finetune_steps": 2},
+    "bifp_no_weight_fairness": {"steps": 4, "finetune_steps": 2},
+    "prune_then_fair": {"finetune_steps": 4},
+    "fair_then_prune": {"fair_steps": 2, "finetune_steps": 2},
+}
+CONFIG = TrainConfig(batch_size=64, lr=0.05, eval_every=2)
+
+
+def test_every_registered_pruner_has_contract_settings():
+    assert sorted(SMALL) == sorted(PRUNERS)
+
+
+@pytest.fixture(scope="module")
+def dense(planted_splits: Splits) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model("mlp", (25,), 2, hidden=[16, 8])
+    train_weights(model, Task(planted_splits, None, CONFIG, 0), 20)
+    return model
+
+
+def _prune(method: str, dense: nn.Module, splits: Splits, sparsity: float, **extra):
+    model = copy.deepcopy(dense)
+    task = Task(splits, FairnessObjective("equalized_odds", 0.1), CONFIG, seed=3)
+    result = run_pruner(build_pruner(method, **{**SMALL[method], **extra}), model, sparsity, task)
+    return model, result
+
+
+@pytest.mark.parametrize("method", sorted(PRUNERS))
+def test_pruner_contract(method, dense, planted_splits):
+    sparsity = 0.0 if method == "dense" else 0.8
+    model, result = _prune(method, dense, planted_splits, sparsity)
+    params = prunable_parameters(model)
+    assert sorted(result.masks) == sorted(params)
+    total = sum(m.numel() for m in result.masks.values())
+    zeros = sum(int((m == 0).sum()) for m in result.masks.values())
+    assert zeros == round(sparsity * total)
+    for name, mask in result.masks.items():
+        assert mask.shape == params[name].shape
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert result.train_iterations >= 0 and result.wall_seconds >= 0
+    # masked weights get zero gradient
+    x = planted_splits.train.x[:32]
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), planted_splits.train.y[:32]).backward()
+    for name, p in params.items():
+        assert torch.all(p.grad[result.masks[name] == 0] == 0)
+    # deterministic under the seed
+    again, result2 = _prune(method, dense, planted_splits, sparsity)
+    for name in result.masks:
+        assert torch.equal(result.masks[name], result2.masks[name])
+    torch.testing.assert_close(model(x), again(x))
+
+
+@pytest.mark.parametrize("method", ["magnitude", "random", "snip", "imp"])
+def test_layer_scope_prunes_every_layer_exactly(method, dense, planted_splits):
+    _, result = _prune(method, dense, planted_splits, 0.5, scope="layer")
+    for mask in result.masks.values():
+        assert int((mask == 0).sum()) == round(0.5 * mask.numel())
+
+
+def test_iteration_accounting(dense, planted_splits):
+    assert _prune("magnitude", dense, planted_splits, 0.5)[1].train_iterations == 4
+    assert _prune("snip", dense, planted_splits, 0.5)[1].train_iterations == 4 + 2
+    assert _prune("imp", dense, planted_splits, 0.5)[1].train_iterations == 2 * len(imp_schedule(0.5, 0.2))
+    assert _prune("bifp", dense, planted_splits, 0.5)[1].train_iterations == 2 * 4 + 2
+    joint = _prune("bifp", dense, planted_splits, 0.5, schedule="joint")[1]
+    assert joint.train_iterations == 4 + 2
+    assert _prune("fair_then_prune", dense, planted_splits, 0.5)[1].train_iterations == 4
+
+
+def test_imp_schedule_follows_the_lottery_ticket_rate():
+    assert imp_schedule(0.59, 0.2) == pytest.approx([0.2, 0.36, 0.488, 0.59])
+    assert imp_schedule(0.2, 0.2) == [0.2]
+    assert imp_schedule(0.0, 0.2) == []
+
+
+def test_dense_refuses_a_sparsity(dense, planted_splits):
+    with pytest.raises(ValueError, match="expected sparsity 0"):
+        _prune("dense", dense, planted_splits, 0.5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2, "0.5"])
+def test_sparsity_outside_range_is_an_error(bad, dense, planted_splits):
+    with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
+        _prune("magnitude", dense, planted_splits, bad)
+
+
+def test_unknown_method_and_hyperparameter_are_errors():
+    with pytest.raises(ValueError, match="unknown method 'magnitud'.*expected one of"):
+        build_pruner("magnitud")
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['stepz'\].*'bifp'"):
+        build_pruner("bifp", stepz=3)
+    with pytest.raises(ValueError, match="joint schedule"):
+        build_pruner("bifp", schedule="joint", mask_fairness=0.0)
+    with pytest.raises(ValueError, match="mask_init"):
+        build_pruner("bifp", mask_init="zeros")
+
+
+def test_imp_without_training_rewinds_to_the_dense_weights(dense, planted_splits):
+    model, result = _prune("imp", dense, planted_splits, 0.59, round_steps=0)
+    _, magnitude = _prune("magnitude", dense, planted_splits, 0.59, finetune_steps=0)
+    dense_weights = prunable_parameters(dense)
+    for name, p in prunable_parameters(model).items():
+        assert torch.equal(result.masks[name], magnitude.masks[name])
+        torch.testing.assert_close(p, dense_weights[name])
