@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conftest import planted_bias_frame, splits_from_frame
 from torch import nn
 
 from fairprune.data.base import Splits
@@ -15,8 +16,6 @@ from fairprune.masks import apply_masks, capture_effective_grads, get_masks
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
 from fairprune.pruners.bifp import _UpperStep
-
-from conftest import planted_bias_frame, splits_from_frame
 
 
 def test_upper_step_gradient_is_straight_through_plus_implicit_correction():
@@ -71,7 +70,7 @@ def test_bifp_meets_tau_where_magnitude_pruning_does_not(planted):
     fair_model = copy.deepcopy(dense)
     fair = run_pruner(build_pruner("bifp", steps=300, finetune_steps=100), fair_model, sparsity, task)
     base_model = copy.deepcopy(dense)
-    base = run_pruner(
+    run_pruner(
         build_pruner("magnitude", finetune_steps=fair.train_iterations), base_model, sparsity, task
     )
     fair_val = evaluate(fair_model, splits.val, 2)["equalized_odds_difference"]

@@ -30,7 +30,7 @@ def test_stratified_batches_hold_every_cell_in_proportion():
         b = next(batches)
         cell = b.y * 2 + b.groups
         counts = torch.bincount(cell, minlength=4).tolist()
-        for got, share in zip(counts, [0.4, 0.1, 0.3, 0.2]):
+        for got, share in zip(counts, [0.4, 0.1, 0.3, 0.2], strict=True):
             assert abs(got - 50 * share) <= 1
 
 
