@@ -117,13 +117,14 @@ def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
     """Create ``out`` or check that it holds the same resolved config (refuse otherwise)."""
     resolved = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     cfg_path = out / "config.json"
-    if cfg_path.exists() and not restart:
-        if json.loads(cfg_path.read_text()) != json.loads(resolved):
-            raise ValueError(
-                f"output directory {str(out)!r} holds results of a different config; expected the "
-                "same config to resume. Use another --out, or --restart to start over there"
-            )
-    elif restart and out.exists():
+    if cfg_path.exists() and not restart and json.loads(cfg_path.read_text()) != json.loads(resolved):
+        raise ValueError(
+            f"output directory {str(out)!r} holds results of a different config; expected the "
+            "same config to resume. Use another --out, or --restart to start over there"
+        )
+    for leftover in out.glob("**/.*.tmp"):  # temp files of a killed write: never a record
+        leftover.unlink()
+    if restart and out.exists():
         for stale in [*out.glob("runs/*.json"), *out.glob("dense/*.pt"), out / "results.csv"]:
             stale.unlink(missing_ok=True)
     write_atomic(cfg_path, resolved)
