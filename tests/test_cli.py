@@ -148,3 +148,34 @@ def test_nan_loss_stops_with_the_step_and_keeps_earlier_runs(tmp_path, planted_c
     frame = pd.read_csv(out / "results.csv")
     assert frame["method"].tolist() == ["dense"]  # the finished run is kept
     assert not list((out / "runs").glob(".*.tmp"))
+
+
+def test_grid_over_targets_and_sensitive_attributes(tmp_path, planted_csv):
+    from fairprune.config import load_config
+    from fairprune.experiment import grid
+
+    frame = pd.read_csv(planted_csv)
+    frame["site"] = ["north", "south"] * (len(frame) // 2)
+    frame["label2"] = (frame["f0"] > 0).astype(int)
+    csv = tmp_path / "two.csv"
+    frame.to_csv(csv, index=False)
+    cfg_path = _config(tmp_path, csv)
+    overrides = [
+        "sensitive_attributes=['group','site']",
+        "targets=['label','label2']",
+        "methods=['dense','magnitude']",
+        "sparsities=[0.5]",
+    ]
+    jobs = grid(load_config(cfg_path, overrides))
+    assert len(jobs) == 4 * 2  # 4 cells x (dense + magnitude)
+    assert len({j.run_id for j in jobs}) == 8 and len({j.dense_key for j in jobs}) == 4
+    out = tmp_path / "out"
+    args = ["run", str(cfg_path), "--out", str(out), "--quiet", "--set", "data.fractions=[0.6,0.2,0.2]"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 8
+    pairs = set(zip(results["target"], results["sensitive_attribute"], strict=True))
+    assert pairs == {("label", "group"), ("label", "site"), ("label2", "group"), ("label2", "site")}
+    assert len(list((out / "dense").glob("*.pt"))) == 4

@@ -67,7 +67,9 @@ class ExperimentConfig:
 
     ``method_params`` maps a method key to its hyperparameters; ``variants`` adds extra labelled
     runs, each a dict with ``method`` and hyperparameters (e.g. ``{method="bifp",
-    mask_init="random"}``); ``tolerances`` re-runs the fairness-aware methods at each extra tau.
+    mask_init="random"}``); ``tolerances`` re-runs the fairness-aware methods at each extra tau;
+    ``targets`` and ``sensitive_attributes`` (when given) replace ``data.target`` and
+    ``data.sensitive_attribute`` by a grid over every pair.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -80,6 +82,8 @@ class ExperimentConfig:
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: list[dict[str, Any]] = field(default_factory=list)
     tolerances: list[float] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    sensitive_attributes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fairprune.config import ExperimentConfig
+from fairprune.config import DataConfig, ExperimentConfig
 from fairprune.data import Splits, load_tabular
 from fairprune.engine import Task, evaluate, predict, train_weights
 from fairprune.fairness.constraints import FairnessObjective
@@ -33,7 +32,16 @@ from fairprune.masks import sparsity as mask_sparsity
 from fairprune.models import build_model
 from fairprune.pruners import FAIR_METHODS, build_pruner, run_pruner
 
-__all__ = ["Variant", "variants_of", "run_experiment", "write_atomic", "RESULT_COLUMNS"]
+__all__ = [
+    "Variant",
+    "Job",
+    "variants_of",
+    "data_cells",
+    "grid",
+    "run_experiment",
+    "write_atomic",
+    "RESULT_COLUMNS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +116,37 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
-def _run_id(label: str, sparsity: float, seed: int) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
-    return f"{safe}__s{sparsity:g}__seed{seed}"
+@dataclass(frozen=True)
+class Job:
+    """One run of the grid: a data cell (target, sensitive attribute), a seed, a variant, a sparsity."""
+
+    data: DataConfig
+    seed: int
+    variant: Variant
+    sparsity: float
+    tag: str = ""  # names the data cell when the grid has several
+
+    @property
+    def run_id(self) -> str:
+        safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.variant.label)
+        return f"{self.tag}{safe}__s{self.sparsity:g}__seed{self.seed}"
+
+    @property
+    def dense_key(self) -> str:
+        return f"{self.tag}seed{self.seed}"
+
+
+def data_cells(cfg: ExperimentConfig) -> list[tuple[DataConfig, str]]:
+    """The (target, sensitive attribute) cells of the grid, each with its run-id tag."""
+    targets = cfg.targets or [cfg.data.target]
+    attributes = cfg.sensitive_attributes or [cfg.data.sensitive_attribute]
+    cells = [(t, a) for t in targets for a in attributes]
+    if len(cells) == 1:
+        return [(replace(cfg.data, target=cells[0][0], sensitive_attribute=cells[0][1]), "")]
+    return [
+        (replace(cfg.data, target=t, sensitive_attribute=a), re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{t}-{a}__"))
+        for t, a in cells
+    ]
 
 
 def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
@@ -130,8 +166,7 @@ def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
     write_atomic(cfg_path, resolved)
 
 
-def load_splits(cfg: ExperimentConfig, seed: int) -> Splits:
-    d = cfg.data
+def load_splits(d: DataConfig, seed: int) -> Splits:
     return load_tabular(
         d.name,
         target=d.target,
@@ -143,12 +178,13 @@ def load_splits(cfg: ExperimentConfig, seed: int) -> Splits:
 
 
 def _dense_model(
-    cfg: ExperimentConfig, splits: Splits, seed: int, out: Path, progress: bool
+    cfg: ExperimentConfig, splits: Splits, job: Job, out: Path, progress: bool
 ) -> tuple[nn.Module, int]:
-    """Train (or reload) the dense model of ``seed``; returns it and its training iterations."""
+    """Train (or reload) the dense model of a job's seed and data cell, with its iterations."""
+    seed = job.seed
     torch.manual_seed(seed)
     model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
-    path = out / "dense" / f"seed{seed}.pt"
+    path = out / "dense" / f"{job.dense_key}.pt"
     if path.exists():
         saved = torch.load(path, weights_only=True)
         model.load_state_dict(saved["state"])
@@ -168,40 +204,40 @@ def _to_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _grid(cfg: ExperimentConfig) -> Iterator[tuple[int, Variant, float]]:
-    for seed in cfg.seeds:
-        yield seed, Variant("dense", "dense", {}), 0.0
-        for variant in variants_of(cfg):
-            if variant.method == "dense":
-                continue
-            for s in cfg.sparsities:
-                yield seed, variant, float(s)
+def grid(cfg: ExperimentConfig) -> list[Job]:
+    """Every run of the experiment, dense first within each (data cell, seed)."""
+    jobs = []
+    for data, tag in data_cells(cfg):
+        for seed in cfg.seeds:
+            jobs.append(Job(data, seed, Variant("dense", "dense", {}), 0.0, tag))
+            for variant in variants_of(cfg):
+                if variant.method != "dense":
+                    jobs.extend(Job(data, seed, variant, float(s), tag) for s in cfg.sparsities)
+    return jobs
 
 
 def run_experiment(
     cfg: ExperimentConfig, out: str | Path, *, restart: bool = False, progress: bool = False
 ) -> pd.DataFrame:
-    """Run (or resume) the grid of ``cfg`` into ``out``; returns the results table."""
+    """Run (or resume) the grid of ``cfg`` into ``out``; returns the results table.
+
+    The dense model is trained once per (data cell, seed) and reused by every method.
+    """
     out = Path(out)
     prepare_out_dir(out, cfg, restart=restart)
-    grid = list(_grid(cfg))
-    todo = [
-        job for job in grid if not (out / "runs" / f"{_run_id(job[1].label, job[2], job[0])}.json").exists()
-    ]
-    logger.info("%d runs in the grid, %d already recorded", len(grid), len(grid) - len(todo))
-    cache: dict[int, tuple[Splits, nn.Module, int, float]] = {}
-    for seed, variant, s in tqdm(todo, desc="runs", disable=not progress):
-        if seed not in cache:
+    jobs = grid(cfg)
+    todo = [job for job in jobs if not (out / "runs" / f"{job.run_id}.json").exists()]
+    logger.info("%d runs in the grid, %d already recorded", len(jobs), len(jobs) - len(todo))
+    cache: dict[str, tuple[Splits, nn.Module, int, float]] = {}
+    for job in tqdm(todo, desc="runs", disable=not progress):
+        if job.dense_key not in cache:
             cache.clear()
-            splits = load_splits(cfg, seed)
-            dense, iters = _dense_model(cfg, splits, seed, out, progress)
-            cache[seed] = (splits, dense, iters, _tolerance(cfg, dense, splits))
-        splits, dense, dense_iters, tau = cache[seed]
-        record = _one_run(cfg, splits, dense, dense_iters, tau, variant, s, seed, progress)
-        write_atomic(
-            out / "runs" / f"{record['run_id']}.json",
-            json.dumps(record, indent=1, default=_jsonable),
-        )
+            splits = load_splits(job.data, job.seed)
+            dense, iters = _dense_model(cfg, splits, job, out, progress)
+            cache[job.dense_key] = (splits, dense, iters, _tolerance(cfg, dense, splits))
+        splits, dense, dense_iters, tau = cache[job.dense_key]
+        record = _one_run(cfg, splits, dense, dense_iters, tau, job, progress)
+        write_atomic(out / "runs" / f"{job.run_id}.json", json.dumps(record, indent=1, default=_jsonable))
         collect_results(out)
     return collect_results(out)
 
@@ -226,11 +262,10 @@ def _one_run(
     dense: nn.Module,
     dense_iters: int,
     tau: float,
-    variant: Variant,
-    s: float,
-    seed: int,
+    job: Job,
     progress: bool,
 ) -> dict[str, Any]:
+    variant, s, seed = job.variant, job.sparsity, job.seed
     fc = cfg.fairness
     tau = variant.tolerance if variant.tolerance is not None else tau
     objective = FairnessObjective(fc.metric, tau, fc.mode, fc.strength, fc.temperature)
@@ -243,7 +278,7 @@ def _one_run(
     val_violation = val[METRIC_COLUMNS[fc.metric]]
     iterations = result.train_iterations + (dense_iters if variant.method == "dense" else 0)
     row = {
-        "run_id": _run_id(variant.label, s, seed),
+        "run_id": job.run_id,
         "dataset": splits.name,
         "target": splits.target,
         "sensitive_attribute": splits.sensitive_attribute,
