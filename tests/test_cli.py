@@ -179,3 +179,16 @@ def test_grid_over_targets_and_sensitive_attributes(tmp_path, planted_csv):
     pairs = set(zip(results["target"], results["sensitive_attribute"], strict=True))
     assert pairs == {("label", "group"), ("label", "site"), ("label2", "group"), ("label2", "site")}
     assert len(list((out / "dense").glob("*.pt"))) == 4
+
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load(path):
+    from fairprune.config import load_config
+    from fairprune.experiment import grid
+
+    jobs = grid(load_config(path))
+    assert len(jobs) > len(load_config(path).seeds)
+    assert len({j.run_id for j in jobs}) == len(jobs)
