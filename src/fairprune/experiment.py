@@ -11,9 +11,7 @@ import copy
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fairprune.atomic import write_atomic
 from fairprune.config import DataConfig, ExperimentConfig
 from fairprune.data import Splits, load_tabular
 from fairprune.engine import Task, evaluate, predict, train_weights
@@ -39,7 +38,6 @@ __all__ = [
     "data_cells",
     "grid",
     "run_experiment",
-    "write_atomic",
     "RESULT_COLUMNS",
 ]
 
@@ -99,21 +97,6 @@ def variants_of(cfg: ExperimentConfig) -> list[Variant]:
                     Variant(m, f"{m}[tolerance={tol}]", dict(cfg.method_params.get(m, {})), float(tol))
                 )
     return out
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write ``path`` via a temp file in the same folder and ``os.replace`` (never partial)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode() if isinstance(text, str) else text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

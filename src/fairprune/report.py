@@ -13,8 +13,7 @@ import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fairprune import plots
+from fairprune.atomic import replace_atomically
 from fairprune.stats import DEFAULT_METRICS, compare_to_baselines, summarise
 
 __all__ = [
@@ -122,22 +122,9 @@ def load_histories(out_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     return histories
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(descriptor)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
     """Write ``figure`` as a PNG to ``path`` atomically; returns the path."""
-    return _replace_atomically(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))
+    return replace_atomically(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))
 
 
 def _fmt(value: object) -> str:
@@ -356,5 +343,5 @@ def write_report(
         report.skipped.update({f"{folder}/{n}" if folder else n: r for n, r in skipped.items()})
         sections.append((folder, written, skipped))
     text = _markdown(out, results, report, sections, confidence=confidence, reference=reference)
-    _replace_atomically(report.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    replace_atomically(report.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return report

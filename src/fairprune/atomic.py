@@ -1,0 +1,41 @@
+"""Atomic file writes: a temp file in the same folder, then ``os.replace`` — never a partial file.
+
+Temp files are named ``.<name>.<random>.tmp``, so a reader (or a resumed sweep) can tell them apart
+from finished files and clean up after a killed writer.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["replace_atomically", "write_atomic"]
+
+
+def replace_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Call ``write(temp_path)``, then move the temp file onto ``path``; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, flushed to disk."""
+
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return replace_atomically(path, write)
