@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from fairprune.data.base import GroupData, Splits
+from fairprune.data.images import augment as augment_images
+from fairprune.data.images import to_float
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
@@ -34,6 +36,8 @@ __all__ = [
     "make_optimizer",
     "CheckpointSelector",
     "clipped_step",
+    "model_inputs",
+    "train_inputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class TrainConfig:
             fairer checkpoint (see :class:`CheckpointSelector`).
         grad_clip: Clip the weights' gradient norm to this (0: off). A large multiplier on a
             heavily pruned model otherwise takes steps that kill every ReLU for good.
+        augment: Random flips and 4-pixel crops of training images (uint8 image data only).
         device: Torch device name.
     """
 
@@ -63,6 +68,7 @@ class TrainConfig:
     eval_every: int = 25
     selection_band: float = 0.005
     grad_clip: float = 1.0
+    augment: bool = False
     device: str = "cpu"
 
 
@@ -80,6 +86,26 @@ class Task:
         if self.objective is None:
             return None
         return Constraint(self.objective, self.splits.n_groups)
+
+
+def model_inputs(
+    x: Tensor, device: str, *, augment: bool = False, generator: torch.Generator | None = None
+) -> Tensor:
+    """A batch as the model takes it: uint8 images become float in [-1, 1] (optionally augmented
+    first); other inputs pass through. Moved to ``device``."""
+    x = x.to(device)
+    if x.dtype == torch.uint8:
+        if augment:
+            x = augment_images(x, generator)
+        x = to_float(x)
+    return x
+
+
+def train_inputs(batch: GroupData, task: Task) -> tuple[Tensor, Tensor, Tensor]:
+    """``(x, y, groups)`` of a training batch on the task's device (augmented if configured)."""
+    device = task.train.device
+    x = model_inputs(batch.x, device, augment=task.train.augment)
+    return x, batch.y.to(device), batch.groups.to(device)
 
 
 @dataclass
@@ -121,7 +147,7 @@ def predict(model: nn.Module, data: GroupData, batch_size: int = 1024, device: s
     model.eval()
     preds = []
     for start in range(0, len(data), batch_size):
-        logits = model(data.x[start : start + batch_size].to(device))
+        logits = model(model_inputs(data.x[start : start + batch_size], device))
         preds.append(_to_classes(logits).cpu())
     model.train(was_training)
     return torch.cat(preds)
@@ -308,7 +334,7 @@ def train_weights(
 
     def step_fn(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
         batch = next_batch()
-        x, y, g = batch.x.to(device), batch.y.to(device), batch.groups.to(device)
+        x, y, g = train_inputs(batch, task)
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
         if constraint is not None:

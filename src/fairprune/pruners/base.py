@@ -94,7 +94,7 @@ def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
 def snip_scores(model: nn.Module, task: Task, n_batches: int = 4) -> dict[str, Tensor]:
     """SNIP connection sensitivity ``|theta * dL/dtheta|`` summed over a few training batches
     (Lee, Ajanthan & Torr, ICLR 2019), at the model's current weights."""
-    from fairprune.engine import stratified_batches
+    from fairprune.engine import stratified_batches, train_inputs
 
     device = task.train.device
     params = prunable_parameters(model)
@@ -105,7 +105,8 @@ def snip_scores(model: nn.Module, task: Task, n_batches: int = 4) -> dict[str, T
     for _ in range(n_batches):
         batch = next(batches)
         model.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(batch.x.to(device)), batch.y.to(device))
+        x, y, _ = train_inputs(batch, task)
+        loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         for name, p in params.items():
             if p.grad is not None:

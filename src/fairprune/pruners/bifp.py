@@ -21,7 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.data.base import GroupData
-from fairprune.engine import CheckpointSelector, Task, clipped_step, make_optimizer, run_loop, train_weights
+from fairprune.engine import (
+    CheckpointSelector,
+    Task,
+    clipped_step,
+    make_optimizer,
+    run_loop,
+    train_inputs,
+    train_weights,
+)
 from fairprune.masks import (
     apply_masks,
     capture_effective_grads,
@@ -96,7 +104,7 @@ class BiFP:
         upper = _UpperStep(model, score_params, mask_opt, sparsity, self.scope, self.gamma)
 
         def loss_of(batch: GroupData, fairness_weight: float) -> Tensor:
-            x, y, g = batch.x.to(device), batch.y.to(device), batch.groups.to(device)
+            x, y, g = train_inputs(batch, task)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
             if constraint is not None:
