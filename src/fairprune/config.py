@@ -32,13 +32,19 @@ __all__ = [
 
 @dataclass
 class DataConfig:
-    """Which data: a registered dataset name (``adult``, ``compas``, ...) or ``csv`` with ``path``."""
+    """Which data: a tabular dataset (``adult``, ``compas``, ``german``, ``law``), ``csv`` with
+    ``path``, or an image dataset (``celeba``, ``lfw``, ``utkface``, ``fairface``, ``image_csv``)
+    with ``root``. ``params`` go to the loader as keywords (e.g. ``resolution``, ``limit``,
+    ``split_mode``); ``target`` / ``sensitive_attribute`` left empty take the loader's defaults.
+    """
 
     name: str = "adult"
     target: str | None = None
     sensitive_attribute: str | None = "sex"
     path: str | None = None
+    root: str | None = None
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from fairprune.atomic import write_atomic
 from fairprune.config import DataConfig, ExperimentConfig
-from fairprune.data import Splits, load_tabular
+from fairprune.data import Splits
+from fairprune.data.registry import IMAGE_DATASETS, load_dataset
 from fairprune.engine import Task, evaluate, predict, train_weights
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS
@@ -150,14 +151,25 @@ def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
 
 
 def load_splits(d: DataConfig, seed: int) -> Splits:
-    return load_tabular(
-        d.name,
-        target=d.target,
-        sensitive_attribute=d.sensitive_attribute,
-        seed=seed,
-        fractions=d.fractions,
-        path=d.path,
-    )
+    """The splits of a data config (tabular or image) for ``seed``."""
+    kwargs: dict[str, Any] = {"seed": seed, **d.params}
+    if d.target is not None:
+        kwargs["target"] = d.target
+    if d.sensitive_attribute is not None:
+        kwargs["sensitive_attribute"] = d.sensitive_attribute
+    if d.name in IMAGE_DATASETS:
+        if d.root is None:
+            raise ValueError(f"image dataset {d.name!r} needs data.root (the folder that holds it)")
+        if d.name == "image_csv":  # a CSV (data.path) naming images under data.root
+            kwargs.update(csv_path=d.path, image_root=d.root)
+        else:
+            kwargs["root"] = d.root
+    else:
+        kwargs.update(fractions=d.fractions, path=d.path)
+    try:
+        return load_dataset(d.name, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad data settings: {err}") from err
 
 
 def _dense_model(
