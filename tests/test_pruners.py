@@ -63,6 +63,8 @@ def test_pruner_contract(method, dense, planted_splits):
         assert mask.shape == params[name].shape
         assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert result.train_iterations >= 0 and result.wall_seconds >= 0
+    steps = [row["step"] for row in result.history]
+    assert steps == sorted(set(steps))  # one step count across a method's phases
     # masked weights get zero gradient
     x = planted_splits.train.x[:32]
     model.zero_grad()

@@ -44,11 +44,14 @@ class Outcome:
     history: list[dict[str, float]] = field(default_factory=list)
     feasible: bool | None = None
 
-    def add(self, loop: LoopResult) -> Outcome:
-        self.train_iterations += loop.iterations
-        self.history.extend(loop.history)
-        if loop.feasible is not None:
-            self.feasible = loop.feasible
+    def add(self, phase: LoopResult | Outcome) -> Outcome:
+        """Append a training phase; its history steps continue the previous phase's count."""
+        iterations = phase.iterations if isinstance(phase, LoopResult) else phase.train_iterations
+        self.train_iterations += iterations
+        offset = self.history[-1]["step"] if self.history else 0.0
+        self.history.extend({**row, "step": row["step"] + offset} for row in phase.history)
+        if phase.feasible is not None:
+            self.feasible = phase.feasible
         return self
 
 

@@ -60,6 +60,4 @@ class FairThenPrune:
             fair=False,
             desc="fair_then_prune",
         )
-        outcome.train_iterations += tail.train_iterations
-        outcome.history.extend(tail.history)
-        return outcome
+        return outcome.add(tail)
