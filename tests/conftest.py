@@ -11,6 +11,9 @@ import torch
 
 from fairprune.data.base import GroupData, Splits, stratified_split_indices
 
+# tiny models: one thread is fastest, and robust when the machine is shared
+torch.set_num_threads(1)
+
 
 def planted_bias_frame(n: int = 4000, seed: int = 0) -> pd.DataFrame:
     """A binary task whose minority group follows a *different* rule than the majority.

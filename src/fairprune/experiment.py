@@ -220,6 +220,8 @@ def run_experiment(
     """
     out = Path(out)
     prepare_out_dir(out, cfg, restart=restart)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     jobs = grid(cfg)
     todo = [job for job in jobs if not (out / "runs" / f"{job.run_id}.json").exists()]
     logger.info("%d runs in the grid, %d already recorded", len(jobs), len(jobs) - len(todo))
