@@ -192,3 +192,23 @@ def test_shipped_configs_load(path):
     jobs = grid(load_config(path))
     assert len(jobs) > len(load_config(path).seeds)
     assert len({j.run_id for j in jobs}) == len(jobs)
+
+
+def test_report_on_a_real_run(tmp_path, planted_csv, capsys):
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, planted_csv)
+    overrides = ["--set", "seeds=[0,1]", "--set", "methods=['dense','magnitude','bip','bifp']"]
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", *overrides]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "bifp" in printed and "report.md" in printed
+    text = (out / "report.md").read_text()
+    assert "plots/accuracy_vs_sparsity.png" in text and "within seed noise" in text
+    for name in ["accuracy_vs_sparsity", "equalized_odds_difference_vs_sparsity", "convergence", "ablation"]:
+        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_missing_directory_is_an_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "nothing" in capsys.readouterr().err
