@@ -70,9 +70,7 @@ def test_bifp_meets_tau_where_magnitude_pruning_does_not(planted):
     fair_model = copy.deepcopy(dense)
     fair = run_pruner(build_pruner("bifp", steps=300, finetune_steps=100), fair_model, sparsity, task)
     base_model = copy.deepcopy(dense)
-    run_pruner(
-        build_pruner("magnitude", finetune_steps=fair.train_iterations), base_model, sparsity, task
-    )
+    run_pruner(build_pruner("magnitude", finetune_steps=fair.train_iterations), base_model, sparsity, task)
     fair_val = evaluate(fair_model, splits.val, 2)["equalized_odds_difference"]
     base_val = evaluate(base_model, splits.val, 2)["equalized_odds_difference"]
     fair_test = evaluate(fair_model, splits.test, 2)

@@ -136,3 +136,16 @@ def test_effective_grads_are_recorded_also_where_masked():
     capture_effective_grads(net, False)
     with pytest.raises(ValueError, match="no recorded gradient"):
         effective_weight_grads(net)
+
+
+def test_baking_a_deep_copy_leaves_the_original_working():
+    import copy
+
+    net = _net()
+    apply_masks(net, topk_masks({k: v.abs() for k, v in prunable_parameters(net).items()}, 0.5))
+    x = torch.randn(2, 2, 6, 6)
+    before = net(x)
+    baked = bake_masks(copy.deepcopy(net))
+    torch.testing.assert_close(baked(x), before)
+    torch.testing.assert_close(net(x), before)  # the original keeps its masks
+    assert hasattr(net[0], "parametrizations") and not hasattr(baked[0], "parametrizations")

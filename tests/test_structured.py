@@ -7,13 +7,12 @@ import torch
 from torch import nn
 
 from fairprune.export import count_flops, count_parameters, load_model, measure_latency, save_model
-from fairprune.masks import apply_masks, get_masks, prunable_parameters, sparsity
+from fairprune.masks import apply_masks, bake_masks, get_masks, prunable_parameters, sparsity
 from fairprune.models import build_model
 from fairprune.structured import (
     ChannelGroup,
     ChannelSlice,
     apply_channel_masks,
-    bake_all,
     channel_groups,
     expand_channel_masks,
     fpgm_channel_scores,
@@ -70,6 +69,18 @@ def test_groups_of_a_small_net_and_their_exact_counts():
     # per channel: conv 0's filter (2 * 1 * 1) + conv 3's input slice (4 * 3 * 3); conv 3's filter
     # (3 * 3 * 3) + the classifier's input column (5)
     assert group_param_counts(groups.values()) == {"0": 2 + 36, "3": 27 + 5}
+
+
+def test_channel_groups_leave_the_model_as_it_was():
+    model = _tiny().train()
+    apply_masks(model, {"0.weight": torch.zeros(3, 2, 1, 1)})
+    stats = model[1].running_mean.clone()
+    groups = channel_groups(model, torch.randn(4, 2, 6, 6), ignored=["3"])
+    assert [g.id for g in groups] == ["0"]  # conv 3's output channels are ignored
+    assert model.training and torch.equal(model[1].running_mean, stats)
+    assert torch.equal(get_masks(model)["0.weight"], torch.zeros(3, 2, 1, 1))
+    with pytest.raises(ValueError, match="unknown modules"):
+        channel_groups(model, torch.randn(1, 2, 6, 6), ignored=["nope"])
 
 
 def test_flatten_spreads_a_channel_over_many_classifier_inputs():
@@ -141,6 +152,19 @@ def test_structured_topk_counts_a_tensor_shared_by_two_groups_exactly():
     assert keep["out"].tolist() == [False, True, True] and keep["in"].tolist() == [False, True]
 
 
+def test_structured_topk_round_to_keeps_multiples():
+    group = ChannelGroup("a", 5, (ChannelSlice("w", 0, torch.arange(5), torch.arange(5), (5, 1), True),))
+    scores = {"a": torch.tensor([5.0, 1.0, 4.0, 2.0, 3.0])}
+    # units: the 5 mod 2 = 1 weakest channel {1}, then {3, 4} (mean 2.5); {2, 0} always stays
+    keep = structured_topk(scores, [group], 0.6, n_prunable=5, round_to=2)
+    assert keep["a"].tolist() == [True, False, True, False, False]
+    keep = structured_topk(scores, [group], 0.2, n_prunable=5, round_to=2)
+    assert keep["a"].tolist() == [True, False, True, True, True]
+    with pytest.raises(ValueError, match="out of reach"):
+        structured_topk(scores, [group], 0.8, n_prunable=5, round_to=2)
+    assert structured_topk(scores, [group], 0.0, n_prunable=5, round_to=8)["a"].all()
+
+
 def test_structured_topk_rejects_bad_inputs():
     scores = {"a": torch.rand(3), "b": torch.rand(2)}
     with pytest.raises(ValueError, match="out of reach"):
@@ -161,11 +185,14 @@ def test_l1_and_fpgm_scores_on_a_hand_built_conv():
     groups = channel_groups(model, torch.randn(1, 1, 3, 3))
     assert [g.id for g in groups] == ["0"]
     # L1: the filter's |w| plus the consumer's input column
-    assert l1_channel_scores(model, groups)["0"].tolist() == [1.0, 9.0, 14.5]
+    assert l1_channel_scores(model, groups, normalize=False)["0"].tolist() == [1.0, 9.0, 14.5]
+    normalized = l1_channel_scores(model, groups)["0"]  # divided by the mean, 24.5 / 3
+    assert torch.allclose(normalized, torch.tensor([1.0, 9.0, 14.5]) / (24.5 / 3))
     # FPGM: sum of distances to the other filters; |f0-f1| = 5, |f0-f2| = 10, |f1-f2| = sqrt(9+144)
     d12 = math.sqrt(153)
     expected = torch.tensor([15.0, 5.0 + d12, 10.0 + d12])
-    assert torch.allclose(fpgm_channel_scores(model, groups)["0"], expected)
+    assert torch.allclose(fpgm_channel_scores(model, groups, normalize=False)["0"], expected)
+    assert torch.allclose(fpgm_channel_scores(model, groups)["0"], expected / expected.mean())
 
 
 # --- masked == slimmed ------------------------------------------------------------------------
@@ -197,15 +224,24 @@ def test_masked_model_equals_slimmed_model(grouped, target):
     masked = copy.deepcopy(model)
     apply_masks(masked, masks)
     slimmed = slim(masked, groups, keep, X32[:1]).eval()
-    with torch.no_grad():
+    with torch.no_grad():  # slim() left `masked` (a deep copy of a parametrized model) working
         expected, got = masked(X32), slimmed(X32)
-    assert got.shape == (3, 5)
+    assert got.shape == (3, 5)  # all classes kept
     assert expected.abs().max() > 1e-3
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
     # the slim model holds exactly the weights the masks keep
     assert n_prunable(slimmed) == n - sum(int((m == 0).sum()) for m in masks.values())
     assert count_parameters(slimmed) < count_parameters(model)
     assert not any(hasattr(m, "parametrizations") for m in slimmed.modules())
+
+
+def test_round_to_keeps_hardware_friendly_widths_near_the_target(grouped):
+    model, groups = grouped
+    n = n_prunable(model)
+    keep = structured_topk(l1_channel_scores(model, groups), groups, 0.7, n_prunable=n, round_to=8)
+    assert all(int(k.sum()) % 8 == 0 or bool(k.all()) for k in keep.values())
+    achieved = sparsity(expand_channel_masks(model, groups, keep))
+    assert abs(achieved - 0.7) * n <= 8 * max(group_param_counts(groups).values()) / 2
 
 
 def test_bias_and_batchnorm_masks_zero_dropped_channels_and_keep_outputs(grouped):
@@ -225,7 +261,7 @@ def test_bias_and_batchnorm_masks_zero_dropped_channels_and_keep_outputs(grouped
     apply_masks(plain, expand_channel_masks(model, groups, keep))
     with torch.no_grad():
         torch.testing.assert_close(plain(X32), expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
-    assert not any(hasattr(m, "parametrizations") for m in bake_all(masked).modules())
+    assert not any(hasattr(m, "parametrizations") for m in bake_masks(masked).modules())
 
 
 def test_masked_equals_slimmed_in_train_mode_too():
@@ -236,7 +272,8 @@ def test_masked_equals_slimmed_in_train_mode_too():
     masked = copy.deepcopy(model)
     apply_masks(masked, expand_channel_masks(model, groups, keep))
     slimmed = slim(masked, groups, keep, X32[:1])
-    masked.train(), slimmed.train()
+    masked.train()
+    slimmed.train()
     torch.testing.assert_close(slimmed(X32), masked(X32), rtol=0, atol=1e-4)
 
 

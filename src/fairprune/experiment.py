@@ -122,8 +122,8 @@ class Job:
 
 def data_cells(cfg: ExperimentConfig) -> list[tuple[DataConfig, str]]:
     """The (target, sensitive attribute) cells of the grid, each with its run-id tag."""
-    targets = cfg.targets or [cfg.data.target]
-    attributes = cfg.sensitive_attributes or [cfg.data.sensitive_attribute]
+    targets: list[str | None] = list(cfg.targets) or [cfg.data.target]
+    attributes: list[str | None] = list(cfg.sensitive_attributes) or [cfg.data.sensitive_attribute]
     cells = [(t, a) for t in targets for a in attributes]
     if len(cells) == 1:
         return [(replace(cfg.data, target=cells[0][0], sensitive_attribute=cells[0][1]), "")]

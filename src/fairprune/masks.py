@@ -8,6 +8,7 @@ binary float tensors shaped like their parameters.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,8 @@ PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, 
 class Mask(nn.Module):
     """Parametrization ``weight -> mask * weight``; can record ``d loss / d(mask * weight)``."""
 
+    mask: Tensor
+
     def __init__(self, mask: Tensor) -> None:
         super().__init__()
         self.register_buffer("mask", mask)
@@ -48,6 +51,10 @@ class Mask(nn.Module):
 
     def _store(self, grad: Tensor) -> None:
         self.effective_grad = grad if self.effective_grad is None else self.effective_grad + grad
+
+
+def _parametrizations(module: nn.Module) -> nn.ModuleDict:
+    return cast(nn.ModuleDict, module.parametrizations)
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -65,9 +72,9 @@ def prunable_parameters(model: nn.Module) -> dict[str, Tensor]:
         if isinstance(module, PRUNABLE_TYPES):
             prefix = f"{module_name}." if module_name else ""
             if parametrize.is_parametrized(module, "weight"):
-                out[prefix + "weight"] = module.parametrizations["weight"].original
+                out[prefix + "weight"] = cast(Tensor, _parametrizations(module)["weight"].original)
             else:
-                out[prefix + "weight"] = module.weight
+                out[prefix + "weight"] = cast(Tensor, module.weight)
     if not out:
         raise ValueError(
             f"{type(model).__name__} has no prunable parameters; expected at least one "
@@ -81,7 +88,7 @@ def _mask_module(model: nn.Module, name: str) -> Mask | None:
     module = model.get_submodule(module_name)
     if not parametrize.is_parametrized(module, param_name):
         return None
-    for p in module.parametrizations[param_name]:
+    for p in cast(nn.ModuleList, _parametrizations(module)[param_name]):
         if isinstance(p, Mask):
             return p
     return None
@@ -119,13 +126,19 @@ def get_masks(model: nn.Module) -> Masks:
 
 
 def bake_masks(model: nn.Module) -> nn.Module:
-    """Remove the parametrizations, leaving ``mask * weight`` as a plain parameter (in place)."""
-    for name in prunable_parameters(model):
-        if _mask_module(model, name) is not None:
-            module_name, param_name = _split(name)
-            parametrize.remove_parametrizations(
-                model.get_submodule(module_name), param_name, leave_parametrized=True
-            )
+    """Remove every parametrization, leaving ``mask * weight`` (etc.) as plain parameters (in place).
+
+    Safe on deep copies: a parametrized module and its ``copy.deepcopy`` share one dynamically
+    created class, and ``remove_parametrizations`` deletes the property from that class, which
+    would break the other model. Each module gets a private copy of its class first.
+    """
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+            module.__class__ = type(cls.__name__, cls.__bases__, namespace)
+            for name in list(_parametrizations(module)):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return model
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from fairprune.models.cnn import mobilenet_v2, resnet10, resnet18, resnet50, vit_small
 from fairprune.models.mlp import MLP
 
 __all__ = ["MODELS", "build_model", "MLP"]
@@ -19,7 +20,14 @@ def _mlp(
     return MLP(math.prod(input_shape), n_classes, tuple(int(h) for h in hidden))
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": _mlp}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": _mlp,
+    "resnet10": resnet10,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenet_v2": mobilenet_v2,
+    "vit_small": vit_small,
+}
 
 
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int, **params: Any) -> nn.Module:

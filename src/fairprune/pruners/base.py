@@ -56,7 +56,8 @@ class Outcome:
 
 
 class Pruner(Protocol):
-    scope: str
+    @property
+    def scope(self) -> str: ...
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome: ...
 

@@ -1,0 +1,160 @@
+"""Channel groups: output channels that must be removed together, found by torch-pruning."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import Tensor, nn
+
+from fairprune.masks import bake_masks, prunable_parameters
+
+_OP = tp.ops.OPTYPE
+_PARAMETER_FREE = {_OP.ELEMENTWISE, _OP.RESHAPE, _OP.CONCAT, _OP.SPLIT, _OP.SLICE, _OP.UNBIND, _OP.EXPAND}
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelSlice:
+    """The positions along one dim of one parameter that belong to a group's channels.
+
+    Attributes:
+        name: Full parameter name (``"layer1.0.conv1.weight"``, ``"bn1.bias"``).
+        dim: The dim that the channels index (0: output channels; 1: input channels).
+        positions: ``(P,)`` long, positions along ``dim``.
+        channels: ``(P,)`` long, the group channel of each position (several positions share a
+            channel where a flatten spreads one channel over many features).
+        shape: The parameter's full shape.
+        prunable: Whether the parameter is one of :func:`~fairprune.masks.prunable_parameters`.
+    """
+
+    name: str
+    dim: int
+    positions: Tensor
+    channels: Tensor
+    shape: tuple[int, ...]
+    prunable: bool
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelGroup:
+    """Channels removed together: ``id`` is the root module's name, channels ``0 .. n_channels-1``."""
+
+    id: str
+    n_channels: int
+    slices: tuple[ChannelSlice, ...]
+
+
+def traced_copy(model: nn.Module, example_input: Tensor) -> tuple[nn.Module, tp.DependencyGraph]:
+    """A baked deep copy of ``model`` and its dependency graph (traced in eval mode)."""
+    twin = bake_masks(copy.deepcopy(model))
+    training = model.training
+    twin.eval()  # tracing runs a forward pass: keep BatchNorm statistics untouched
+    graph = tp.DependencyGraph().build_dependency(twin, example_input, verbose=False)
+    twin.train(training)
+    return twin, graph
+
+
+def _param_dims(node: tp.dependency.Node, is_out: bool) -> list[tuple[str, int]] | None:
+    """``(parameter, dim)`` pairs that a channel slice of ``node`` touches; ``None`` if unsafe."""
+    module = node.module
+    if node.type in _PARAMETER_FREE:
+        return []
+    depthwise = node.type == _OP.DEPTHWISE_CONV and module.in_channels == module.out_channels == module.groups
+    if depthwise or (node.type == _OP.BN and module.affine):
+        return [("weight", 0)] + ([("bias", 0)] if module.bias is not None else [])
+    if node.type == _OP.BN:
+        return []
+    if node.type == _OP.LINEAR or (node.type == _OP.CONV and module.groups == 1 and not module.transposed):
+        if not is_out:
+            return [("weight", 1)]
+        return [("weight", 0)] + ([("bias", 0)] if module.bias is not None else [])
+    return None
+
+
+def _group_slices(
+    group: tp.dependency.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str], twin: nn.Module
+) -> tuple[ChannelSlice, ...] | None:
+    merged: dict[tuple[str, int], dict[int, int]] = {}  # (parameter, dim) -> {position: channel}
+    for item in group.items:
+        node, is_out = item.dep.target, graph.is_out_channel_pruning_fn(item.dep.handler)
+        if is_out and not node.outputs:
+            return None  # reaches the model output: the classes
+        pairs = _param_dims(node, is_out)
+        if pairs is None:
+            return None
+        for param, dim in pairs:
+            key = (f"{names[node.module]}.{param}".lstrip("."), dim)
+            merged.setdefault(key, {}).update(zip(map(int, item.idxs), map(int, item.root_idxs), strict=True))
+    params, prunable = dict(twin.named_parameters()), prunable_parameters(twin)
+    return tuple(
+        ChannelSlice(
+            name,
+            dim,
+            torch.tensor(list(pos_to_channel), dtype=torch.long),
+            torch.tensor(list(pos_to_channel.values()), dtype=torch.long),
+            tuple(params[name].shape),
+            name in prunable,
+        )
+        for (name, dim), pos_to_channel in merged.items()
+    )
+
+
+def channel_groups(
+    model: nn.Module, example_input: Tensor, *, ignored: Iterable[str] = ()
+) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (see the module docstring for which are offered).
+
+    Args:
+        model: Any classifier; masks already on it are baked into a traced copy, ``model`` is
+            left unchanged.
+        example_input: A batch the model accepts, e.g. ``(1, C, H, W)``.
+        ignored: Names of modules whose output channels must not be pruned.
+    """
+    twin, graph = traced_copy(model, example_input)
+    names = {module: name for name, module in twin.named_modules()}
+    unknown = sorted(set(ignored) - set(names.values()))
+    if unknown:
+        raise ValueError(f"ignored names unknown modules {unknown}")
+    ignored_modules = [twin.get_submodule(name) for name in ignored]
+    groups: list[ChannelGroup] = []
+    seen: set[tuple[str, int]] = set()
+    for group in graph.get_all_groups(ignored_layers=ignored_modules):
+        slices = _group_slices(group, graph, names, twin)
+        if not slices or any((s.name, s.dim) in seen for s in slices):
+            continue
+        seen.update((s.name, s.dim) for s in slices)
+        groups.append(ChannelGroup(names[group[0].dep.target.module], len(group[0].idxs), slices))
+    return groups
+
+
+def _channel_counts(group: ChannelGroup, s: ChannelSlice) -> Tensor:
+    """``(n_channels,)`` prunable weights in ``s`` per channel of ``group`` (at full width)."""
+    per_position = torch.Size(s.shape).numel() // s.shape[s.dim]
+    return torch.bincount(s.channels, minlength=group.n_channels) * per_position
+
+
+def group_param_counts(groups: Iterable[ChannelGroup]) -> dict[str, int]:
+    """Prunable weights removed per channel of each group, at full width.
+
+    Counts the output slice of every producer and the input slice of every consumer (BatchNorm
+    parameters and biases are not prunable weights). Where two groups meet in one weight tensor
+    (one's output channels, the other's input channels) removing both double-counts their
+    intersection; :func:`structured_topk` accounts for that exactly. Channels of one group have
+    equal counts in practice; the largest is returned.
+    """
+    out: dict[str, int] = {}
+    for g in groups:
+        total = torch.zeros(g.n_channels, dtype=torch.long)
+        for s in g.slices:
+            if s.prunable:
+                total += _channel_counts(g, s)
+        out[g.id] = int(total.max())
+    return out
+
+
+def n_prunable(model: nn.Module) -> int:
+    """The number of prunable weights of ``model`` (the denominator of ``sparsity``)."""
+    return sum(p.numel() for p in prunable_parameters(model).values())

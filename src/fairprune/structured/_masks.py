@@ -1,0 +1,242 @@
+"""Channel top-k, expansion of channel keep-vectors into masks, and physical slimming."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from fairprune.masks import Mask, Masks, apply_masks, prunable_parameters
+from fairprune.structured._groups import ChannelGroup, ChannelSlice, traced_copy
+
+
+def _check_keep(groups: list[ChannelGroup], keep: Mapping[str, Tensor]) -> None:
+    ids = {g.id: g for g in groups}
+    unknown = sorted(set(keep) - set(ids))
+    if unknown:
+        raise ValueError(f"keep names unknown groups {unknown}; groups: {sorted(ids)}")
+    for gid, k in keep.items():
+        if k.dtype != torch.bool or k.shape != (ids[gid].n_channels,) or not bool(k.any()):
+            raise ValueError(
+                f"keep[{gid!r}] must be a bool tensor of shape ({ids[gid].n_channels},) with at least "
+                f"one True, got dtype {k.dtype}, shape {tuple(k.shape)}, {int(k.sum())} kept"
+            )
+
+
+def structured_topk(
+    scores: Mapping[str, Tensor],
+    groups: Iterable[ChannelGroup],
+    target_sparsity: float,
+    *,
+    n_prunable: int,
+    round_to: int = 1,
+) -> dict[str, Tensor]:
+    """Keep the highest-scoring channels, globally, at ``target_sparsity`` to the nearest channel.
+
+    Greedy by score: channels are dropped from the lowest score up (ties: group order, then
+    channel index), never the last channel of a group, until the prunable weights removed would
+    pass ``target_sparsity * n_prunable``; the channel that crosses it is dropped only if that
+    lands closer to the target. The count is exact — a weight tensor whose output channels and
+    input channels both shrink loses ``C_out * C_in * k - C_out' * C_in' * k`` weights — so
+    ``|achieved - target| * n_prunable <= round_to * max(group_param_counts(groups).values()) / 2``
+    whenever the target is reachable.
+
+    With ``round_to = r > 1`` every group keeps a multiple of ``r`` channels (or all of them),
+    which CPU and GPU kernels run faster: the units of removal are then a group's ``n mod r``
+    weakest channels, then blocks of its next ``r`` weakest, ranked by their mean score.
+
+    Args:
+        scores: ``(n_channels,)`` real scores per group id; larger = more important. Groups
+            without scores keep all their channels.
+        groups: From :func:`channel_groups`.
+        target_sparsity: Fraction of the prunable weights to remove, in [0, 1).
+        n_prunable: All prunable weights of the model (:func:`n_prunable`), the denominator.
+        round_to: Kept channels per group are a multiple of this (at least this many).
+
+    Returns:
+        ``(n_channels,)`` bool keep-vector per group id.
+
+    Raises:
+        ValueError: On bad inputs, or when the channels that must stay cannot reach the target.
+    """
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(f"target_sparsity must be in [0, 1), got {target_sparsity}")
+    if round_to < 1:
+        raise ValueError(f"round_to must be a positive channel count, got {round_to}")
+    groups = list(groups)
+    _check_scores(groups, scores)
+    ranked = [g for g in groups if g.id in scores]
+    kept_sizes = {s.name: list(s.shape) for g in groups for s in g.slices if s.prunable}
+    # per ranked group: [(parameter, dim, positions of each channel)]
+    per_channel = [
+        [
+            (s.name, s.dim, torch.bincount(s.channels, minlength=g.n_channels).tolist())
+            for s in g.slices
+            if s.prunable
+        ]
+        for g in ranked
+    ]
+    goal = target_sparsity * n_prunable
+    keep = {g.id: torch.ones(g.n_channels, dtype=torch.bool) for g in groups}
+    removed = 0
+    for _, i, _, channels in sorted(_removal_units(ranked, scores, round_to)):
+        if removed >= goal:
+            break
+        updates = [(name, dim, sum(counts[c] for c in channels)) for name, dim, counts in per_channel[i]]
+        delta = _removal_delta(kept_sizes, updates)
+        if removed + delta > goal and removed + delta - goal >= goal - removed:
+            break
+        for name, dim, n in updates:
+            kept_sizes[name][dim] -= n
+        removed += delta
+        keep[ranked[i].id][channels] = False
+    else:
+        if removed < goal:
+            raise ValueError(
+                f"target_sparsity {target_sparsity} is out of reach: keeping {round_to} channel(s) per "
+                f"group removes at most {removed / n_prunable:.4f} of the prunable weights"
+            )
+    return keep
+
+
+def _removal_units(
+    ranked: list[ChannelGroup], scores: Mapping[str, Tensor], round_to: int
+) -> list[tuple[float, int, int, list[int]]]:
+    """``(mean score, group index, unit index, channels)`` of every removable unit."""
+    units = []
+    for i, g in enumerate(ranked):
+        score = scores[g.id].detach().double().cpu()
+        order = torch.argsort(score, stable=True).tolist()  # weakest first
+        first = g.n_channels % round_to
+        cuts = ([0] if first else []) + list(range(first, g.n_channels, round_to))
+        for j, (a, b) in enumerate(itertools.pairwise(cuts)):  # the last block always stays
+            units.append((float(score[order[a:b]].mean()), i, j, order[a:b]))
+    return units
+
+
+def _check_scores(groups: list[ChannelGroup], scores: Mapping[str, Tensor]) -> None:
+    ids = {g.id: g.n_channels for g in groups}
+    unknown = sorted(set(scores) - set(ids))
+    if unknown:
+        raise ValueError(f"scores name unknown groups {unknown}; groups: {sorted(ids)}")
+    for gid, score in scores.items():
+        if score.shape != (ids[gid],) or not bool(torch.isfinite(score).all()):
+            raise ValueError(
+                f"scores[{gid!r}] must be finite with shape ({ids[gid]},), got shape {tuple(score.shape)}"
+            )
+
+
+def _removal_delta(kept_sizes: dict[str, list[int]], updates: list[tuple[str, int, int]]) -> int:
+    """Weights removed when ``updates`` (parameter, dim, positions) shrink the kept sizes."""
+    after = {name: list(kept_sizes[name]) for name, _, _ in updates}
+    for name, dim, n in updates:
+        after[name][dim] -= n
+    return sum(math.prod(kept_sizes[name]) - math.prod(sizes) for name, sizes in after.items())
+
+
+def _slice_mask(s: ChannelSlice, drop: Tensor, like: Tensor) -> Tensor:
+    """Ones shaped like ``like``, zero on the positions of ``s`` that belong to ``drop``."""
+    mask = torch.ones_like(like, memory_format=torch.contiguous_format).detach()
+    positions = s.positions[torch.isin(s.channels, drop)].to(like.device)
+    return mask.index_fill_(s.dim, positions, 0.0)
+
+
+def _dropped(keep: Mapping[str, Tensor], group: ChannelGroup) -> Tensor:
+    """``(D,)`` long, the channels of ``group`` that ``keep`` drops (none if it has no entry)."""
+    if group.id not in keep:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.nonzero(~keep[group.id].cpu()).flatten()
+
+
+def expand_channel_masks(
+    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor]
+) -> Masks:
+    """Unstructured 0/1 masks of every prunable weight for the channel keep-vectors ``keep``.
+
+    Zeroes the output slices of dropped channels in their producers and the input slices in
+    their consumers; groups missing from ``keep`` keep every channel. Masks already on ``model``
+    are not included (multiply with :func:`~fairprune.masks.get_masks` to combine). Use with
+    :func:`~fairprune.masks.apply_masks`, or :func:`apply_channel_masks` to mask biases and
+    BatchNorm too.
+    """
+    groups = list(groups)
+    _check_keep(groups, keep)
+    params = prunable_parameters(model)
+    masks: Masks = {name: torch.ones_like(p).detach() for name, p in params.items()}
+    for g in groups:
+        drop = _dropped(keep, g)
+        for s in g.slices:
+            if s.prunable and len(drop):
+                masks[s.name] *= _slice_mask(s, drop, params[s.name])
+    return masks
+
+
+def apply_channel_masks(
+    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor]
+) -> Masks:
+    """Mask ``model`` in place: prunable weights and the biases and BatchNorm affine parameters.
+
+    Returns the masks of the prunable weights (as :func:`expand_channel_masks`). The other masks
+    are :class:`~fairprune.masks.Mask` parametrizations too; :func:`~fairprune.masks.bake_masks`
+    removes all of them.
+    """
+    groups = list(groups)
+    masks = expand_channel_masks(model, groups, keep)
+    apply_masks(model, masks)
+    extra: dict[str, Tensor] = {}
+    for g in groups:
+        drop = _dropped(keep, g)
+        for s in g.slices:
+            if not s.prunable:
+                tensor = _original(model, s.name)
+                extra[s.name] = extra.get(s.name, torch.ones_like(tensor).detach()) * _slice_mask(
+                    s, drop, tensor
+                )
+    for name, mask in extra.items():
+        _set_mask(model, name, mask)
+    return masks
+
+
+def _original(model: nn.Module, name: str) -> Tensor:
+    """The parameter ``name`` itself, also where a parametrization is registered on it."""
+    module_name, _, param = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if parametrize.is_parametrized(module, param):
+        return cast(Tensor, cast(nn.ModuleDict, module.parametrizations)[param].original)
+    return getattr(module, param)
+
+
+def _set_mask(model: nn.Module, name: str, mask: Tensor) -> None:
+    module_name, _, param = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if parametrize.is_parametrized(module, param):
+        for p in cast(nn.ModuleList, cast(nn.ModuleDict, module.parametrizations)[param]):
+            if isinstance(p, Mask):
+                cast(Tensor, p.mask).copy_(mask)
+                return
+    parametrize.register_parametrization(module, param, Mask(mask))
+
+
+def slim(
+    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor], example_input: Tensor
+) -> nn.Module:
+    """A smaller dense copy of ``model`` without the dropped channels (masks baked in first).
+
+    In eval mode its outputs equal those of ``model`` masked by :func:`expand_channel_masks`
+    (or :func:`apply_channel_masks`) with the same ``keep``. ``model`` is left unchanged.
+    """
+    groups = list(groups)
+    _check_keep(groups, keep)
+    twin, graph = traced_copy(model, example_input)
+    for g in groups:
+        drop = _dropped(keep, g).tolist()
+        if drop:
+            root = twin.get_submodule(g.id)
+            pruner = graph.get_pruner_of_module(root)
+            graph.get_pruning_group(root, pruner.prune_out_channels, drop).prune()
+    return twin
