@@ -38,6 +38,7 @@ __all__ = [
     "clipped_step",
     "model_inputs",
     "train_inputs",
+    "batch_loss",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,24 @@ def train_inputs(batch: GroupData, task: Task) -> tuple[Tensor, Tensor, Tensor]:
     device = task.train.device
     x = model_inputs(batch.x, device, augment=task.train.augment)
     return x, batch.y.to(device), batch.groups.to(device)
+
+
+def batch_loss(
+    model: nn.Module,
+    batch: GroupData,
+    task: Task,
+    constraint: Constraint | None,
+    *,
+    fairness_weight: float = 1.0,
+) -> Tensor:
+    """The training objective on one batch: ``CE + fairness_weight * c * Phi`` (``c``: the
+    penalty strength or the multiplier; no fairness term without a constraint)."""
+    x, y, g = train_inputs(batch, task)
+    logits = model(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    if constraint is not None:
+        loss = loss + constraint.term(logits, y, g, weight=fairness_weight)
+    return loss
 
 
 @dataclass
@@ -233,8 +252,7 @@ def run_loop(
             )
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:
-            row = _validate(model, task, constraint, step, running, prev_masks)
-            prev_masks = get_masks(model)
+            row, prev_masks = _validate(model, task, constraint, step, running, prev_masks)
             result.history.append(row)
             selector.offer(row["val_accuracy"], row["violation"], constraint, model)
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
@@ -300,7 +318,8 @@ def _validate(
     step: int,
     loss: float,
     prev_masks: dict[str, Tensor],
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """A history row for the current state (and the current masks, for the next comparison)."""
     val = task.splits.val
     pred = predict(model, val, device=task.train.device)
     accuracy = float((pred == val.y).float().mean())
@@ -315,11 +334,11 @@ def _validate(
     }
     if constraint is None:
         row.update(violation=math.nan, multiplier=math.nan)
-        return row
+        return row, masks
     violation = constraint.violation(val.y, pred, val.groups)
     constraint.dual_step(violation)
     row.update(violation=violation, **constraint.state())
-    return row
+    return row, masks
 
 
 def train_weights(
@@ -338,12 +357,7 @@ def train_weights(
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train, lr)
 
     def step_fn(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
-        batch = next_batch()
-        x, y, g = train_inputs(batch, task)
-        logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        if constraint is not None:
-            loss = loss + constraint.term(logits, y, g)
+        loss = batch_loss(model, next_batch(), task, constraint)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clipped_step(optimizer, task.train)

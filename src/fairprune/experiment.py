@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fairprune.atomic import write_atomic
+from fairprune.atomic import replace_atomically, write_atomic
 from fairprune.config import DataConfig, ExperimentConfig
 from fairprune.data import Splits
 from fairprune.data.registry import IMAGE_DATASETS, load_dataset
@@ -112,8 +112,7 @@ class Job:
 
     @property
     def run_id(self) -> str:
-        safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.variant.label)
-        return f"{self.tag}{safe}__s{self.sparsity:g}__seed{self.seed}"
+        return f"{self.tag}{_file_safe(self.variant.label)}__s{self.sparsity:g}__seed{self.seed}"
 
     @property
     def dense_key(self) -> str:
@@ -127,10 +126,12 @@ def data_cells(cfg: ExperimentConfig) -> list[tuple[DataConfig, str]]:
     cells = [(t, a) for t in targets for a in attributes]
     if len(cells) == 1:
         return [(replace(cfg.data, target=cells[0][0], sensitive_attribute=cells[0][1]), "")]
-    return [
-        (replace(cfg.data, target=t, sensitive_attribute=a), re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{t}-{a}__"))
-        for t, a in cells
-    ]
+    return [(replace(cfg.data, target=t, sensitive_attribute=a), _file_safe(f"{t}-{a}__")) for t, a in cells]
+
+
+def _file_safe(name: str) -> str:
+    """``name`` with every run of characters unsafe in a file name replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
 
 
 def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
@@ -186,17 +187,9 @@ def _dense_model(
         return model, int(saved["iterations"])
     task = Task(splits, None, cfg.train, seed, progress)
     loop = train_weights(model, task, cfg.train.dense_steps, desc=f"dense seed {seed}")
-    buffer = _to_bytes({"state": model.state_dict(), "iterations": loop.iterations})
-    write_atomic(path, buffer)
+    saved = {"state": model.state_dict(), "iterations": loop.iterations}
+    replace_atomically(path, lambda temporary: torch.save(saved, temporary))
     return model, loop.iterations
-
-
-def _to_bytes(obj: Any) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 def grid(cfg: ExperimentConfig) -> list[Job]:

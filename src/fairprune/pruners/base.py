@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from fairprune.engine import LoopResult, Task, train_weights
+from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
 from fairprune.masks import (
     Masks,
     apply_masks,
@@ -23,6 +23,8 @@ from fairprune.masks import (
     prunable_parameters,
     topk_masks,
 )
+
+SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one iteration)
 
 __all__ = [
     "Pruner",
@@ -95,11 +97,9 @@ def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach().abs().clone() for name, p in prunable_parameters(model).items()}
 
 
-def snip_scores(model: nn.Module, task: Task, n_batches: int = 4) -> dict[str, Tensor]:
+def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> dict[str, Tensor]:
     """SNIP connection sensitivity ``|theta * dL/dtheta|`` summed over a few training batches
     (Lee, Ajanthan & Torr, ICLR 2019), at the model's current weights."""
-    from fairprune.engine import stratified_batches, train_inputs
-
     device = task.train.device
     params = prunable_parameters(model)
     gen = torch.Generator().manual_seed(task.seed)

@@ -24,10 +24,10 @@ from fairprune.data.base import GroupData
 from fairprune.engine import (
     CheckpointSelector,
     Task,
+    batch_loss,
     clipped_step,
     make_optimizer,
     run_loop,
-    train_inputs,
     train_weights,
 )
 from fairprune.masks import (
@@ -38,7 +38,7 @@ from fairprune.masks import (
     prunable_parameters,
     topk_masks,
 )
-from fairprune.pruners.base import Outcome, magnitude_scores, snip_scores
+from fairprune.pruners.base import SNIP_BATCHES, Outcome, magnitude_scores, snip_scores
 
 __all__ = ["BiFP", "MASK_INITS", "SCHEDULES"]
 
@@ -93,7 +93,7 @@ class BiFP:
         outcome = Outcome()
         scores = self._initial_scores(model, task)
         if self.mask_init == "snip":
-            outcome.train_iterations += 4
+            outcome.train_iterations += SNIP_BATCHES  # the scoring passes
         apply_masks(model, topk_masks(scores, sparsity, scope=self.scope))
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
         constraint = task.constraint() if fair else None
@@ -104,12 +104,7 @@ class BiFP:
         upper = _UpperStep(model, score_params, mask_opt, sparsity, self.scope, self.gamma)
 
         def loss_of(batch: GroupData, fairness_weight: float) -> Tensor:
-            x, y, g = train_inputs(batch, task)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            if constraint is not None:
-                loss = loss + constraint.term(logits, y, g, weight=fairness_weight)
-            return loss
+            return batch_loss(model, batch, task, constraint, fairness_weight=fairness_weight)
 
         def alternating(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
             loss_w = loss_of(next_batch(), self.weight_fairness)  # lower: weights

@@ -12,7 +12,7 @@ from torch import nn
 
 from fairprune.engine import Task
 from fairprune.masks import apply_masks, prunable_parameters
-from fairprune.pruners.base import Outcome, magnitude_scores, prune_and_finetune, snip_scores
+from fairprune.pruners.base import SNIP_BATCHES, Outcome, magnitude_scores, prune_and_finetune, snip_scores
 
 __all__ = ["Dense", "RandomPruner", "Magnitude", "Snip"]
 
@@ -78,7 +78,7 @@ class Snip:
 
     scope: str = "global"
     finetune_steps: int = 500
-    n_batches: int = 4
+    n_batches: int = SNIP_BATCHES
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         scores = snip_scores(model, task, self.n_batches)
