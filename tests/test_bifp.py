@@ -16,6 +16,7 @@ from fairprune.masks import apply_masks, capture_effective_grads, get_masks
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
 from fairprune.pruners.bifp import _UpperStep
+from fairprune.pruners.space import WeightSpace
 
 
 def test_upper_step_gradient_is_straight_through_plus_implicit_correction():
@@ -26,7 +27,7 @@ def test_upper_step_gradient_is_straight_through_plus_implicit_correction():
     apply_masks(net, {"0.weight": torch.tensor([[1.0, 0.0, 1.0]])})
     scores = {"0.weight": nn.Parameter(torch.tensor([[3.0, 1.0, 2.0]]))}
     opt = torch.optim.SGD(list(scores.values()), lr=1.0)
-    upper = _UpperStep(net, scores, opt, sparsity=1 / 3, scope="global", gamma=2.0)
+    upper = _UpperStep(net, scores, opt, sparsity=1 / 3, space=WeightSpace(), gamma=2.0)
     capture_effective_grads(net, True)
     x = torch.tensor([[1.0, 1.0, 2.0]])
     net(x).sum().backward()  # g = x = [1, 1, 2]
@@ -44,7 +45,7 @@ def test_bifp_lets_pruned_weights_come_back():
         net[0].weight.copy_(torch.tensor([[1.0, 1.0]]))
     apply_masks(net, {"0.weight": torch.tensor([[1.0, 0.0]])})
     scores = {"0.weight": nn.Parameter(torch.tensor([[1.0, 0.9]]))}
-    upper = _UpperStep(net, scores, torch.optim.SGD(list(scores.values()), lr=1.0), 0.5, "global", 1e9)
+    upper = _UpperStep(net, scores, torch.optim.SGD(list(scores.values()), lr=1.0), 0.5, WeightSpace(), 1e9)
     capture_effective_grads(net, True)
     (-net(torch.tensor([[0.0, 1.0]]))).sum().backward()  # only the pruned input matters
     upper.step()

@@ -14,12 +14,15 @@ from fairprune.fairness.constraints import FairnessObjective
 from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import PRUNERS, build_pruner, imp_schedule, run_pruner
+from fairprune.pruners.space import ChannelSpace
+from fairprune.structured import expand_channel_masks, group_param_counts
 
 SMALL = {
     "dense": {},
     "random": {"finetune_steps": 4},
     "magnitude": {"finetune_steps": 4},
     "snip": {"finetune_steps": 4, "n_batches": 2},
+    "fpgm": {"finetune_steps": 4},
     "imp": {"round_steps": 2},
     "bip": {"steps": 4, "finetune_steps": 2},
     "bifp": {"steps": 4, "finetune_steps": 2},
@@ -50,7 +53,10 @@ def _prune(method: str, dense: nn.Module, splits: Splits, sparsity: float, **ext
     return model, result
 
 
-@pytest.mark.parametrize("method", sorted(PRUNERS))
+CHANNEL_ONLY = {"fpgm"}
+
+
+@pytest.mark.parametrize("method", sorted(set(PRUNERS) - CHANNEL_ONLY))
 def test_pruner_contract(method, dense, planted_splits):
     sparsity = 0.0 if method == "dense" else 0.8
     model, result = _prune(method, dense, planted_splits, sparsity)
@@ -130,3 +136,62 @@ def test_imp_without_training_rewinds_to_the_dense_weights(dense, planted_splits
     for name, p in prunable_parameters(model).items():
         assert torch.equal(result.masks[name], magnitude.masks[name])
         torch.testing.assert_close(p, dense_weights[name])
+
+
+@pytest.mark.parametrize("method", sorted(set(PRUNERS) - {"dense"}))
+def test_channel_mode_contract(method, dense, planted_splits):
+    """structure='channel': whole hidden units go, the sparsity is within half a channel of the
+    target, the masks are exactly the channel expansion, and the slimmed model is equal."""
+    model, result = _prune(method, dense, planted_splits, 0.6, structure="channel")
+    sel = result.channels
+    assert sel is not None and sorted(g.id for g in sel.groups) == ["features.0", "features.2"]
+    n = sum(p.numel() for p in prunable_parameters(model).values())
+    zeros = sum(int((m == 0).sum()) for m in result.masks.values())
+    assert abs(zeros - 0.6 * n) <= max(group_param_counts(sel.groups).values()) / 2
+    expanded = expand_channel_masks(model, sel.groups, sel.keep)
+    for name, mask in result.masks.items():
+        assert torch.equal(mask, expanded[name])
+    assert 0 < sel.channel_fraction < 1
+    assert sel.channel_fraction == sum(int((~k).sum()) for k in sel.keep.values()) / (16 + 8)
+    # biases of removed units are masked too: the removed units output exactly zero
+    hidden = model.features[0](planted_splits.test.x[:8])
+    assert torch.all(hidden[:, ~sel.keep["features.0"]] == 0)
+    small = sel.slim(model)
+    model.eval()
+    torch.testing.assert_close(
+        small(planted_splits.test.x), model(planted_splits.test.x), rtol=1e-5, atol=1e-6
+    )
+    widths = [m.out_features for m in small.modules() if isinstance(m, nn.Linear)]
+    assert widths == [int(sel.keep["features.0"].sum()), int(sel.keep["features.2"].sum()), 2]
+    again, result2 = _prune(method, dense, planted_splits, 0.6, structure="channel")
+    for gid, keep in sel.keep.items():
+        assert torch.equal(keep, result2.channels.keep[gid])
+
+
+def test_channel_mode_rounds_kept_channels(dense, planted_splits):
+    _, result = _prune("magnitude", dense, planted_splits, 0.5, structure="channel", round_to=4)
+    assert all(int(k.sum()) % 4 == 0 for k in result.channels.keep.values())
+
+
+def test_structure_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown structure 'filters'"):
+        build_pruner("bifp", structure="filters")
+    with pytest.raises(ValueError, match="expected scope='global'"):
+        build_pruner("magnitude", structure="channel", scope="layer")
+    with pytest.raises(ValueError, match="round_to applies to structure='channel' only"):
+        build_pruner("magnitude", round_to=8)
+    with pytest.raises(ValueError, match="fpgm prunes filters"):
+        build_pruner("fpgm", structure="unstructured")
+
+
+def test_survivors_first_never_revives_a_removed_channel(dense, planted_splits):
+    model = copy.deepcopy(dense)
+    space = ChannelSpace(model, Task(planted_splits, None, CONFIG, 0))
+    space.apply(model, space.magnitude(model), 0.3)
+    before = space.selection(model).keep
+    favour_removed = {gid: -s for gid, s in space.magnitude(model).items()}  # removed ones score highest
+    space.apply(model, space.survivors_first(model, favour_removed), 0.5)
+    after = space.selection(model).keep
+    for gid in before:
+        assert not torch.any(after[gid] & ~before[gid])
+    assert sum(int(k.sum()) for k in after.values()) < sum(int(k.sum()) for k in before.values())

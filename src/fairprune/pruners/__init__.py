@@ -14,7 +14,8 @@ from typing import Any
 from fairprune.pruners.base import Outcome, Pruner, PruneResult, run_pruner
 from fairprune.pruners.bifp import BiFP
 from fairprune.pruners.imp import IMP, imp_schedule
-from fairprune.pruners.oneshot import Dense, Magnitude, RandomPruner, Snip
+from fairprune.pruners.oneshot import Dense, Fpgm, Magnitude, RandomPruner, Snip
+from fairprune.pruners.space import STRUCTURES, ChannelSelection, PrunerBase
 from fairprune.pruners.two_stage import FairThenPrune, PruneThenFair
 
 __all__ = [
@@ -31,6 +32,10 @@ __all__ = [
     "Magnitude",
     "RandomPruner",
     "Snip",
+    "Fpgm",
+    "PrunerBase",
+    "ChannelSelection",
+    "STRUCTURES",
     "PruneThenFair",
     "FairThenPrune",
 ]
@@ -41,6 +46,7 @@ PRUNERS: dict[str, Callable[..., Pruner]] = {
     "magnitude": Magnitude,
     "imp": IMP,
     "snip": Snip,
+    "fpgm": Fpgm,
     "bip": partial(BiFP, mask_fairness=0.0, weight_fairness=0.0),
     "bifp": BiFP,
     "bifp_no_mask_fairness": partial(BiFP, mask_fairness=0.0),

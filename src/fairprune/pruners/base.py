@@ -15,14 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
-from fairprune.masks import (
-    Masks,
-    apply_masks,
-    check_sparsity,
-    get_masks,
-    prunable_parameters,
-    topk_masks,
-)
+from fairprune.masks import Masks, get_masks, prunable_parameters
+from fairprune.pruners.space import ChannelSelection, Scores, Space, WeightSpace
 
 SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one iteration)
 
@@ -32,7 +26,6 @@ __all__ = [
     "PruneResult",
     "run_pruner",
     "check_sparsity_arg",
-    "magnitude_scores",
     "snip_scores",
     "prune_and_finetune",
 ]
@@ -40,11 +33,13 @@ __all__ = [
 
 @dataclass
 class Outcome:
-    """What a pruner did: training iterations, logged history, whether tau was met on val."""
+    """What a pruner did: training iterations, logged history, whether tau was met on val, and
+    the space its masks live in (``None``: unstructured, global)."""
 
     train_iterations: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     feasible: bool | None = None
+    space: Space | None = None
 
     def add(self, phase: LoopResult | Outcome) -> Outcome:
         """Append a training phase; its history steps continue the previous phase's count."""
@@ -54,6 +49,8 @@ class Outcome:
         self.history.extend({**row, "step": row["step"] + offset} for row in phase.history)
         if phase.feasible is not None:
             self.feasible = phase.feasible
+        if isinstance(phase, Outcome) and phase.space is not None:
+            self.space = phase.space
         return self
 
 
@@ -66,13 +63,15 @@ class Pruner(Protocol):
 
 @dataclass
 class PruneResult:
-    """The masks a pruner produced, with its cost (iterations and wall time)."""
+    """The masks a pruner produced, with its cost (iterations and wall time) and, for a
+    structured pruner, the channels it kept."""
 
     masks: Masks
     train_iterations: int
     wall_seconds: float
     history: list[dict[str, float]]
     feasible: bool | None
+    channels: ChannelSelection | None = None
 
 
 def check_sparsity_arg(sparsity: float) -> None:
@@ -81,20 +80,23 @@ def check_sparsity_arg(sparsity: float) -> None:
 
 
 def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) -> PruneResult:
-    """Prune ``model`` in place with ``pruner``; time it and check the achieved sparsity."""
+    """Prune ``model`` in place with ``pruner``; time it and check the achieved sparsity
+    (exact for unstructured masks, to the nearest channel for structured ones)."""
     check_sparsity_arg(sparsity)
     torch.manual_seed(task.seed)
     start = time.perf_counter()
     outcome = pruner.prune(model, sparsity, task)
     wall = time.perf_counter() - start
-    masks = get_masks(model)
-    check_sparsity(masks, sparsity, scope=getattr(pruner, "scope", "global"))
-    return PruneResult(masks, outcome.train_iterations, wall, outcome.history, outcome.feasible)
-
-
-def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
-    """``|theta|`` of every prunable weight."""
-    return {name: p.detach().abs().clone() for name, p in prunable_parameters(model).items()}
+    space = outcome.space or WeightSpace(getattr(pruner, "scope", "global"))
+    space.check(model, sparsity)
+    return PruneResult(
+        get_masks(model),
+        outcome.train_iterations,
+        wall,
+        outcome.history,
+        outcome.feasible,
+        space.selection(model),
+    )
 
 
 def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> dict[str, Tensor]:
@@ -121,18 +123,19 @@ def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> 
 
 def prune_and_finetune(
     model: nn.Module,
-    scores: dict[str, Tensor],
+    space: Space,
+    scores: Scores,
     sparsity: float,
     task: Task,
     *,
-    scope: str,
     finetune_steps: int,
     fair: bool,
     desc: str,
 ) -> Outcome:
-    """Mask the lowest scores, then fine-tune the weights (with the fairness term if ``fair``)."""
-    apply_masks(model, topk_masks(scores, sparsity, scope=scope))
-    outcome = Outcome()
+    """Mask the lowest scores in ``space``, then fine-tune the weights (with the fairness term
+    if ``fair``)."""
+    space.apply(model, scores, sparsity)
+    outcome = Outcome(space=space)
     if finetune_steps > 0:
         constraint = task.constraint() if fair else None
         outcome.add(train_weights(model, task, finetune_steps, constraint=constraint, desc=desc))

@@ -10,6 +10,11 @@ lower level regularised by ``gamma/2 ||theta||^2`` and the loss Hessian in ``the
 
     g = d loss / d(m * theta)          # one backward pass, recorded on the mask parametrization
     grad_s = theta * g - (1 / gamma) * m * g * g
+
+Structured (``structure="channel"``): one score per channel, whose mask multiplies all of the
+channel's weights, so its gradient is the sum of the per-weight expression over them
+(:meth:`~fairprune.pruners.space.ChannelSpace.pool`; the channel's bias and BatchNorm entries
+are left out of the sum).
 """
 
 from __future__ import annotations
@@ -30,15 +35,9 @@ from fairprune.engine import (
     run_loop,
     train_weights,
 )
-from fairprune.masks import (
-    apply_masks,
-    capture_effective_grads,
-    effective_weight_grads,
-    get_masks,
-    prunable_parameters,
-    topk_masks,
-)
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, magnitude_scores, snip_scores
+from fairprune.masks import capture_effective_grads, effective_weight_grads, get_masks, prunable_parameters
+from fairprune.pruners.base import SNIP_BATCHES, Outcome, snip_scores
+from fairprune.pruners.space import PrunerBase, Scores, Space
 
 __all__ = ["BiFP", "MASK_INITS", "SCHEDULES"]
 
@@ -47,11 +46,12 @@ SCHEDULES = ("alternating", "joint")
 
 
 @dataclass(frozen=True)
-class BiFP:
+class BiFP(PrunerBase):
     """Bi-level fair pruning.
 
     Attributes:
-        scope: Top-k scope, ``"global"`` or ``"layer"``.
+        scope, structure, round_to: Where the mask scores live (see
+            :class:`~fairprune.pruners.space.PrunerBase`).
         mask_fairness: lambda_m, weight of the fairness term in the upper (mask) level.
         weight_fairness: lambda_w, weight of the fairness term in the lower (weight) level.
         steps: Bi-level steps (an alternating step costs two iterations, a joint step one).
@@ -64,7 +64,6 @@ class BiFP:
         finetune_steps: Weight-only fine-tuning with the mask fixed, after the bi-level phase.
     """
 
-    scope: str = "global"
     mask_fairness: float = 1.0
     weight_fairness: float = 1.0
     steps: int = 300
@@ -75,6 +74,7 @@ class BiFP:
     finetune_steps: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.mask_init not in MASK_INITS:
@@ -90,18 +90,19 @@ class BiFP:
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         device = task.train.device
         model.to(device).train()
-        outcome = Outcome()
-        scores = self._initial_scores(model, task)
+        space = self.space(model, task)
+        outcome = Outcome(space=space)
+        scores = self._initial_scores(model, task, space)
         if self.mask_init == "snip":
             outcome.train_iterations += SNIP_BATCHES  # the scoring passes
-        apply_masks(model, topk_masks(scores, sparsity, scope=self.scope))
+        space.apply(model, scores, sparsity)
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
         constraint = task.constraint() if fair else None
-        score_params = {n: nn.Parameter(s.to(device)) for n, s in scores.items()}
+        score_params = {n: nn.Parameter(s) for n, s in scores.items()}
         mask_opt = torch.optim.Adam(list(score_params.values()), lr=self.mask_lr)
         weights = [p for p in model.parameters() if p.requires_grad]
         weight_opt = make_optimizer(weights, task.train)
-        upper = _UpperStep(model, score_params, mask_opt, sparsity, self.scope, self.gamma)
+        upper = _UpperStep(model, score_params, mask_opt, sparsity, space, self.gamma)
 
         def loss_of(batch: GroupData, fairness_weight: float) -> Tensor:
             return batch_loss(model, batch, task, constraint, fairness_weight=fairness_weight)
@@ -150,20 +151,18 @@ class BiFP:
             )
         return outcome
 
-    def _initial_scores(self, model: nn.Module, task: Task) -> dict[str, Tensor]:
+    def _initial_scores(self, model: nn.Module, task: Task, space: Space) -> Scores:
         gen = torch.Generator().manual_seed(task.seed)
-        params = prunable_parameters(model)
         if self.mask_init == "magnitude":
-            scores = magnitude_scores(model)
+            scores = space.magnitude(model)
         elif self.mask_init == "snip":
-            scores = snip_scores(model, task)
-        elif self.mask_init == "random":
-            scores = {n: torch.randn(p.shape, generator=gen).abs() for n, p in params.items()}
+            scores = space.pool(snip_scores(model, task), normalize=True)
         else:
-            scores = {n: torch.rand(p.shape, generator=gen) for n, p in params.items()}
+            scores = space.random(model, gen, "normal" if self.mask_init == "random" else "uniform")
         # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free
-        rms = torch.sqrt(torch.cat([s.reshape(-1) ** 2 for s in scores.values()]).mean())
-        return {n: (s.float() / rms.clamp_min(1e-12)).to(params[n].device) for n, s in scores.items()}
+        rms = torch.sqrt(torch.cat([s.reshape(-1).float() ** 2 for s in scores.values()]).mean())
+        device = next(model.parameters()).device if space.structure == "unstructured" else torch.device("cpu")
+        return {n: (s.float() / rms.clamp_min(1e-12)).to(device) for n, s in scores.items()}
 
 
 class _UpperStep:
@@ -175,20 +174,23 @@ class _UpperStep:
         scores: dict[str, nn.Parameter],
         optimizer: torch.optim.Optimizer,
         sparsity: float,
-        scope: str,
+        space: Space,
         gamma: float,
     ) -> None:
         self.model, self.scores, self.optimizer = model, scores, optimizer
-        self.sparsity, self.scope, self.gamma = sparsity, scope, gamma
+        self.sparsity, self.space, self.gamma = sparsity, space, gamma
 
     def step(self) -> None:
         grads = effective_weight_grads(self.model)
         theta = prunable_parameters(self.model)
         masks = get_masks(self.model)
-        for name, score in self.scores.items():
-            g = grads[name]
-            score.grad = (theta[name].detach() * g - masks[name] * g * g / self.gamma).to(score.dtype)
+        per_weight = {
+            name: theta[name].detach() * g - masks[name] * g * g / self.gamma for name, g in grads.items()
+        }
+        for name, grad in self.space.pool(per_weight).items():
+            score = self.scores[name]
+            score.grad = grad.to(device=score.device, dtype=score.dtype)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         capture_effective_grads(self.model, False)
-        apply_masks(self.model, topk_masks(dict(self.scores), self.sparsity, scope=self.scope))
+        self.space.apply(self.model, dict(self.scores), self.sparsity)

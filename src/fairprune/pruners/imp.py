@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from fairprune.engine import Task, train_weights
-from fairprune.masks import apply_masks, get_masks, prunable_parameters, topk_masks
-from fairprune.pruners.base import Outcome, magnitude_scores
+from fairprune.pruners.base import Outcome
+from fairprune.pruners.space import PrunerBase
 
 __all__ = ["IMP", "imp_schedule"]
 
@@ -29,42 +29,48 @@ def imp_schedule(sparsity: float, rate: float) -> list[float]:
 
 
 @dataclass(frozen=True)
-class IMP:
-    """Rounds of: global magnitude pruning of the surviving weights, rewinding the weights to
-    the pruner's starting point (the trained dense model: late rewinding), and retraining.
+class IMP(PrunerBase):
+    """Rounds of: global magnitude pruning of the surviving weights (or channels), rewinding the
+    weights to the pruner's starting point (the trained dense model: late rewinding), and
+    retraining.
 
     Attributes:
         rate: Fraction of the remaining weights pruned per round (0.2 in the Lottery Ticket papers).
         round_steps: Training iterations per round.
     """
 
-    scope: str = "global"
     rate: float = 0.2
     round_steps: int = 100
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         start = copy.deepcopy(model)
-        outcome = Outcome()
+        space = self.space(model, task)
+        outcome = Outcome(space=space)
         for level in imp_schedule(sparsity, self.rate):
-            scores = magnitude_scores(model)
-            masks = get_masks(model)
             # pruned weights stay pruned: rank only the survivors
-            scores = {n: s * masks[n] + (masks[n] - 1.0) for n, s in scores.items()}
-            new_masks = topk_masks(scores, level, scope=self.scope)
+            scores = space.survivors_first(model, space.magnitude(model))
             _rewind(model, start)
-            apply_masks(model, new_masks)
+            space.apply(model, scores, level)
             outcome.add(train_weights(model, task, self.round_steps, desc=f"imp {level:.3f}"))
         if not outcome.history:
-            apply_masks(model, topk_masks(magnitude_scores(model), sparsity, scope=self.scope))
+            space.apply(model, space.magnitude(model), sparsity)
         return outcome
 
 
 def _rewind(model: nn.Module, start: nn.Module) -> None:
-    """Copy every weight and buffer of ``start`` into ``model``, leaving the masks alone."""
-    source = {**dict(start.named_parameters()), **dict(start.named_buffers())}
+    """Copy every weight and buffer of ``start`` into ``model``, leaving the masks alone (also
+    where a mask parametrization sits on a bias or a BatchNorm parameter)."""
+    source = {_plain_name(n): t for n, t in [*start.named_parameters(), *start.named_buffers()]}
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if ".parametrizations." not in name and name in source:
-            tensor.data.copy_(source[name])
-    start_weights = prunable_parameters(start)
-    for name, param in prunable_parameters(model).items():
-        param.data.copy_(start_weights[name])
+        plain = _plain_name(name)
+        if plain is not None and plain in source:
+            tensor.data.copy_(source[plain])
+
+
+def _plain_name(name: str) -> str | None:
+    """``a.parametrizations.weight.original`` -> ``a.weight``; ``None`` for a mask buffer."""
+    if ".parametrizations." not in name and not name.startswith("parametrizations."):
+        return name
+    head, _, tail = name.rpartition("parametrizations.")
+    param, _, rest = tail.partition(".")
+    return head + param if rest == "original" else None

@@ -1,6 +1,8 @@
-"""One-shot pruners: score every weight once, keep the top, fine-tune.
+"""One-shot pruners: score every weight (or channel) once, keep the top, fine-tune.
 
-``dense`` (no pruning), ``random``, ``magnitude`` (Han et al., 2015) and ``snip`` (Lee et al., 2019).
+``dense`` (no pruning), ``random``, ``magnitude`` (Han et al., 2015; with ``structure="channel"``
+the L1 filter norm of Li et al., 2017), ``snip`` (Lee et al., 2019) and ``fpgm`` (He et al.,
+CVPR 2019: filters near the geometric median of their layer are redundant; channels only).
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ from torch import nn
 
 from fairprune.engine import Task
 from fairprune.masks import apply_masks, prunable_parameters
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, magnitude_scores, prune_and_finetune, snip_scores
+from fairprune.pruners.base import SNIP_BATCHES, Outcome, prune_and_finetune, snip_scores
+from fairprune.pruners.space import ChannelSpace, PrunerBase
+from fairprune.structured import fpgm_channel_scores
 
-__all__ = ["Dense", "RandomPruner", "Magnitude", "Snip"]
+__all__ = ["Dense", "RandomPruner", "Magnitude", "Snip", "Fpgm"]
 
 
 @dataclass(frozen=True)
-class Dense:
+class Dense(PrunerBase):
     """No pruning: all-ones masks, the dense reference. Accepts only sparsity 0."""
-
-    scope: str = "global"
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         if sparsity != 0.0:
@@ -31,21 +33,20 @@ class Dense:
 
 
 @dataclass(frozen=True)
-class RandomPruner:
+class RandomPruner(PrunerBase):
     """Random masks at the target sparsity, then fine-tuning (the sanity-check baseline)."""
 
-    scope: str = "global"
     finetune_steps: int = 500
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        gen = torch.Generator().manual_seed(task.seed)
-        scores = {n: torch.rand(p.shape, generator=gen) for n, p in prunable_parameters(model).items()}
+        space = self.space(model, task)
+        scores = space.random(model, torch.Generator().manual_seed(task.seed))
         return prune_and_finetune(
             model,
+            space,
             scores,
             sparsity,
             task,
-            scope=self.scope,
             finetune_steps=self.finetune_steps,
             fair=False,
             desc="random",
@@ -53,19 +54,19 @@ class RandomPruner:
 
 
 @dataclass(frozen=True)
-class Magnitude:
-    """Keep the largest ``|theta|`` (global or per-layer), then fine-tune."""
+class Magnitude(PrunerBase):
+    """Keep the largest ``|theta|`` (or channel L1 norms), then fine-tune."""
 
-    scope: str = "global"
     finetune_steps: int = 500
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        space = self.space(model, task)
         return prune_and_finetune(
             model,
-            magnitude_scores(model),
+            space,
+            space.magnitude(model),
             sparsity,
             task,
-            scope=self.scope,
             finetune_steps=self.finetune_steps,
             fair=False,
             desc="magnitude",
@@ -73,24 +74,48 @@ class Magnitude:
 
 
 @dataclass(frozen=True)
-class Snip:
-    """Keep the largest connection sensitivity ``|theta * dL/dtheta|``, then fine-tune."""
+class Snip(PrunerBase):
+    """Keep the largest connection sensitivity ``|theta * dL/dtheta|`` (summed per channel in
+    channel mode), then fine-tune."""
 
-    scope: str = "global"
     finetune_steps: int = 500
     n_batches: int = SNIP_BATCHES
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        scores = snip_scores(model, task, self.n_batches)
+        space = self.space(model, task)
+        scores = space.pool(snip_scores(model, task, self.n_batches), normalize=True)
         outcome = prune_and_finetune(
-            model,
-            scores,
-            sparsity,
-            task,
-            scope=self.scope,
-            finetune_steps=self.finetune_steps,
-            fair=False,
-            desc="snip",
+            model, space, scores, sparsity, task, finetune_steps=self.finetune_steps, fair=False, desc="snip"
         )
         outcome.train_iterations += self.n_batches  # the scoring passes
         return outcome
+
+
+@dataclass(frozen=True)
+class Fpgm(PrunerBase):
+    """FPGM: drop the filters closest to the geometric median of their layer, then fine-tune.
+
+    A structured method: ``structure`` must be ``"channel"`` (the default here).
+    """
+
+    structure: str = "channel"
+    finetune_steps: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.structure != "channel":
+            raise ValueError("fpgm prunes filters; expected structure='channel'")
+
+    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        space = self.space(model, task)
+        assert isinstance(space, ChannelSpace)
+        return prune_and_finetune(
+            model,
+            space,
+            fpgm_channel_scores(model, space.groups),
+            sparsity,
+            task,
+            finetune_steps=self.finetune_steps,
+            fair=False,
+            desc="fpgm",
+        )

@@ -2,7 +2,7 @@
 
 ``prune_then_fair`` (P&F): magnitude pruning, then fine-tuning under the fairness constraint.
 ``fair_then_prune`` (F&P): fairness training of the dense model, then magnitude pruning and
-fine-tuning.
+fine-tuning. Both work on weights or, with ``structure="channel"``, on channels (L1 norms).
 """
 
 from __future__ import annotations
@@ -12,25 +12,26 @@ from dataclasses import dataclass
 from torch import nn
 
 from fairprune.engine import Task, train_weights
-from fairprune.pruners.base import Outcome, magnitude_scores, prune_and_finetune
+from fairprune.pruners.base import Outcome, prune_and_finetune
+from fairprune.pruners.space import PrunerBase
 
 __all__ = ["PruneThenFair", "FairThenPrune"]
 
 
 @dataclass(frozen=True)
-class PruneThenFair:
+class PruneThenFair(PrunerBase):
     """Magnitude pruning, then ``finetune_steps`` of fine-tuning with the fairness term."""
 
-    scope: str = "global"
     finetune_steps: int = 1000
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        space = self.space(model, task)
         return prune_and_finetune(
             model,
-            magnitude_scores(model),
+            space,
+            space.magnitude(model),
             sparsity,
             task,
-            scope=self.scope,
             finetune_steps=self.finetune_steps,
             fair=True,
             desc="prune_then_fair",
@@ -38,24 +39,24 @@ class PruneThenFair:
 
 
 @dataclass(frozen=True)
-class FairThenPrune:
+class FairThenPrune(PrunerBase):
     """``fair_steps`` of fairness training on the dense model, then magnitude pruning and
     ``finetune_steps`` of plain fine-tuning."""
 
-    scope: str = "global"
     fair_steps: int = 500
     finetune_steps: int = 500
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        space = self.space(model, task)
         outcome = Outcome().add(
             train_weights(model, task, self.fair_steps, constraint=task.constraint(), desc="fair dense")
         )
         tail = prune_and_finetune(
             model,
-            magnitude_scores(model),
+            space,
+            space.magnitude(model),
             sparsity,
             task,
-            scope=self.scope,
             finetune_steps=self.finetune_steps,
             fair=False,
             desc="fair_then_prune",

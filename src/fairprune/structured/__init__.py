@@ -40,7 +40,12 @@ from fairprune.structured._groups import (
     n_prunable,
 )
 from fairprune.structured._masks import apply_channel_masks, expand_channel_masks, slim, structured_topk
-from fairprune.structured._scores import fpgm_channel_scores, l1_channel_scores
+from fairprune.structured._scores import (
+    channel_sums,
+    fpgm_channel_scores,
+    l1_channel_scores,
+    normalize_per_group,
+)
 
 __all__ = [
     "ChannelSlice",
@@ -54,4 +59,6 @@ __all__ = [
     "slim",
     "l1_channel_scores",
     "fpgm_channel_scores",
+    "channel_sums",
+    "normalize_per_group",
 ]

@@ -10,7 +10,7 @@ the raw values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -23,9 +23,37 @@ def _effective_weight(model: nn.Module, name: str) -> Tensor:
     return getattr(model.get_submodule(module_name), param).detach()  # mask * weight if masked
 
 
+def normalize_per_group(scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Each group's scores divided by their mean (see the module docstring)."""
+    return {gid: _finish(score, True) for gid, score in scores.items()}
+
+
 def _finish(score: Tensor, normalize: bool) -> Tensor:
     mean = score.mean()
     return (score / mean if normalize and mean > 0 else score).float()
+
+
+def channel_sums(groups: Iterable[ChannelGroup], tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Per channel of each group, the sum of ``tensors`` over the channel's slices.
+
+    ``tensors`` maps prunable weight names to tensors shaped like them (``|w|``, a gradient
+    term, ...); a channel's value sums its output slices in the producers and its input slices
+    in the consumers. This is the chain rule of a channel mask that multiplies all of those
+    weights: ``d L / d m_c = sum over the channel's weights of d L / d m_w``.
+
+    Returns:
+        ``(n_channels,)`` float64 sums per group id (on the CPU).
+    """
+    out: dict[str, Tensor] = {}
+    for g in groups:
+        total = torch.zeros(g.n_channels, dtype=torch.float64)
+        for s in g.slices:
+            if s.prunable and s.name in tensors:
+                t = tensors[s.name].detach().double().movedim(s.dim, 0)
+                per_position = t.reshape(t.shape[0], -1).sum(1).cpu()  # (size along dim,)
+                total.index_add_(0, s.channels, per_position[s.positions])
+        out[g.id] = total
+    return out
 
 
 def l1_channel_scores(
@@ -44,16 +72,10 @@ def l1_channel_scores(
     Returns:
         ``(n_channels,)`` float scores per group id; larger = more important.
     """
-    out: dict[str, Tensor] = {}
-    for g in groups:
-        score = torch.zeros(g.n_channels, dtype=torch.float64)
-        for s in g.slices:
-            if s.prunable:
-                w = _effective_weight(model, s.name).abs().double().movedim(s.dim, 0)
-                per_position = w.reshape(w.shape[0], -1).sum(1).cpu()  # (size along dim,)
-                score.index_add_(0, s.channels, per_position[s.positions])
-        out[g.id] = _finish(score, normalize)
-    return out
+    groups = list(groups)
+    names = {s.name for g in groups for s in g.slices if s.prunable}
+    sums = channel_sums(groups, {name: _effective_weight(model, name).abs() for name in names})
+    return {gid: _finish(score, normalize) for gid, score in sums.items()}
 
 
 def fpgm_channel_scores(

@@ -1,0 +1,224 @@
+"""Where a pruner's scores live: one per weight (unstructured) or one per channel (structured).
+
+A pruner computes importance scores and hands them to a *space*, which turns them into masks at
+the target sparsity:
+
+- :class:`WeightSpace` (``structure = "unstructured"``): one score per weight, exact top-k,
+  global or per layer.
+- :class:`ChannelSpace` (``structure = "channel"``): one score per output channel of each
+  dependency group (:func:`~fairprune.structured.channel_groups`), structured top-k to the
+  nearest channel, masks on the channel's weights (producers and consumers), biases and
+  BatchNorm. The model can then be slimmed (:meth:`ChannelSelection.slim`).
+
+Sparsity is always counted in prunable weights (:func:`~fairprune.masks.prunable_parameters`),
+so an unstructured and a structured model at "70%" hold the same number of weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fairprune.engine import Task, model_inputs
+from fairprune.masks import Masks, apply_masks, check_sparsity, get_masks, prunable_parameters, topk_masks
+from fairprune.structured import (
+    ChannelGroup,
+    apply_channel_masks,
+    channel_groups,
+    channel_sums,
+    group_param_counts,
+    l1_channel_scores,
+    n_prunable,
+    normalize_per_group,
+    slim,
+    structured_topk,
+)
+
+__all__ = [
+    "STRUCTURES",
+    "Scores",
+    "PrunerBase",
+    "WeightSpace",
+    "ChannelSpace",
+    "ChannelSelection",
+    "Space",
+    "example_input",
+]
+
+STRUCTURES = ("unstructured", "channel")
+SCOPES = ("global", "layer")
+Scores = dict[str, Tensor]  # weight name -> scores shaped like it, or group id -> (n_channels,)
+
+
+def example_input(model: nn.Module, task: Task) -> Tensor:
+    """One training sample as the model takes it, on the model's device (for tracing)."""
+    device = next(model.parameters()).device
+    return model_inputs(task.splits.train.x[:1], str(device))
+
+
+class WeightSpace:
+    """Unstructured: one score per weight; exact top-k (``round(s * n)`` weights removed)."""
+
+    structure = "unstructured"
+
+    def __init__(self, scope: str = "global") -> None:
+        self.scope = scope
+
+    def magnitude(self, model: nn.Module) -> Scores:
+        """``|theta|`` of every prunable weight."""
+        return {name: p.detach().abs().clone() for name, p in prunable_parameters(model).items()}
+
+    def random(self, model: nn.Module, generator: torch.Generator, kind: str = "uniform") -> Scores:
+        """Random scores: ``U(0, 1)`` (``kind="uniform"``) or ``|N(0, 1)|`` (``"normal"``)."""
+        return {n: _random(p.shape, generator, kind) for n, p in prunable_parameters(model).items()}
+
+    def pool(self, per_weight: Scores, *, normalize: bool = False) -> Scores:
+        """Per-weight values as scores of this space (here: unchanged)."""
+        return per_weight
+
+    def apply(self, model: nn.Module, scores: Scores, sparsity: float) -> None:
+        """Mask ``model``, keeping the highest scores."""
+        apply_masks(model, topk_masks(scores, sparsity, scope=self.scope))
+
+    def survivors_first(self, model: nn.Module, scores: Scores) -> Scores:
+        """``scores`` with every weight pruned now ranked below every survivor."""
+        masks = get_masks(model)
+        return {n: s * masks[n] + (masks[n] - 1.0) for n, s in scores.items()}
+
+    def check(self, model: nn.Module, sparsity: float) -> None:
+        check_sparsity(get_masks(model), sparsity, scope=self.scope)
+
+    def selection(self, model: nn.Module) -> ChannelSelection | None:
+        return None
+
+
+@dataclass(frozen=True)
+class ChannelSelection:
+    """Which channels a structured pruner kept: enough to slim the model and report on it."""
+
+    groups: tuple[ChannelGroup, ...]
+    keep: dict[str, Tensor]
+    example_input: Tensor
+
+    @property
+    def channel_fraction(self) -> float:
+        """Fraction of the prunable channels removed."""
+        total = sum(g.n_channels for g in self.groups)
+        return sum(int((~k).sum()) for k in self.keep.values()) / total
+
+    def slim(self, model: nn.Module) -> nn.Module:
+        """A smaller dense copy of ``model`` without the removed channels (same outputs in eval)."""
+        return slim(model, self.groups, self.keep, self.example_input)
+
+
+class ChannelSpace:
+    """Structured: one score per output channel of each dependency group.
+
+    Top-k is global over channels (:func:`~fairprune.structured.structured_topk`) and lands on
+    the channel nearest to the target sparsity; kept channels per group are a multiple of
+    ``round_to`` (8 suits CPU and GPU kernels).
+    """
+
+    structure = "channel"
+
+    def __init__(self, model: nn.Module, task: Task, round_to: int = 1) -> None:
+        self.example = example_input(model, task)
+        self.groups = channel_groups(model, self.example)
+        if not self.groups:
+            raise ValueError(
+                f"{type(model).__name__} has no channel that can be pruned on its own; expected "
+                "hidden Linear/Conv widths (use structure='unstructured' for this model)"
+            )
+        self.n_prunable = n_prunable(model)
+        self.round_to = round_to
+
+    def magnitude(self, model: nn.Module) -> Scores:
+        """Structured magnitude: L1 norm of each channel's weights, normalised per group."""
+        return l1_channel_scores(model, self.groups)
+
+    def random(self, model: nn.Module, generator: torch.Generator, kind: str = "uniform") -> Scores:
+        return {g.id: _random((g.n_channels,), generator, kind) for g in self.groups}
+
+    def pool(self, per_weight: Scores, *, normalize: bool = False) -> Scores:
+        """Per-weight values summed over each channel's weights (chain rule of a channel mask);
+        ``normalize`` divides each group's sums by their mean (for importance scores)."""
+        sums = channel_sums(self.groups, per_weight)
+        return normalize_per_group(sums) if normalize else {k: v.float() for k, v in sums.items()}
+
+    def apply(self, model: nn.Module, scores: Scores, sparsity: float) -> None:
+        keep = structured_topk(
+            scores, self.groups, sparsity, n_prunable=self.n_prunable, round_to=self.round_to
+        )
+        apply_channel_masks(model, self.groups, keep)
+
+    def survivors_first(self, model: nn.Module, scores: Scores) -> Scores:
+        keep = self._keep(get_masks(model))
+        low = min(float(s.min()) for s in scores.values()) - 1.0
+        return {
+            gid: torch.where(keep[gid], s.float(), torch.full_like(s.float(), low))
+            for gid, s in scores.items()
+        }
+
+    def check(self, model: nn.Module, sparsity: float) -> None:
+        """Raise unless the achieved sparsity is within half a removal unit of ``sparsity``."""
+        masks = get_masks(model)
+        zeros = sum(int((m == 0).sum()) for m in masks.values())
+        unit = self.round_to * max(group_param_counts(self.groups).values())
+        if abs(zeros - sparsity * self.n_prunable) > unit / 2 + 1e-6:
+            raise ValueError(
+                f"channel masks prune {zeros} of {self.n_prunable} weights; expected "
+                f"{sparsity * self.n_prunable:.0f} within half a channel ({unit / 2:.0f})"
+            )
+
+    def selection(self, model: nn.Module) -> ChannelSelection:
+        """The channels kept by the masks now on ``model`` (after any checkpoint restore)."""
+        return ChannelSelection(tuple(self.groups), self._keep(get_masks(model)), self.example)
+
+    def _keep(self, masks: Masks) -> dict[str, Tensor]:
+        """A channel is kept iff some weight of its slices is unmasked."""
+        alive = self.pool({n: (m != 0).float() for n, m in masks.items()})
+        return {gid: a > 0 for gid, a in alive.items()}
+
+
+Space = WeightSpace | ChannelSpace
+
+
+def _random(shape: torch.Size | tuple[int, ...], generator: torch.Generator, kind: str) -> Tensor:
+    if kind == "uniform":
+        return torch.rand(shape, generator=generator)
+    return torch.randn(shape, generator=generator).abs()
+
+
+@dataclass(frozen=True)
+class PrunerBase:
+    """The fields every pruner shares: where its scores live.
+
+    Attributes:
+        scope: Unstructured top-k over all weights (``"global"``) or per layer (``"layer"``).
+        structure: ``"unstructured"`` (one score per weight) or ``"channel"`` (one score per
+            output channel of each dependency group; the model can be slimmed afterwards).
+        round_to: Channel mode only: kept channels per group are a multiple of this.
+    """
+
+    scope: str = "global"
+    structure: str = "unstructured"
+    round_to: int = 1
+
+    def __post_init__(self) -> None:
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {self.structure!r}; expected one of {STRUCTURES}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; expected one of {SCOPES}")
+        if self.structure == "channel" and self.scope != "global":
+            raise ValueError("structure='channel' ranks channels globally; expected scope='global'")
+        if not (isinstance(self.round_to, int) and self.round_to >= 1):
+            raise ValueError(f"round_to must be a positive channel count, got {self.round_to!r}")
+        if self.round_to > 1 and self.structure != "channel":
+            raise ValueError("round_to applies to structure='channel' only")
+
+    def space(self, model: nn.Module, task: Task) -> Space:
+        if self.structure == "channel":
+            return ChannelSpace(model, task, self.round_to)
+        return WeightSpace(self.scope)
