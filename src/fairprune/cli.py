@@ -13,6 +13,7 @@ __all__ = ["main"]
 
 TABLE_COLUMNS = [
     "label",
+    "structure",
     "sparsity",
     "seed",
     "accuracy",
@@ -21,6 +22,8 @@ TABLE_COLUMNS = [
     "accuracy_gap",
     "worst_group_accuracy",
     "fair",
+    "params_ratio",
+    "latency_ratio",
     "train_iterations",
     "wall_seconds",
 ]
@@ -45,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start over in an output directory that holds another config",
     )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: one seed, two sparsities, 1/10 of every iteration budget, 32 px images",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     report = sub.add_parser("report", help="write report.md and plots from an output directory")
     report.add_argument("out", help="output directory of 'fairprune run'")
@@ -55,7 +63,9 @@ def format_results(frame: pd.DataFrame) -> str:
     """The results table for the terminal."""
     if frame.empty:
         return "(no runs)"
-    cols = [c for c in TABLE_COLUMNS if c in frame.columns]
+    cols = [c for c in TABLE_COLUMNS if c in frame.columns and frame[c].notna().any()]
+    if "structure" in cols and frame["structure"].nunique() < 2:
+        cols.remove("structure")  # says nothing when every run has the same
     return frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 
@@ -63,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from fairprune.config import load_config
     from fairprune.experiment import run_experiment
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, quick_run=args.quick)
     frame = run_experiment(cfg, args.out, restart=args.restart, progress=not args.quiet)
     print(format_results(frame))
     print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")

@@ -24,6 +24,9 @@ __all__ = [
     "ModelConfig",
     "FairnessConfig",
     "ExperimentConfig",
+    "ExportConfig",
+    "quick",
+    "method_params",
     "load_config",
     "apply_overrides",
     "config_from_dict",
@@ -68,6 +71,25 @@ class FairnessConfig:
 
 
 @dataclass
+class ExportConfig:
+    """What is measured and kept of each pruned model.
+
+    Attributes:
+        latency: Time the dense and the shipped model side by side (forward passes of one batch
+            on ``train.device``; the shipped model is the slimmed one for channel pruning).
+        latency_batch: Batch size of the timed forward passes.
+        latency_repeats: Timed passes per model (the median is reported).
+        save_models: Save every pruned model (slimmed when structured) with its masks and model
+            card under ``OUT/models/<run_id>/`` (see :func:`fairprune.export.save_model`).
+    """
+
+    latency: bool = True
+    latency_batch: int = 64
+    latency_repeats: int = 10
+    save_models: bool = False
+
+
+@dataclass
 class ExperimentConfig:
     """A grid: methods x sparsities x seeds (x variants), on one dataset and model.
 
@@ -75,13 +97,16 @@ class ExperimentConfig:
     runs, each a dict with ``method`` and hyperparameters (e.g. ``{method="bifp",
     mask_init="random"}``); ``tolerances`` re-runs the fairness-aware methods at each extra tau;
     ``targets`` and ``sensitive_attributes`` (when given) replace ``data.target`` and
-    ``data.sensitive_attribute`` by a grid over every pair.
+    ``data.sensitive_attribute`` by a grid over every pair. ``structure = "channel"`` makes every
+    method prune channels (a method's or variant's own ``structure`` wins).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    structure: str = "unstructured"
     methods: list[str] = field(default_factory=lambda: ["dense", "magnitude", "imp", "snip", "bifp"])
     sparsities: list[float] = field(default_factory=lambda: [0.9, 0.97, 0.99])
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -100,6 +125,7 @@ _SECTIONS = {
     "model": ModelConfig,
     "fairness": FairnessConfig,
     "train": TrainConfig,
+    "export": ExportConfig,
 }
 
 
@@ -135,8 +161,18 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     return cfg
 
 
+def method_params(
+    cfg: ExperimentConfig, method: str, variant: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The hyperparameters a method runs with: the experiment's ``structure`` (when "channel"),
+    then ``method_params[method]``, then the variant's own keys."""
+    own = {k: v for k, v in (variant or {}).items() if k not in ("method", "label")}
+    base = {"structure": "channel"} if cfg.structure == "channel" and method != "dense" else {}
+    return {**base, **cfg.method_params.get(method, {}), **own}
+
+
 def _validate(cfg: ExperimentConfig) -> None:
-    from fairprune.pruners import PRUNERS, build_pruner
+    from fairprune.pruners import PRUNERS, STRUCTURES, build_pruner
 
     for s in cfg.sparsities:
         if not (isinstance(s, (int, float)) and 0.0 <= s < 1.0):
@@ -146,18 +182,91 @@ def _validate(cfg: ExperimentConfig) -> None:
     for method in [*cfg.methods, *cfg.method_params]:
         if method not in PRUNERS:
             raise ValueError(f"unknown method {method!r}; expected one of {sorted(PRUNERS)}")
-    for method, params in cfg.method_params.items():
-        build_pruner(method, **params)
+    if cfg.structure not in STRUCTURES:
+        raise ValueError(f"unknown structure {cfg.structure!r}; expected one of {STRUCTURES}")
+    for method in [*cfg.methods, *cfg.method_params]:
+        build_pruner(method, **method_params(cfg, method))
     for variant in cfg.variants:
-        params = {k: v for k, v in variant.items() if k not in ("method", "label")}
         if "method" not in variant:
             raise ValueError(f"a variant needs a 'method' key, got {variant!r}")
-        build_pruner(variant["method"], **{**cfg.method_params.get(variant["method"], {}), **params})
+        build_pruner(variant["method"], **method_params(cfg, variant["method"], variant))
     tol = cfg.fairness.tolerance
     if isinstance(tol, str) and tol != "dense":
         raise ValueError(f"fairness.tolerance must be a number >= 0 or 'dense', got {tol!r}")
     f = cfg.fairness
     FairnessObjective(f.metric, 0.0 if tol == "dense" else float(tol), f.mode, f.strength, f.temperature)
+
+
+QUICK_FACTOR = 0.1  # --quick scales every iteration budget by this
+QUICK_RESOLUTION = 32  # px, at most, for image data under --quick
+QUICK_BATCH = 64
+QUICK_EVAL_SAMPLES = 500
+STEP_FIELDS = ("steps", "finetune_steps", "round_steps", "fair_steps")  # iteration budgets of methods
+_FAST_STEM_MODELS = ("resnet10", "resnet18", "resnet50", "mobilenet_v2")
+
+
+def quick(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The smoke-run version of ``cfg`` (``fairprune run --quick``), to check a long job first.
+
+    One seed, the first data cell, no tau sweep; at most two sparsities (the middle one of the
+    list and the largest); every iteration budget (``train.dense_steps`` and each method's
+    ``steps`` / ``finetune_steps`` / ``round_steps`` / ``fair_steps``, given or default) times
+    ``QUICK_FACTOR``, validation every ``eval_every * QUICK_FACTOR`` iterations (at least 5) so
+    that dual steps and checkpoint selection still happen; batches of at most ``QUICK_BATCH``;
+    in-training validation on at most ``QUICK_EVAL_SAMPLES`` samples. Image data: at most
+    ``QUICK_RESOLUTION`` px, and the CNNs keep torchvision's downsampling stem
+    (``small_input = false``), 10x cheaper at 32 px.
+    """
+    from fairprune.pruners import build_pruner
+
+    def scaled(n: int) -> int:
+        return max(1, round(n * QUICK_FACTOR)) if n > 0 else 0
+
+    def budgets(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        built = dataclasses.asdict(build_pruner(method, **params))  # type: ignore[call-overload]
+        return {k: scaled(v) for k, v in built.items() if k in STEP_FIELDS}
+
+    sparsities = sorted(cfg.sparsities)
+    if len(sparsities) > 2:
+        sparsities = [sparsities[len(sparsities) // 2 - (len(sparsities) % 2 == 0)], sparsities[-1]]
+    methods = sorted({*cfg.methods, *(v["method"] for v in cfg.variants)})
+    params = {m: {**cfg.method_params.get(m, {}), **budgets(m, method_params(cfg, m))} for m in methods}
+    variants = [{**v, **{k: scaled(int(v[k])) for k in STEP_FIELDS if k in v}} for v in cfg.variants]
+    data, model = cfg.data, cfg.model
+    if data.name in _image_datasets():
+        resolution = min(int(data.params.get("resolution", QUICK_RESOLUTION)), QUICK_RESOLUTION)
+        data = dataclasses.replace(data, params={**data.params, "resolution": resolution})
+        if model.name in _FAST_STEM_MODELS:
+            model = dataclasses.replace(model, params={**model.params, "small_input": False})
+    t = cfg.train
+    train = dataclasses.replace(
+        t,
+        dense_steps=scaled(t.dense_steps),
+        eval_every=max(5, scaled(t.eval_every)),
+        batch_size=min(t.batch_size, QUICK_BATCH),
+        eval_samples=min(t.eval_samples or QUICK_EVAL_SAMPLES, QUICK_EVAL_SAMPLES),
+    )
+    out = dataclasses.replace(
+        cfg,
+        data=data,
+        model=model,
+        train=train,
+        seeds=cfg.seeds[:1],
+        sparsities=sparsities,
+        tolerances=[],
+        targets=cfg.targets[:1],
+        sensitive_attributes=cfg.sensitive_attributes[:1],
+        method_params=params,
+        variants=variants,
+    )
+    _validate(out)
+    return out
+
+
+def _image_datasets() -> frozenset[str]:
+    from fairprune.data.registry import IMAGE_DATASETS
+
+    return frozenset(IMAGE_DATASETS)
 
 
 def _parse_value(text: str) -> Any:
@@ -184,8 +293,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a TOML config (or the defaults when ``path`` is None) and apply ``overrides``."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, quick_run: bool = False
+) -> ExperimentConfig:
+    """Read a TOML config (or the defaults when ``path`` is None) and apply ``overrides``
+    (then :func:`quick` when ``quick_run``)."""
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -195,4 +307,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config file {str(p)!r} is not valid TOML: {err}") from err
-    return config_from_dict(apply_overrides(raw, overrides or []))
+    cfg = config_from_dict(apply_overrides(raw, overrides or []))
+    return quick(cfg) if quick_run else cfg

@@ -22,15 +22,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fairprune.atomic import replace_atomically, write_atomic
-from fairprune.config import DataConfig, ExperimentConfig
+from fairprune.config import DataConfig, ExperimentConfig, method_params
 from fairprune.data import Splits
 from fairprune.data.registry import IMAGE_DATASETS, load_dataset
 from fairprune.engine import Task, evaluate, predict, train_weights
+from fairprune.export import save_model
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS
+from fairprune.footprint import FOOTPRINT_COLUMNS, footprint
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.models import build_model
-from fairprune.pruners import FAIR_METHODS, build_pruner, run_pruner
+from fairprune.pruners import FAIR_METHODS, PruneResult, build_pruner, run_pruner
 
 __all__ = [
     "Variant",
@@ -52,6 +54,7 @@ RESULT_COLUMNS = [
     "model",
     "method",
     "label",
+    "structure",
     "sparsity",
     "seed",
     "fairness",
@@ -67,6 +70,7 @@ RESULT_COLUMNS = [
     "val_violation",
     "fair",
     "achieved_sparsity",
+    *FOOTPRINT_COLUMNS,
     "train_iterations",
     "wall_seconds",
 ]
@@ -84,19 +88,15 @@ class Variant:
 
 def variants_of(cfg: ExperimentConfig) -> list[Variant]:
     """The labelled method variants of an experiment (methods, extra variants, tau sweep)."""
-    out = [Variant(m, m, dict(cfg.method_params.get(m, {}))) for m in cfg.methods]
+    out = [Variant(m, m, method_params(cfg, m)) for m in cfg.methods]
     for v in cfg.variants:
-        params = {k: val for k, val in v.items() if k not in ("method", "label")}
-        label = (
-            v.get("label") or v["method"] + "[" + ",".join(f"{k}={val}" for k, val in params.items()) + "]"
-        )
-        out.append(Variant(v["method"], label, {**cfg.method_params.get(v["method"], {}), **params}))
+        own = {k: val for k, val in v.items() if k not in ("method", "label")}
+        label = v.get("label") or v["method"] + "[" + ",".join(f"{k}={val}" for k, val in own.items()) + "]"
+        out.append(Variant(v["method"], label, method_params(cfg, v["method"], v)))
     for tol in cfg.tolerances:
         for m in cfg.methods:
             if m in FAIR_METHODS:
-                out.append(
-                    Variant(m, f"{m}[tolerance={tol}]", dict(cfg.method_params.get(m, {})), float(tol))
-                )
+                out.append(Variant(m, f"{m}[tolerance={tol}]", method_params(cfg, m), float(tol)))
     return out
 
 
@@ -146,7 +146,8 @@ def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
     for leftover in out.glob("**/.*.tmp"):  # temp files of a killed write: never a record
         leftover.unlink()
     if restart and out.exists():
-        for stale in [*out.glob("runs/*.json"), *out.glob("dense/*.pt"), out / "results.csv"]:
+        records = [*out.glob("runs/*.json"), *out.glob("dense/*.pt"), *out.glob("models/*/*")]
+        for stale in [*records, out / "results.csv"]:
             stale.unlink(missing_ok=True)
     write_atomic(cfg_path, resolved)
 
@@ -213,6 +214,7 @@ def run_experiment(
     """
     out = Path(out)
     prepare_out_dir(out, cfg, restart=restart)
+    cfg = replace(cfg, train=cfg.train.resolved())  # after saving: "auto" resumes on any machine
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     jobs = grid(cfg)
@@ -226,7 +228,7 @@ def run_experiment(
             dense, iters = _dense_model(cfg, splits, job, out, progress)
             cache[job.dense_key] = (splits, dense, iters, _tolerance(cfg, dense, splits))
         splits, dense, dense_iters, tau = cache[job.dense_key]
-        record = _one_run(cfg, splits, dense, dense_iters, tau, job, progress)
+        record = _one_run(cfg, splits, dense, dense_iters, tau, job, progress, out)
         write_atomic(out / "runs" / f"{job.run_id}.json", json.dumps(record, indent=1, default=_jsonable))
         collect_results(out)
     return collect_results(out)
@@ -254,6 +256,7 @@ def _one_run(
     tau: float,
     job: Job,
     progress: bool,
+    out: Path,
 ) -> dict[str, Any]:
     variant, s, seed = job.variant, job.sparsity, job.seed
     fc = cfg.fairness
@@ -261,7 +264,9 @@ def _one_run(
     objective = FairnessObjective(fc.metric, tau, fc.mode, fc.strength, fc.temperature)
     task = Task(splits, objective, cfg.train, seed, progress)
     model = copy.deepcopy(dense)
-    result = run_pruner(build_pruner(variant.method, **variant.params), model, s, task)
+    pruner = build_pruner(variant.method, **variant.params)
+    result = run_pruner(pruner, model, s, task)
+    shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cfg.train.device)
     dense_pred = predict(dense, splits.test, device=cfg.train.device)
     test = evaluate(model, splits.test, splits.n_groups, dense_pred=dense_pred, device=cfg.train.device)
     val = evaluate(model, splits.val, splits.n_groups, device=cfg.train.device)
@@ -275,6 +280,7 @@ def _one_run(
         "model": cfg.model.name,
         "method": variant.method,
         "label": variant.label,
+        "structure": pruner.structure,
         "sparsity": s,
         "seed": seed,
         "fairness": fc.metric,
@@ -285,10 +291,13 @@ def _one_run(
         "val_violation": val_violation,
         "fair": bool(val_violation <= tau + 1e-12),
         "achieved_sparsity": mask_sparsity(result.masks),
+        **shipped_row,
         "train_iterations": iterations,
         "wall_seconds": result.wall_seconds,
     }
     params = dict(variant.params)
+    if cfg.export.save_models:
+        _save_shipped(cfg, splits, shipped, result, row, out / "models" / job.run_id)
     return {
         "run_id": row["run_id"],
         "config": {
@@ -301,6 +310,31 @@ def _one_run(
         "result": row,
         "history": result.history,
     }
+
+
+def _save_shipped(
+    cfg: ExperimentConfig,
+    splits: Splits,
+    shipped: nn.Module,
+    result: PruneResult,
+    row: dict[str, Any],
+    path: Path,
+) -> None:
+    """Save the model a run would ship (slimmed when structured) with a model card."""
+    card = {
+        "model": {
+            "name": cfg.model.name,
+            "input_shape": list(splits.train.x.shape[1:]),
+            "n_classes": splits.n_classes,
+            "params": cfg.model.params,
+        },
+        "slimmed": result.channels is not None,
+        "class_names": list(splits.class_names),
+        "group_names": list(splits.group_names),
+        "result": {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))},
+    }
+    masks = {} if result.channels is not None else result.masks
+    save_model(path, shipped, masks, card)
 
 
 def collect_results(out: Path) -> pd.DataFrame:

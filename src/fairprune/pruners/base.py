@@ -58,6 +58,9 @@ class Pruner(Protocol):
     @property
     def scope(self) -> str: ...
 
+    @property
+    def structure(self) -> str: ...
+
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome: ...
 
 

@@ -1,0 +1,114 @@
+"""What a pruned model costs to ship, next to the dense one: parameters, FLOPs, latency.
+
+A channel-pruned model is shipped slimmed (:meth:`~fairprune.pruners.ChannelSelection.slim`):
+its outputs are checked against the masked model's on a validation batch before anything is
+reported, and a mismatch is an error. An unstructured model is shipped with its masks baked in:
+its non-zero parameters shrink, its FLOPs and latency on dense kernels do not (reported as
+they are: a FLOPs ratio of 1, latency not timed).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from fairprune.config import ExportConfig
+from fairprune.data.base import GroupData
+from fairprune.engine import model_inputs
+from fairprune.export import count_flops, count_parameters, measure_latency
+from fairprune.masks import bake_masks
+from fairprune.pruners import PruneResult
+
+__all__ = ["footprint", "SLIM_TOLERANCE", "FOOTPRINT_COLUMNS"]
+
+SLIM_TOLERANCE = 1e-4  # max |slim - masked| logit difference, relative to the logits' scale
+FOOTPRINT_COLUMNS = [
+    "channel_fraction",
+    "params",
+    "params_ratio",
+    "flops",
+    "flops_ratio",
+    "latency_ms",
+    "latency_dense_ms",
+    "latency_ratio",
+    "slim_max_abs_diff",
+]
+
+
+def footprint(
+    dense: nn.Module,
+    pruned: nn.Module,
+    result: PruneResult,
+    data: GroupData,
+    export: ExportConfig,
+    device: str,
+) -> tuple[dict[str, Any], nn.Module]:
+    """The shipped model of a run and its footprint columns (ratios are shipped / dense).
+
+    Args:
+        dense: The dense model the run started from.
+        pruned: The pruned (masked) model.
+        result: The pruner's result (``result.channels`` set for a structured pruner).
+        data: Samples for the example batch and the slim check (the validation split).
+        export: What to measure (``latency``, ``latency_batch``, ``latency_repeats``).
+        device: Where to time the models.
+
+    Raises:
+        ValueError: If the slimmed model's outputs differ from the masked model's.
+    """
+    batch = model_inputs(data.x[: export.latency_batch], device)
+    one = batch[:1]
+    row: dict[str, Any] = {c: math.nan for c in FOOTPRINT_COLUMNS}
+    dense_params, dense_flops = count_parameters(dense), count_flops(dense.to(device), one)
+    if result.channels is None:
+        shipped = bake_masks(_eval_copy(pruned))
+        row["params"] = count_parameters(pruned, nonzero=True)
+        row["flops"] = dense_flops  # dense kernels multiply the zeros too
+    else:
+        shipped = result.channels.slim(pruned).to(device).eval()
+        row["slim_max_abs_diff"] = _check_slim(shipped, pruned, batch)
+        row["channel_fraction"] = result.channels.channel_fraction
+        row["params"] = count_parameters(shipped)
+        row["flops"] = count_flops(shipped, one)
+        if export.latency:
+            row.update(_latency(dense.to(device), shipped, batch, export.latency_repeats))
+    row["params_ratio"] = row["params"] / dense_params
+    row["flops_ratio"] = row["flops"] / dense_flops
+    return row, shipped
+
+
+def _eval_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).eval()
+
+
+@torch.no_grad()
+def _check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> float:
+    training = pruned.training
+    pruned.eval()
+    expected = pruned(batch)
+    pruned.train(training)
+    diff = float((shipped(batch) - expected).abs().max())
+    scale = float(expected.abs().max()) + 1.0
+    if diff > SLIM_TOLERANCE * scale:
+        raise ValueError(
+            f"the slimmed model's outputs differ from the masked model's by {diff:.3g} "
+            f"(expected at most {SLIM_TOLERANCE * scale:.3g}); the model has an op that mixes "
+            "channels which the dependency graph does not know (see fairprune.structured)"
+        )
+    return diff
+
+
+def _latency(dense: nn.Module, shipped: nn.Module, batch: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Dense and shipped timed in turns (twice each), so that load on a shared machine hits
+    both; the ratio of the mean medians is reported."""
+    half = max(1, repeats // 2)
+    dense_s, shipped_s = [], []
+    for _ in range(2):
+        dense_s.append(measure_latency(dense, batch, repeats=half))
+        shipped_s.append(measure_latency(shipped, batch, repeats=half))
+    d, s = sum(dense_s) / 2, sum(shipped_s) / 2
+    return {"latency_ms": 1000 * s, "latency_dense_ms": 1000 * d, "latency_ratio": s / d}
