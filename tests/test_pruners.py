@@ -11,7 +11,7 @@ from torch import nn
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig, train_weights
 from fairprune.fairness.constraints import FairnessObjective
-from fairprune.masks import prunable_parameters
+from fairprune.masks import capture_effective_grads, effective_weight_grads, get_masks, prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import PRUNERS, build_pruner, imp_schedule, run_pruner
 from fairprune.pruners.space import ChannelSpace
@@ -195,3 +195,38 @@ def test_survivors_first_never_revives_a_removed_channel(dense, planted_splits):
     for gid in before:
         assert not torch.any(after[gid] & ~before[gid])
     assert sum(int(k.sum()) for k in after.values()) < sum(int(k.sum()) for k in before.values())
+
+
+def test_channel_gates_give_dropped_channels_a_gradient(dense, planted_splits):
+    """Full channel masks zero a dropped channel's gradient (its output and its consumers'
+    inputs are both masked); gates on the consumers' inputs only keep the same outputs but let
+    d loss / d gate reach the dropped channels, which structured BiFP needs to revive them."""
+    x, y = planted_splits.train.x[:256], planted_splits.train.y[:256]
+    grads, outputs = {}, {}
+    for gate in (False, True):
+        model = copy.deepcopy(dense)
+        space = ChannelSpace(model, Task(planted_splits, None, CONFIG, 0))
+        space.apply(model, space.magnitude(model), 0.6, gate=gate)
+        keep = space.selection(model).keep
+        capture_effective_grads(model, True)
+        out = model(x)
+        nn.functional.cross_entropy(out, y).backward()
+        theta = prunable_parameters(model)
+        per_weight = {n: theta[n].detach() * g for n, g in effective_weight_grads(model).items()}
+        grads[gate] = space.mask_grads(per_weight)  # straight-through d loss / d m
+        outputs[gate] = out.detach()
+        if gate:
+            space.finalize(model)
+            full = expand_channel_masks(model, space.groups, keep)
+            assert all(torch.equal(m, full[n]) for n, m in get_masks(model).items())
+            torch.testing.assert_close(model(x), outputs[True])
+    torch.testing.assert_close(outputs[True], outputs[False])
+    # units whose ReLU is active somewhere in the batch (a dead unit has no gradient either way)
+    h1 = dense.features[1](dense.features[0](x))
+    active = {"features.0": (h1 > 0).any(0), "features.2": (dense.features[:4](x) > 0).any(0)}
+    revivable = 0
+    for gid, k in keep.items():
+        assert torch.all(grads[False][gid][~k] == 0)
+        assert torch.all(grads[True][gid][~k & active[gid]].abs() > 1e-6)
+        revivable += int((~k & active[gid]).sum())
+    assert revivable >= 3

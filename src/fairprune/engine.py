@@ -298,9 +298,9 @@ def run_loop(
             )
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:
-            row, prev_masks = _validate(model, task, constraint, step, running, prev_masks)
+            row, prev_masks, constant = _validate(model, task, constraint, step, running, prev_masks)
             result.history.append(row)
-            selector.offer(row["val_accuracy"], row["violation"], constraint, model)
+            selector.offer(row["val_accuracy"], row["violation"], constraint, model, constant=constant)
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
     chosen = selector.choose()
     if chosen is not None:
@@ -324,17 +324,28 @@ class CheckpointSelector:
     Unconstrained: the most accurate state. Constrained: among states within the tolerance,
     those within ``band`` of the best feasible accuracy (differences the validation noise cannot
     resolve) and, among them, the fairest; when no state is within the tolerance, the one with
-    the smallest violation.
+    the smallest violation. A constant predictor (one class for every sample) has a violation of
+    0 under every group metric; a run that collapses to one under a large multiplier has not met
+    the tolerance in any useful sense, so by default (``allow_constant=False``) such a state
+    never counts as feasible, and is the fallback only when every state was constant.
     """
 
-    def __init__(self, *, constrained: bool, band: float) -> None:
-        self.constrained, self.band = constrained, band
+    def __init__(self, *, constrained: bool, band: float, allow_constant: bool = False) -> None:
+        self.constrained, self.band, self.allow_constant = constrained, band, allow_constant
         self.feasible: list[_Candidate] = []
         self.fallback: _Candidate | None = None
 
     def offer(
-        self, accuracy: float, violation: float, constraint: Constraint | None, model: nn.Module
+        self,
+        accuracy: float,
+        violation: float,
+        constraint: Constraint | None,
+        model: nn.Module,
+        *,
+        constant: bool = False,
     ) -> None:
+        if constant and constraint is not None and not self.allow_constant:
+            violation = math.inf  # ranks behind every real fallback
         ok = constraint is None or constraint.satisfied(violation)
         if not ok:
             if not self.feasible and (self.fallback is None or violation < self.fallback.violation):
@@ -364,8 +375,9 @@ def _validate(
     step: int,
     loss: float,
     prev_masks: dict[str, Tensor],
-) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """A history row for the current state (and the current masks, for the next comparison)."""
+) -> tuple[dict[str, float], dict[str, Tensor], bool]:
+    """A history row for the current state, the current masks (for the next comparison), and
+    whether the model predicts one class for every validation sample."""
     val = task.validation
     pred = predict(model, val, device=task.train.device)
     accuracy = float((pred == val.y).float().mean())
@@ -378,13 +390,14 @@ def _validate(
         "val_accuracy": accuracy,
         "mask_hamming": changed / total,
     }
+    constant = bool(torch.unique(pred).numel() == 1 and torch.unique(val.y).numel() > 1)
     if constraint is None:
         row.update(violation=math.nan, multiplier=math.nan)
-        return row, masks
+        return row, masks, constant
     violation = constraint.violation(val.y, pred, val.groups)
     constraint.dual_step(violation)
     row.update(violation=violation, **constraint.state())
-    return row, masks
+    return row, masks, constant
 
 
 def train_weights(

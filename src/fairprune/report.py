@@ -251,6 +251,33 @@ def _comparison_section(comparison: pd.DataFrame | None, reference: str, confide
     return f"{heading}\n\n{explanation}\n\n{_markdown_table(headers, rows)}"
 
 
+FOOTPRINT = {  # results column: header in report.md
+    "achieved_sparsity": "sparsity achieved",
+    "channel_fraction": "channels removed",
+    "params_ratio": "params / dense",
+    "flops_ratio": "FLOPs / dense",
+    "latency_ratio": "latency / dense",
+}
+
+
+def _footprint_section(results: pd.DataFrame, by: list[str]) -> str:
+    """Mean over seeds of what each pruned model costs to ship, relative to the dense one."""
+    columns = [c for c in FOOTPRINT if c in results.columns and results[c].notna().any()]
+    if "params_ratio" not in columns:
+        return ""
+    keys = [*by, "label", "sparsity"]
+    table = results[results["method"] != "dense"].groupby(keys, sort=True)[columns].mean().reset_index()
+    rows = [[*(_fmt(r[k]) for k in keys), *(_fmt(r[c]) for c in columns)] for _, r in table.iterrows()]
+    explanation = (
+        "The model each run ships: slimmed (channels physically removed) for structured pruning, "
+        "masks baked in for unstructured pruning, whose FLOPs and latency on dense kernels do not "
+        "shrink (FLOPs ratio 1; latency not timed). Latency: median forward pass of one batch, "
+        "dense and slim timed in turns on the same machine. Means over seeds."
+    )
+    headers = [*keys, *(FOOTPRINT[c] for c in columns)]
+    return f"## Shipped model footprint\n\n{explanation}\n\n{_markdown_table(headers, rows)}"
+
+
 def _plot_section(folder: str, written: dict[str, str], skipped: dict[str, str], confidence: float) -> str:
     lines = [f"## Plots — `{folder}`" if folder else "## Plots", ""]
     for name, path in written.items():
@@ -271,6 +298,7 @@ def _markdown(
     *,
     confidence: float,
     reference: str,
+    by: list[str],
 ) -> str:
     headers, rows = _summary_cells(report.summary)
     parts = [
@@ -284,6 +312,9 @@ def _markdown(
         _markdown_table(headers, rows),
         _comparison_section(report.comparison, reference, confidence),
     ]
+    footprint = _footprint_section(results, by)
+    if footprint:
+        parts.append(footprint)
     parts += [_plot_section(folder, written, skipped, confidence) for folder, written, skipped in sections]
     return "\n\n".join(parts) + "\n"
 
@@ -342,6 +373,6 @@ def write_report(
             written[name] = path.relative_to(out).as_posix()
         report.skipped.update({f"{folder}/{n}" if folder else n: r for n, r in skipped.items()})
         sections.append((folder, written, skipped))
-    text = _markdown(out, results, report, sections, confidence=confidence, reference=reference)
+    text = _markdown(out, results, report, sections, confidence=confidence, reference=reference, by=by)
     replace_atomically(report.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return report

@@ -11,10 +11,12 @@ lower level regularised by ``gamma/2 ||theta||^2`` and the loss Hessian in ``the
     g = d loss / d(m * theta)          # one backward pass, recorded on the mask parametrization
     grad_s = theta * g - (1 / gamma) * m * g * g
 
-Structured (``structure="channel"``): one score per channel, whose mask multiplies all of the
-channel's weights, so its gradient is the sum of the per-weight expression over them
-(:meth:`~fairprune.pruners.space.ChannelSpace.pool`; the channel's bias and BatchNorm entries
-are left out of the sum).
+Structured (``structure="channel"``): one score per channel. During the bi-level phase the mask
+is a channel *gate* on the consumers' input slices (:meth:`ChannelSpace.apply` with ``gate=True``:
+the same outputs as full channel masks, but a dropped channel is still computed, so its straight-
+through gradient is not zero); the score gradient is the per-weight expression summed over those
+slices (:meth:`ChannelSpace.mask_grads`). Before fine-tuning the gates become full channel masks
+(producers, biases, BatchNorm), as every other structured method uses.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class BiFP(PrunerBase):
         scores = self._initial_scores(model, task, space)
         if self.mask_init == "snip":
             outcome.train_iterations += SNIP_BATCHES  # the scoring passes
-        space.apply(model, scores, sparsity)
+        space.apply(model, scores, sparsity, gate=True)
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
         constraint = task.constraint() if fair else None
         score_params = {n: nn.Parameter(s) for n, s in scores.items()}
@@ -137,6 +139,7 @@ class BiFP(PrunerBase):
         finally:
             capture_effective_grads(model, False)
         outcome.add(loop)
+        space.finalize(model)
         if self.finetune_steps > 0:
             ft_constraint = constraint if self.weight_fairness > 0 else None
             outcome.add(
@@ -149,6 +152,7 @@ class BiFP(PrunerBase):
                     selector=selector,
                 )
             )
+            space.finalize(model)  # the chosen state may be from the bi-level phase
         return outcome
 
     def _initial_scores(self, model: nn.Module, task: Task, space: Space) -> Scores:
@@ -187,10 +191,10 @@ class _UpperStep:
         per_weight = {
             name: theta[name].detach() * g - masks[name] * g * g / self.gamma for name, g in grads.items()
         }
-        for name, grad in self.space.pool(per_weight).items():
+        for name, grad in self.space.mask_grads(per_weight).items():
             score = self.scores[name]
             score.grad = grad.to(device=score.device, dtype=score.dtype)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         capture_effective_grads(self.model, False)
-        self.space.apply(self.model, dict(self.scores), self.sparsity)
+        self.space.apply(self.model, dict(self.scores), self.sparsity, gate=True)

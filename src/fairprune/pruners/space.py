@@ -78,9 +78,16 @@ class WeightSpace:
         """Per-weight values as scores of this space (here: unchanged)."""
         return per_weight
 
-    def apply(self, model: nn.Module, scores: Scores, sparsity: float) -> None:
-        """Mask ``model``, keeping the highest scores."""
+    def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
+        """Mask ``model``, keeping the highest scores (``gate``: see :class:`ChannelSpace`)."""
         apply_masks(model, topk_masks(scores, sparsity, scope=self.scope))
+
+    def mask_grads(self, per_weight: Scores) -> Scores:
+        """Per-weight mask gradients as score gradients (here: unchanged)."""
+        return per_weight
+
+    def finalize(self, model: nn.Module) -> None:
+        """Turn the masks a ``gate=True`` phase left into the final masks (here: nothing to do)."""
 
     def survivors_first(self, model: nn.Module, scores: Scores) -> Scores:
         """``scores`` with every weight pruned now ranked below every survivor."""
@@ -126,6 +133,8 @@ class ChannelSpace:
     def __init__(self, model: nn.Module, task: Task, round_to: int = 1) -> None:
         self.example = example_input(model, task)
         self.groups = channel_groups(model, self.example)
+        if any(not any(s.prunable and s.dim == 1 for s in g.slices) for g in self.groups):
+            raise ValueError(f"a channel group of {type(model).__name__} has no consuming Linear/Conv")
         if not self.groups:
             raise ValueError(
                 f"{type(model).__name__} has no channel that can be pruned on its own; expected "
@@ -147,11 +156,28 @@ class ChannelSpace:
         sums = channel_sums(self.groups, per_weight)
         return normalize_per_group(sums) if normalize else {k: v.float() for k, v in sums.items()}
 
-    def apply(self, model: nn.Module, scores: Scores, sparsity: float) -> None:
+    def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
+        """Mask ``model``, keeping the highest-scoring channels.
+
+        ``gate=True`` masks only the consumers' input slices (a channel gate, same outputs): the
+        dropped channels stay computed, so ``d loss / d mask`` on those slices is not zero and a
+        learned score of a dropped channel can rise again. Full masks (producers, biases,
+        BatchNorm) make a dropped channel's own gradient vanish. :meth:`finalize` turns gates into
+        full masks.
+        """
         keep = structured_topk(
             scores, self.groups, sparsity, n_prunable=self.n_prunable, round_to=self.round_to
         )
-        apply_channel_masks(model, self.groups, keep)
+        apply_channel_masks(model, self.groups, keep, inputs_only=gate)
+
+    def mask_grads(self, per_weight: Scores) -> Scores:
+        """``d loss / d gate`` of each channel from the per-weight mask gradients: their sum over
+        the channel's input slices in its consumers."""
+        sums = channel_sums(self.groups, per_weight, inputs_only=True)
+        return {k: v.float() for k, v in sums.items()}
+
+    def finalize(self, model: nn.Module) -> None:
+        apply_channel_masks(model, self.groups, self._keep(get_masks(model)))
 
     def survivors_first(self, model: nn.Module, scores: Scores) -> Scores:
         keep = self._keep(get_masks(model))
@@ -177,8 +203,9 @@ class ChannelSpace:
         return ChannelSelection(tuple(self.groups), self._keep(get_masks(model)), self.example)
 
     def _keep(self, masks: Masks) -> dict[str, Tensor]:
-        """A channel is kept iff some weight of its slices is unmasked."""
-        alive = self.pool({n: (m != 0).float() for n, m in masks.items()})
+        """A channel is kept iff some weight of its consumers' input slices is unmasked (true
+        of full masks and of gates)."""
+        alive = channel_sums(self.groups, {n: (m != 0).float() for n, m in masks.items()}, inputs_only=True)
         return {gid: a > 0 for gid, a in alive.items()}
 
 

@@ -154,7 +154,11 @@ def _dropped(keep: Mapping[str, Tensor], group: ChannelGroup) -> Tensor:
 
 
 def expand_channel_masks(
-    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor]
+    model: nn.Module,
+    groups: Iterable[ChannelGroup],
+    keep: Mapping[str, Tensor],
+    *,
+    inputs_only: bool = False,
 ) -> Masks:
     """Unstructured 0/1 masks of every prunable weight for the channel keep-vectors ``keep``.
 
@@ -163,6 +167,10 @@ def expand_channel_masks(
     are not included (multiply with :func:`~fairprune.masks.get_masks` to combine). Use with
     :func:`~fairprune.masks.apply_masks`, or :func:`apply_channel_masks` to mask biases and
     BatchNorm too.
+
+    ``inputs_only`` zeroes only the consumers' input slices: the dropped channels are still
+    computed but reach nothing downstream (the same outputs), so a gradient with respect to the
+    masks still tells how much each dropped channel would matter — a channel *gate*.
     """
     groups = list(groups)
     _check_keep(groups, keep)
@@ -171,26 +179,32 @@ def expand_channel_masks(
     for g in groups:
         drop = _dropped(keep, g)
         for s in g.slices:
-            if s.prunable and len(drop):
+            if s.prunable and len(drop) and (s.dim == 1 or not inputs_only):
                 masks[s.name] *= _slice_mask(s, drop, params[s.name])
     return masks
 
 
 def apply_channel_masks(
-    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor]
+    model: nn.Module,
+    groups: Iterable[ChannelGroup],
+    keep: Mapping[str, Tensor],
+    *,
+    inputs_only: bool = False,
 ) -> Masks:
     """Mask ``model`` in place: prunable weights and the biases and BatchNorm affine parameters.
 
     Returns the masks of the prunable weights (as :func:`expand_channel_masks`). The other masks
     are :class:`~fairprune.masks.Mask` parametrizations too; :func:`~fairprune.masks.bake_masks`
-    removes all of them.
+    removes all of them. ``inputs_only``: gates (see :func:`expand_channel_masks`); the bias and
+    BatchNorm masks are then all ones, registered all the same, so that the model's state has
+    the same keys with gates and with full masks.
     """
     groups = list(groups)
-    masks = expand_channel_masks(model, groups, keep)
+    masks = expand_channel_masks(model, groups, keep, inputs_only=inputs_only)
     apply_masks(model, masks)
     extra: dict[str, Tensor] = {}
     for g in groups:
-        drop = _dropped(keep, g)
+        drop = _dropped(keep, g)[:0] if inputs_only else _dropped(keep, g)
         for s in g.slices:
             if not s.prunable:
                 tensor = _original(model, s.name)

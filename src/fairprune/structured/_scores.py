@@ -33,8 +33,11 @@ def _finish(score: Tensor, normalize: bool) -> Tensor:
     return (score / mean if normalize and mean > 0 else score).float()
 
 
-def channel_sums(groups: Iterable[ChannelGroup], tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Per channel of each group, the sum of ``tensors`` over the channel's slices.
+def channel_sums(
+    groups: Iterable[ChannelGroup], tensors: Mapping[str, Tensor], *, inputs_only: bool = False
+) -> dict[str, Tensor]:
+    """Per channel of each group, the sum of ``tensors`` over the channel's slices (only the
+    consumers' input slices with ``inputs_only``).
 
     ``tensors`` maps prunable weight names to tensors shaped like them (``|w|``, a gradient
     term, ...); a channel's value sums its output slices in the producers and its input slices
@@ -48,7 +51,7 @@ def channel_sums(groups: Iterable[ChannelGroup], tensors: Mapping[str, Tensor]) 
     for g in groups:
         total = torch.zeros(g.n_channels, dtype=torch.float64)
         for s in g.slices:
-            if s.prunable and s.name in tensors:
+            if s.prunable and s.name in tensors and (s.dim == 1 or not inputs_only):
                 t = tensors[s.name].detach().double().movedim(s.dim, 0)
                 per_position = t.reshape(t.shape[0], -1).sum(1).cpu()  # (size along dim,)
                 total.index_add_(0, s.channels, per_position[s.positions])
