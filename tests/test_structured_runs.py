@@ -14,11 +14,13 @@ from torch import nn
 
 from fairprune.cli import main
 from fairprune.config import ExportConfig, load_config, quick
-from fairprune.data.base import GroupData
+from fairprune.data.base import GroupData, Splits
 from fairprune.data.tabular import load_csv
 from fairprune.engine import Task, TrainConfig, predict, stratified_subset, train_weights
 from fairprune.export import count_parameters, load_model
+from fairprune.fairness.constraints import FairnessObjective
 from fairprune.footprint import footprint
+from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
 
@@ -163,7 +165,7 @@ def test_paper_configs_load_and_quick_scales_them_down(path):
     assert q.seeds == [0] and q.sparsities == [0.6723, 0.8926] and q.tolerances == []
     assert q.data.params["resolution"] == 32 and q.model.params["small_input"] is False
     assert q.train.dense_steps == full.train.dense_steps // 10 and q.train.batch_size == 64
-    assert q.train.eval_samples == 500 and q.train.eval_every == 10
+    assert q.train.eval_samples == 300 and q.train.eval_every == 10
     assert q.method_params["bifp"] == {"steps": 80, "finetune_steps": 20}
     assert q.method_params["imp"] == {"round_steps": 20}
     # methods without budgets in the config get a tenth of their defaults
@@ -188,3 +190,34 @@ def test_cli_quick_flag_runs_the_scaled_config(tmp_path, planted_csv):
     assert resolved["train"]["dense_steps"] == 3 and resolved["method_params"]["fpgm"] == {
         "finetune_steps": 1
     }
+
+
+@pytest.fixture(scope="module")
+def random_images() -> Splits:
+    gen = torch.Generator().manual_seed(0)
+
+    def part(n: int) -> GroupData:
+        x = torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8)
+        return GroupData(x, torch.arange(n) % 2, (torch.arange(n) // 2) % 2)
+
+    return Splits("random", "y", "g", part(64), part(32), part(32), ("0", "1"), ("a", "b"))
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.7])
+@pytest.mark.parametrize("name", ["resnet10", "mobilenet_v2"])
+def test_structured_bifp_on_the_paper_cnns_slims_to_the_masked_model(name, sparsity, random_images):
+    torch.manual_seed(0)
+    model = build_model(name, (3, 32, 32), 2, small_input=False)
+    task = Task(
+        random_images, FairnessObjective("equalized_odds", 0.1), TrainConfig(batch_size=16, eval_every=1), 0
+    )
+    pruner = build_pruner("bifp", structure="channel", steps=2, finetune_steps=1)
+    result = run_pruner(pruner, model, sparsity, task)
+    n = sum(p.numel() for p in prunable_parameters(model).values())
+    achieved = sum(int((m == 0).sum()) for m in result.masks.values()) / n
+    assert abs(achieved - sparsity) < 0.01 and 0 < result.channels.channel_fraction < sparsity
+    slim = result.channels.slim(model).eval()
+    model.eval()
+    x = random_images.test.x.float() / 127.5 - 1.0
+    torch.testing.assert_close(slim(x), model(x), rtol=1e-4, atol=1e-5)
+    assert count_parameters(slim) < (1 - sparsity + 0.05) * count_parameters(model)

@@ -200,7 +200,7 @@ def _validate(cfg: ExperimentConfig) -> None:
 QUICK_FACTOR = 0.1  # --quick scales every iteration budget by this
 QUICK_RESOLUTION = 32  # px, at most, for image data under --quick
 QUICK_BATCH = 64
-QUICK_EVAL_SAMPLES = 500
+QUICK_EVAL_SAMPLES = 300
 STEP_FIELDS = ("steps", "finetune_steps", "round_steps", "fair_steps")  # iteration budgets of methods
 _FAST_STEM_MODELS = ("resnet10", "resnet18", "resnet50", "mobilenet_v2")
 
