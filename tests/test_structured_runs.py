@@ -7,6 +7,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -221,3 +222,22 @@ def test_structured_bifp_on_the_paper_cnns_slims_to_the_masked_model(name, spars
     x = random_images.test.x.float() / 127.5 - 1.0
     torch.testing.assert_close(slim(x), model(x), rtol=1e-4, atol=1e-5)
     assert count_parameters(slim) < (1 - sparsity + 0.05) * count_parameters(model)
+
+
+def test_a_constant_predictor_is_never_reported_fair(tmp_path):
+    """Labels independent of the features and 95% negative: the trained model predicts one class,
+    whose equalized odds difference is 0 — reported as a constant predictor, not as fair."""
+    rng = np.random.default_rng(0)
+    n = 1200
+    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=list("abcd"))
+    frame["group"] = np.where(rng.random(n) < 0.5, "x", "y")
+    frame["label"] = (rng.random(n) < 0.05).astype(int)
+    csv = tmp_path / "noise.csv"
+    frame.to_csv(csv, index=False)
+    cfg = _config(tmp_path, csv, extra="")
+    out = tmp_path / "out"
+    overrides = ["--set", "methods=['dense']", "--set", "structure='unstructured'", "--set", "train.lr=0.5"]
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", *overrides]) == 0
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row["constant_predictor"] and row["equalized_odds_difference"] == 0.0
+    assert row["val_violation"] <= row["tolerance"] and not row["fair"]

@@ -28,7 +28,7 @@ from fairprune.data.registry import IMAGE_DATASETS, load_dataset
 from fairprune.engine import Task, evaluate, predict, train_weights
 from fairprune.export import save_model
 from fairprune.fairness.constraints import FairnessObjective
-from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS
+from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS, fairness_report
 from fairprune.footprint import FOOTPRINT_COLUMNS, footprint
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.models import build_model
@@ -69,6 +69,7 @@ RESULT_COLUMNS = [
     "val_accuracy",
     "val_violation",
     "fair",
+    "constant_predictor",
     "achieved_sparsity",
     *FOOTPRINT_COLUMNS,
     "train_iterations",
@@ -269,7 +270,9 @@ def _one_run(
     shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cfg.train.device)
     dense_pred = predict(dense, splits.test, device=cfg.train.device)
     test = evaluate(model, splits.test, splits.n_groups, dense_pred=dense_pred, device=cfg.train.device)
-    val = evaluate(model, splits.val, splits.n_groups, device=cfg.train.device)
+    val_pred = predict(model, splits.val, device=cfg.train.device)
+    val = fairness_report(splits.val.y, val_pred, groups=splits.val.groups, n_groups=splits.n_groups)
+    constant = bool(val_pred.unique().numel() == 1 and splits.val.y.unique().numel() > 1)
     val_violation = val[METRIC_COLUMNS[fc.metric]]
     iterations = result.train_iterations + (dense_iters if variant.method == "dense" else 0)
     row = {
@@ -289,7 +292,9 @@ def _one_run(
         **test,
         "val_accuracy": val["accuracy"],
         "val_violation": val_violation,
-        "fair": bool(val_violation <= tau + 1e-12),
+        # a constant predictor has every group metric 0: it is not what "fair" should certify
+        "fair": bool(val_violation <= tau + 1e-12) and not constant,
+        "constant_predictor": constant,
         "achieved_sparsity": mask_sparsity(result.masks),
         **shipped_row,
         "train_iterations": iterations,
