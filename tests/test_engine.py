@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fairprune.data.base import GroupData, Splits
-from fairprune.engine import CheckpointSelector, Task, TrainConfig, run_loop, stratified_batches
+from fairprune.engine import CheckpointSelector, Task, TrainConfig, is_trivial, run_loop, stratified_batches
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 
 
@@ -97,7 +97,7 @@ def _toy_run(objective: FairnessObjective | None) -> tuple[list[int], Constraint
         return float(loss.detach()), 1
 
     # the constrained optimum here is a constant predictor: allow it
-    selector = CheckpointSelector(constrained=constraint is not None, band=0.005, allow_constant=True)
+    selector = CheckpointSelector(constrained=constraint is not None, band=0.005, allow_trivial=True)
     result = run_loop(model, task, 600, step, constraint=constraint, desc="toy", selector=selector)
     return model(torch.eye(2)).argmax(-1).tolist(), constraint, result.feasible
 
@@ -138,20 +138,27 @@ def test_selector_falls_back_to_the_smallest_violation():
     assert chosen is not None and chosen.state["bias"].item() == 2.0 and not chosen.feasible
 
 
-def test_selector_never_calls_a_constant_predictor_feasible():
+def test_selector_never_calls_a_trivial_predictor_feasible():
     """A model that predicts one class has every group metric 0; it is not a fair model."""
     model = nn.Linear(1, 1)
     c = Constraint(FairnessObjective("equalized_odds", tolerance=0.05), 2)
     sel = CheckpointSelector(constrained=True, band=0.01)
-    for acc, viol, constant, bias in [(0.5, 0.0, True, 1.0), (0.9, 0.2, False, 2.0), (0.5, 0.0, True, 3.0)]:
+    for acc, viol, trivial, bias in [(0.5, 0.0, True, 1.0), (0.9, 0.2, False, 2.0), (0.5, 0.0, True, 3.0)]:
         with torch.no_grad():
             model.bias.fill_(bias)
-        sel.offer(acc, viol, c, model, constant=constant)
+        sel.offer(acc, viol, c, model, trivial=trivial)
     chosen = sel.choose()
     assert chosen is not None and chosen.state["bias"].item() == 2.0 and not chosen.feasible
     only_constant = CheckpointSelector(constrained=True, band=0.01)
-    only_constant.offer(0.5, 0.0, c, model, constant=True)
+    only_constant.offer(0.5, 0.0, c, model, trivial=True)
     assert only_constant.choose() is not None and not only_constant.choose().feasible
+
+
+def test_is_trivial_means_no_better_than_the_majority_class():
+    y = torch.tensor([0, 0, 0, 1])
+    assert is_trivial(y, torch.tensor([0, 0, 0, 0]))  # constant: 0.75 = majority rate
+    assert is_trivial(y, torch.tensor([0, 0, 1, 0]))  # 0.5: worse than constant
+    assert not is_trivial(y, torch.tensor([0, 0, 0, 1]))
 
 
 def test_nan_loss_stops_with_the_step_number(planted_splits):

@@ -201,6 +201,7 @@ QUICK_FACTOR = 0.1  # --quick scales every iteration budget by this
 QUICK_RESOLUTION = 32  # px, at most, for image data under --quick
 QUICK_BATCH = 64
 QUICK_EVAL_SAMPLES = 300
+QUICK_MIN_EVAL_EVERY = 20  # validating a CNN more often costs more than the quick run trains
 STEP_FIELDS = ("steps", "finetune_steps", "round_steps", "fair_steps")  # iteration budgets of methods
 _FAST_STEM_MODELS = ("resnet10", "resnet18", "resnet50", "mobilenet_v2")
 
@@ -211,7 +212,7 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     One seed, the first data cell, no tau sweep; at most two sparsities (the middle one of the
     list and the largest); every iteration budget (``train.dense_steps`` and each method's
     ``steps`` / ``finetune_steps`` / ``round_steps`` / ``fair_steps``, given or default) times
-    ``QUICK_FACTOR``, validation every ``eval_every * QUICK_FACTOR`` iterations (at least 5) so
+    ``QUICK_FACTOR``, validation every ``eval_every * QUICK_FACTOR`` iterations (at least 20) so
     that dual steps and checkpoint selection still happen; batches of at most ``QUICK_BATCH``;
     in-training validation on at most ``QUICK_EVAL_SAMPLES`` samples. Image data: at most
     ``QUICK_RESOLUTION`` px, and the CNNs keep torchvision's downsampling stem
@@ -242,7 +243,7 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     train = dataclasses.replace(
         t,
         dense_steps=scaled(t.dense_steps),
-        eval_every=max(5, scaled(t.eval_every)),
+        eval_every=max(QUICK_MIN_EVAL_EVERY, scaled(t.eval_every)),
         batch_size=min(t.batch_size, QUICK_BATCH),
         eval_samples=min(t.eval_samples or QUICK_EVAL_SAMPLES, QUICK_EVAL_SAMPLES),
     )

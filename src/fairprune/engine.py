@@ -41,6 +41,7 @@ __all__ = [
     "train_inputs",
     "batch_loss",
     "stratified_subset",
+    "is_trivial",
 ]
 
 logger = logging.getLogger(__name__)
@@ -298,9 +299,9 @@ def run_loop(
             )
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:
-            row, prev_masks, constant = _validate(model, task, constraint, step, running, prev_masks)
+            row, prev_masks, trivial = _validate(model, task, constraint, step, running, prev_masks)
             result.history.append(row)
-            selector.offer(row["val_accuracy"], row["violation"], constraint, model, constant=constant)
+            selector.offer(row["val_accuracy"], row["violation"], constraint, model, trivial=trivial)
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
     chosen = selector.choose()
     if chosen is not None:
@@ -324,14 +325,15 @@ class CheckpointSelector:
     Unconstrained: the most accurate state. Constrained: among states within the tolerance,
     those within ``band`` of the best feasible accuracy (differences the validation noise cannot
     resolve) and, among them, the fairest; when no state is within the tolerance, the one with
-    the smallest violation. A constant predictor (one class for every sample) has a violation of
-    0 under every group metric; a run that collapses to one under a large multiplier has not met
-    the tolerance in any useful sense, so by default (``allow_constant=False``) such a state
-    never counts as feasible, and is the fallback only when every state was constant.
+    the smallest violation. A trivial state (:func:`is_trivial`: no more accurate than always
+    predicting the majority class; a constant predictor has a violation of 0 under every group
+    metric) has not met the tolerance in any useful sense — a run that collapses under a large
+    multiplier ends there — so by default (``allow_trivial=False``) it never counts as feasible,
+    and is the fallback only when every state was trivial.
     """
 
-    def __init__(self, *, constrained: bool, band: float, allow_constant: bool = False) -> None:
-        self.constrained, self.band, self.allow_constant = constrained, band, allow_constant
+    def __init__(self, *, constrained: bool, band: float, allow_trivial: bool = False) -> None:
+        self.constrained, self.band, self.allow_trivial = constrained, band, allow_trivial
         self.feasible: list[_Candidate] = []
         self.fallback: _Candidate | None = None
 
@@ -342,9 +344,9 @@ class CheckpointSelector:
         constraint: Constraint | None,
         model: nn.Module,
         *,
-        constant: bool = False,
+        trivial: bool = False,
     ) -> None:
-        if constant and constraint is not None and not self.allow_constant:
+        if trivial and constraint is not None and not self.allow_trivial:
             violation = math.inf  # ranks behind every real fallback
         ok = constraint is None or constraint.satisfied(violation)
         if not ok:
@@ -368,6 +370,13 @@ class CheckpointSelector:
         return self.fallback
 
 
+def is_trivial(y_true: Tensor, y_pred: Tensor) -> bool:
+    """Whether predictions are no more accurate than always predicting the majority class of
+    ``y_true`` (a constant predictor is; so is one that collapsed to almost constant)."""
+    majority = float(torch.bincount(y_true).max()) / len(y_true)
+    return bool(float((y_pred == y_true).float().mean()) <= majority + 1e-9)
+
+
 def _validate(
     model: nn.Module,
     task: Task,
@@ -377,7 +386,7 @@ def _validate(
     prev_masks: dict[str, Tensor],
 ) -> tuple[dict[str, float], dict[str, Tensor], bool]:
     """A history row for the current state, the current masks (for the next comparison), and
-    whether the model predicts one class for every validation sample."""
+    whether the state is trivial (see :func:`is_trivial`)."""
     val = task.validation
     pred = predict(model, val, device=task.train.device)
     accuracy = float((pred == val.y).float().mean())
@@ -390,14 +399,14 @@ def _validate(
         "val_accuracy": accuracy,
         "mask_hamming": changed / total,
     }
-    constant = bool(torch.unique(pred).numel() == 1 and torch.unique(val.y).numel() > 1)
+    trivial = is_trivial(val.y, pred)
     if constraint is None:
         row.update(violation=math.nan, multiplier=math.nan)
-        return row, masks, constant
+        return row, masks, trivial
     violation = constraint.violation(val.y, pred, val.groups)
     constraint.dual_step(violation)
     row.update(violation=violation, **constraint.state())
-    return row, masks, constant
+    return row, masks, trivial
 
 
 def train_weights(
