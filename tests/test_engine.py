@@ -159,6 +159,16 @@ def test_is_trivial_means_no_better_than_the_majority_class():
     assert is_trivial(y, torch.tensor([0, 0, 0, 0]))  # constant: 0.75 = majority rate
     assert is_trivial(y, torch.tensor([0, 0, 1, 0]))  # 0.5: worse than constant
     assert not is_trivial(y, torch.tensor([0, 0, 0, 1]))
+    labels = torch.tensor([0, 1] * 100)
+    almost_constant = torch.zeros(200, dtype=torch.long)
+    almost_constant[1] = 1  # 101 of 200 right, above the majority rate, but 99.5% one class
+    assert is_trivial(labels, almost_constant)
+
+
+def test_a_constrained_selector_refuses_states_without_a_violation():
+    sel = CheckpointSelector(constrained=True, band=0.01)
+    with pytest.raises(ValueError, match="needs the violation"):
+        sel.offer(0.9, math.nan, None, nn.Linear(1, 1))
 
 
 def test_nan_loss_stops_with_the_step_number(planted_splits):

@@ -348,6 +348,8 @@ class CheckpointSelector:
     ) -> None:
         if trivial and constraint is not None and not self.allow_trivial:
             violation = math.inf  # ranks behind every real fallback
+        if self.constrained and constraint is None:
+            raise ValueError("a constrained CheckpointSelector needs the violation of every state offered")
         ok = constraint is None or constraint.satisfied(violation)
         if not ok:
             if not self.feasible and (self.fallback is None or violation < self.fallback.violation):
@@ -370,11 +372,17 @@ class CheckpointSelector:
         return self.fallback
 
 
+NEAR_CONSTANT = 0.99  # share of one predicted class above which predictions count as constant
+
+
 def is_trivial(y_true: Tensor, y_pred: Tensor) -> bool:
     """Whether predictions are no more accurate than always predicting the majority class of
-    ``y_true`` (a constant predictor is; so is one that collapsed to almost constant)."""
+    ``y_true``, or (near-)constant: one class for at least ``NEAR_CONSTANT`` of the samples
+    where the labels are not. Either way every group metric is about 0 for no merit."""
     majority = float(torch.bincount(y_true).max()) / len(y_true)
-    return bool(float((y_pred == y_true).float().mean()) <= majority + 1e-9)
+    accuracy = float((y_pred == y_true).float().mean())
+    predicted = float(torch.bincount(y_pred).max()) / len(y_pred)
+    return accuracy <= majority + 1e-9 or (predicted >= NEAR_CONSTANT and majority < NEAR_CONSTANT)
 
 
 def _validate(
@@ -418,14 +426,17 @@ def train_weights(
     lr: float | None = None,
     desc: str = "train",
     selector: CheckpointSelector | None = None,
+    fairness_weight: float = 1.0,
 ) -> LoopResult:
-    """Train the weights (masks fixed) on ``CE + [fairness term]`` for ``steps`` iterations."""
+    """Train the weights (masks fixed) on ``CE + fairness_weight * [fairness term]`` for ``steps``
+    iterations. With a ``constraint`` its violation is measured at every validation (for the
+    dual step and checkpoint selection) also when ``fairness_weight`` is 0."""
     device = task.train.device
     model.to(device).train()
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train, lr)
 
     def step_fn(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
-        loss = batch_loss(model, next_batch(), task, constraint)
+        loss = batch_loss(model, next_batch(), task, constraint, fairness_weight=fairness_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clipped_step(optimizer, task.train)

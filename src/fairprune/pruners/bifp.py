@@ -141,13 +141,13 @@ class BiFP(PrunerBase):
         outcome.add(loop)
         space.finalize(model)
         if self.finetune_steps > 0:
-            ft_constraint = constraint if self.weight_fairness > 0 else None
             outcome.add(
                 train_weights(
                     model,
                     task,
                     self.finetune_steps,
-                    constraint=ft_constraint,
+                    constraint=constraint,  # measured for selection even when lambda_w = 0
+                    fairness_weight=self.weight_fairness,
                     desc="bifp finetune",
                     selector=selector,
                 )
