@@ -1,10 +1,17 @@
-"""End to end on generated images with a planted bias: BiFP meets the tolerance where
-magnitude pruning does not, and structured BiFP's slimmed model is the masked one.
+"""End to end on generated images with a planted bias: unstructured and structured BiFP meet
+the tolerance where magnitude pruning and FPGM do not, and structured BiFP's slimmed model is
+the masked one.
 
 The images are 1x5x5 uint8 (the planted-bias design of ``conftest.planted_bias_frame`` drawn as
-pixels): the majority's label is the brightness of rows 0-1, the minority's (20%) that of rows
-2-3, row 4 shows the group. A CNN with one hidden 5x5 conv (32 channels) serves both groups;
-pruned hard without a fairness term it keeps the majority's filters only.
+pixels): the majority's label is the brightness of rows 0-1, the minority's that of rows 2-3,
+row 4 shows the group. A CNN with one hidden 5x5 conv (32 channels) serves both groups; pruned
+hard and fine-tuned without a fairness term it serves the majority only.
+
+Measured on data seeds 0, 1, 2 (the tests use seed 0): unstructured, 90%, 20% minority, tau 0.1:
+magnitude val EO 0.164 / 0.285 / 0.305, BiFP 0.069 / 0.076 / 0.018 with higher test accuracy.
+Channels, 2 of 32 kept, 10% minority, tau 0.15: FPGM (and structured magnitude, which keeps the
+same channels) val EO 0.198 / 0.868 / 0.169, test 0.336 / 0.842 / 0.230; structured BiFP val
+0.041 / 0.134 / 0.023, test 0.168 / 0.049 / 0.132, test accuracy within 2 points of FPGM's.
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ from fairprune.pruners import build_pruner, run_pruner
 TAU = 0.1
 
 
-def planted_images(n: int, seed: int) -> Splits:
+def planted_images(n: int, seed: int, minority: float = 0.2) -> Splits:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 25))
-    g = (rng.random(n) < 0.2).astype(int)
+    g = (rng.random(n) < minority).astype(int)
     y = (np.where(g == 1, x[:, 10:20].sum(1), x[:, 0:10].sum(1)) > 0).astype(int)
     flip = rng.random(n) < 0.05
     y[flip] = 1 - y[flip]
@@ -96,3 +103,33 @@ def test_structured_bifp_meets_tau_and_its_slim_model_is_the_masked_one(planted)
     model.eval()
     x = splits.test.x.float() / 127.5 - 1.0
     torch.testing.assert_close(slim(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def planted_rare() -> tuple[Splits, nn.Module, Task]:
+    splits = planted_images(6000, seed=0, minority=0.1)
+    config = TrainConfig(batch_size=128, lr=0.05, eval_every=20)
+    torch.manual_seed(0)
+    dense = OneConvNet()
+    train_weights(dense, Task(splits, None, config, 0), 800)
+    # 2 hidden channels: with dual steps of 1 or more the weight-level term collapses the net
+    # to chance on 2 of 3 seeds (measured); 0.2 keeps it learning
+    task = Task(splits, FairnessObjective("equalized_odds", 0.15, strength=0.2), config, seed=0)
+    return splits, dense, task
+
+
+def test_structured_bifp_meets_tau_where_fpgm_and_channel_magnitude_do_not(planted_rare):
+    tau = 0.15
+    _, result, val, test = _run(
+        planted_rare, "bifp", 0.93, structure="channel", steps=400, finetune_steps=100
+    )
+    assert int(result.channels.keep["conv"].sum()) == 2
+    assert result.feasible and val["equalized_odds_difference"] <= tau  # 0.041
+    for method, params in [("fpgm", {}), ("magnitude", {"structure": "channel"})]:
+        _, base, base_val, base_test = _run(planted_rare, method, 0.93, finetune_steps=900, **params)
+        assert int(base.channels.keep["conv"].sum()) == 2
+        assert base_val["equalized_odds_difference"] > tau + 0.03  # 0.198
+        assert (
+            test["equalized_odds_difference"] < base_test["equalized_odds_difference"] - 0.1
+        )  # 0.168 vs 0.336
+        assert test["accuracy"] >= base_test["accuracy"] - 0.02  # 0.893 vs 0.909
