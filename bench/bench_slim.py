@@ -2,7 +2,8 @@
 
 ResNet-10 and MobileNetV2 (random init; 64x64 inputs) are pruned with structured L1 scores to
 50% and 70% of their prunable weights (kept channels: any number, or multiples of 8 —
-``slim1@`` / ``slim8@``), slimmed with torch-pruning, checked to give the masked
+``slim1@`` / ``slim8@``; the channel count nearest to the target, or, with ``+``, never fewer
+weights removed than the target), slimmed with torch-pruning, checked to give the masked
 model's outputs, and timed on the CPU (batch 64, eval mode, no_grad). Latencies are medians over
 ``--rounds`` interleaved rounds of ``--repeats`` timed passes, so that a load spike on the machine
 hits dense and slim models alike.
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fairprune.atomic import write_atomic
 from fairprune.export import count_flops, count_parameters, measure_latency
 from fairprune.masks import apply_masks, sparsity
 from fairprune.models import build_model
@@ -37,14 +39,19 @@ from fairprune.structured import (
 
 MODELS = ("resnet10", "mobilenet_v2")
 SPARSITIES = (0.5, 0.7)
-ROUND_TO = (1, 8)  # kept channels: any count / multiples of 8
+# (round_to, at_least): kept channels any count / multiples of 8; the channel count nearest to
+# the target / never fewer weights removed than the target (variant names end in "+")
+CHANNEL_ROUNDING = ((1, False), (8, False), (1, True), (8, True))
 
 
-def _prune(model: nn.Module, x: torch.Tensor, target: float, round_to: int) -> tuple[nn.Module, float, float]:
+def _prune(
+    model: nn.Module, x: torch.Tensor, target: float, round_to: int, at_least: bool
+) -> tuple[nn.Module, float, float]:
     """The slim model, its achieved sparsity and max |masked - slim| output difference."""
     groups = channel_groups(model, x[:1])
     scores = l1_channel_scores(model, groups)
-    keep = structured_topk(scores, groups, target, n_prunable=n_prunable(model), round_to=round_to)
+    n = n_prunable(model)
+    keep = structured_topk(scores, groups, target, n_prunable=n, round_to=round_to, at_least=at_least)
     masks = expand_channel_masks(model, groups, keep)
     slimmed = slim(model, groups, keep, x[:1]).eval()
     masked = copy.deepcopy(model)
@@ -71,9 +78,9 @@ def run(size: int, batch: int, rounds: int, repeats: int) -> list[dict[str, Any]
         variants: dict[str, nn.Module] = {"dense": dense}
         info: dict[str, list[float]] = {"dense": [0.0, 0.0]}
         for target in SPARSITIES:
-            for round_to in ROUND_TO:
-                key = f"slim{round_to}@{target}"
-                variants[key], *info[key] = _prune(dense, x, target, round_to)
+            for round_to, at_least in CHANNEL_ROUNDING:
+                key = f"slim{round_to}{'+' if at_least else ''}@{target}"
+                variants[key], *info[key] = _prune(dense, x, target, round_to, at_least)
         latency = _latencies(variants, x, rounds, repeats)
         base = {
             "params": count_parameters(dense),
@@ -127,10 +134,7 @@ def main() -> None:
     print(_table(rows))
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"config": config, "environment": env, "rows": rows}, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_atomic(args.out, json.dumps({"config": config, "environment": env, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

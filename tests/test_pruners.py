@@ -173,12 +173,20 @@ def test_channel_mode_rounds_kept_channels(dense, planted_splits):
     assert all(int(k.sum()) % 4 == 0 for k in result.channels.keep.values())
 
 
+def test_channel_mode_at_least_never_prunes_fewer_weights(dense, planted_splits):
+    n = sum(p.numel() for p in prunable_parameters(dense).values())
+    for target in (0.3, 0.45, 0.6):
+        _, result = _prune("magnitude", dense, planted_splits, target, structure="channel", at_least=True)
+        zeros = sum(int((m == 0).sum()) for m in result.masks.values())
+        assert 0 <= zeros - target * n <= max(group_param_counts(result.channels.groups).values())
+
+
 def test_structure_settings_are_checked():
     with pytest.raises(ValueError, match="unknown structure 'filters'"):
         build_pruner("bifp", structure="filters")
     with pytest.raises(ValueError, match="expected scope='global'"):
         build_pruner("magnitude", structure="channel", scope="layer")
-    with pytest.raises(ValueError, match="round_to applies to structure='channel' only"):
+    with pytest.raises(ValueError, match="round_to and at_least apply to structure='channel' only"):
         build_pruner("magnitude", round_to=8)
     with pytest.raises(ValueError, match="fpgm prunes filters"):
         build_pruner("fpgm", structure="unstructured")

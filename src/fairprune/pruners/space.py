@@ -130,7 +130,7 @@ class ChannelSpace:
 
     structure = "channel"
 
-    def __init__(self, model: nn.Module, task: Task, round_to: int = 1) -> None:
+    def __init__(self, model: nn.Module, task: Task, round_to: int = 1, at_least: bool = False) -> None:
         self.example = example_input(model, task)
         self.groups = channel_groups(model, self.example)
         if any(not any(s.prunable and s.dim == 1 for s in g.slices) for g in self.groups):
@@ -141,7 +141,7 @@ class ChannelSpace:
                 "hidden Linear/Conv widths (use structure='unstructured' for this model)"
             )
         self.n_prunable = n_prunable(model)
-        self.round_to = round_to
+        self.round_to, self.at_least = round_to, at_least
 
     def magnitude(self, model: nn.Module) -> Scores:
         """Structured magnitude: L1 norm of each channel's weights, normalised per group."""
@@ -166,7 +166,12 @@ class ChannelSpace:
         full masks.
         """
         keep = structured_topk(
-            scores, self.groups, sparsity, n_prunable=self.n_prunable, round_to=self.round_to
+            scores,
+            self.groups,
+            sparsity,
+            n_prunable=self.n_prunable,
+            round_to=self.round_to,
+            at_least=self.at_least,
         )
         apply_channel_masks(model, self.groups, keep, inputs_only=gate)
 
@@ -188,14 +193,18 @@ class ChannelSpace:
         }
 
     def check(self, model: nn.Module, sparsity: float) -> None:
-        """Raise unless the achieved sparsity is within half a removal unit of ``sparsity``."""
+        """Raise unless the achieved sparsity is within half a removal unit of ``sparsity`` (with
+        ``at_least``: at or above it, by less than one unit)."""
         masks = get_masks(model)
         zeros = sum(int((m == 0).sum()) for m in masks.values())
         unit = self.round_to * max(group_param_counts(self.groups).values())
-        if abs(zeros - sparsity * self.n_prunable) > unit / 2 + 1e-6:
+        excess = zeros - sparsity * self.n_prunable
+        ok = -1e-6 <= excess <= unit if self.at_least else abs(excess) <= unit / 2 + 1e-6
+        if not ok:
+            how = "at least, by less than one" if self.at_least else "within half a"
             raise ValueError(
                 f"channel masks prune {zeros} of {self.n_prunable} weights; expected "
-                f"{sparsity * self.n_prunable:.0f} within half a channel ({unit / 2:.0f})"
+                f"{sparsity * self.n_prunable:.0f} ({how} channel of {unit} weights)"
             )
 
     def selection(self, model: nn.Module) -> ChannelSelection:
@@ -227,11 +236,14 @@ class PrunerBase:
         structure: ``"unstructured"`` (one score per weight) or ``"channel"`` (one score per
             output channel of each dependency group; the model can be slimmed afterwards).
         round_to: Channel mode only: kept channels per group are a multiple of this.
+        at_least: Channel mode only: never remove fewer weights than the target (default: the
+            channel count nearest to it).
     """
 
     scope: str = "global"
     structure: str = "unstructured"
     round_to: int = 1
+    at_least: bool = False
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -242,10 +254,10 @@ class PrunerBase:
             raise ValueError("structure='channel' ranks channels globally; expected scope='global'")
         if not (isinstance(self.round_to, int) and self.round_to >= 1):
             raise ValueError(f"round_to must be a positive channel count, got {self.round_to!r}")
-        if self.round_to > 1 and self.structure != "channel":
-            raise ValueError("round_to applies to structure='channel' only")
+        if (self.round_to > 1 or self.at_least) and self.structure != "channel":
+            raise ValueError("round_to and at_least apply to structure='channel' only")
 
     def space(self, model: nn.Module, task: Task) -> Space:
         if self.structure == "channel":
-            return ChannelSpace(model, task, self.round_to)
+            return ChannelSpace(model, task, self.round_to, self.at_least)
         return WeightSpace(self.scope)

@@ -35,6 +35,7 @@ def structured_topk(
     *,
     n_prunable: int,
     round_to: int = 1,
+    at_least: bool = False,
 ) -> dict[str, Tensor]:
     """Keep the highest-scoring channels, globally, at ``target_sparsity`` to the nearest channel.
 
@@ -57,6 +58,9 @@ def structured_topk(
         target_sparsity: Fraction of the prunable weights to remove, in [0, 1).
         n_prunable: All prunable weights of the model (:func:`n_prunable`), the denominator.
         round_to: Kept channels per group are a multiple of this (at least this many).
+        at_least: Never remove fewer weights than the target (a hard size budget): the channel
+            that crosses the target is always dropped, so ``0 <= achieved - target`` and the
+            excess is below one removal unit.
 
     Returns:
         ``(n_channels,)`` bool keep-vector per group id.
@@ -89,7 +93,7 @@ def structured_topk(
             break
         updates = [(name, dim, sum(counts[c] for c in channels)) for name, dim, counts in per_channel[i]]
         delta = _removal_delta(kept_sizes, updates)
-        if removed + delta > goal and removed + delta - goal >= goal - removed:
+        if not at_least and removed + delta > goal and removed + delta - goal >= goal - removed:
             break
         for name, dim, n in updates:
             kept_sizes[name][dim] -= n
