@@ -24,6 +24,7 @@ from fairprune.footprint import footprint
 from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
+from fairprune.report import write_report
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 PAPER_CONFIGS = sorted(CONFIGS.glob("*_resnet10.toml")) + sorted(CONFIGS.glob("*_mobilenet_v2.toml"))
@@ -93,6 +94,11 @@ def test_channel_sweep_reports_and_saves_slim_models(tmp_path, planted_csv):
         accuracy = float((predict(saved.model, splits.test) == splits.test.y).float().mean())
         assert accuracy == pytest.approx(row["accuracy"], abs=1e-6)
         assert saved.card["result"]["label"] == row["label"]
+    # the report lists what each run ships
+    text = write_report(out).path.read_text()
+    section = text[text.index("## Shipped model footprint") :]
+    fpgm = pruned[pruned["label"] == "fpgm"].iloc[0]
+    assert f"| fpgm | 0.5 | {fpgm['achieved_sparsity']:.4g} | {fpgm['channel_fraction']:.4g} |" in section
 
 
 def test_unstructured_footprint_counts_nonzeros_and_no_speedup(planted_splits):
