@@ -4,6 +4,7 @@
 report measures.
 """
 
+from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import (
     METRIC_COLUMNS,
     METRICS,
@@ -30,6 +31,9 @@ from fairprune.fairness.surrogates import (
 )
 
 __all__ = [
+    # the constrained objective
+    "FairnessObjective",
+    "Constraint",
     # metrics (exact)
     "METRICS",
     "METRIC_COLUMNS",
