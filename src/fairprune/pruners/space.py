@@ -124,8 +124,8 @@ class ChannelSpace:
     """Structured: one score per output channel of each dependency group.
 
     Top-k is global over channels (:func:`~fairprune.structured.structured_topk`) and lands on
-    the channel nearest to the target sparsity; kept channels per group are a multiple of
-    ``round_to`` (8 suits CPU and GPU kernels).
+    the channel nearest to the target sparsity (with ``at_least``: the first at or above it);
+    kept channels per group are a multiple of ``round_to`` (8 suits CPU and GPU kernels).
     """
 
     structure = "channel"
