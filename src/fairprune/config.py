@@ -205,6 +205,7 @@ QUICK_BATCH = 64
 # paper config stays under 10 minutes on a 2-core machine
 QUICK_BATCH_BY_MODEL = {"mobilenet_v2": 32}
 QUICK_EVAL_SAMPLES = 300
+QUICK_LATENCY_REPEATS = 4
 QUICK_MIN_EVAL_EVERY = 20  # validating a CNN more often costs more than the quick run trains
 STEP_FIELDS = ("steps", "finetune_steps", "round_steps", "fair_steps")  # iteration budgets of methods
 _FAST_STEM_MODELS = ("resnet10", "resnet18", "resnet50", "mobilenet_v2")
@@ -219,7 +220,8 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     ``QUICK_FACTOR``, validation every ``eval_every * QUICK_FACTOR`` iterations (at least 20) so
     that dual steps and checkpoint selection still happen; batches of at most ``QUICK_BATCH``
     (``QUICK_BATCH_BY_MODEL`` for models slow on a CPU);
-    in-training validation on at most ``QUICK_EVAL_SAMPLES`` samples. Image data: at most
+    in-training validation on at most ``QUICK_EVAL_SAMPLES`` samples; at most
+    ``QUICK_LATENCY_REPEATS`` timed passes per model. Image data: at most
     ``QUICK_RESOLUTION`` px, and the CNNs keep torchvision's downsampling stem
     (``small_input = false``), 10x cheaper at 32 px.
     """
@@ -252,11 +254,15 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
         batch_size=min(t.batch_size, QUICK_BATCH_BY_MODEL.get(model.name, QUICK_BATCH)),
         eval_samples=min(t.eval_samples or QUICK_EVAL_SAMPLES, QUICK_EVAL_SAMPLES),
     )
+    export = dataclasses.replace(
+        cfg.export, latency_repeats=min(cfg.export.latency_repeats, QUICK_LATENCY_REPEATS)
+    )
     out = dataclasses.replace(
         cfg,
         data=data,
         model=model,
         train=train,
+        export=export,
         seeds=cfg.seeds[:1],
         sparsities=sparsities,
         tolerances=[],

@@ -221,15 +221,15 @@ def run_experiment(
     jobs = grid(cfg)
     todo = [job for job in jobs if not (out / "runs" / f"{job.run_id}.json").exists()]
     logger.info("%d runs in the grid, %d already recorded", len(jobs), len(jobs) - len(todo))
-    cache: dict[str, tuple[Splits, nn.Module, int, float]] = {}
+    cache: dict[str, _Cell] = {}
     for job in tqdm(todo, desc="runs", disable=not progress):
         if job.dense_key not in cache:
             cache.clear()
             splits = load_splits(job.data, job.seed)
             dense, iters = _dense_model(cfg, splits, job, out, progress)
-            cache[job.dense_key] = (splits, dense, iters, _tolerance(cfg, dense, splits))
-        splits, dense, dense_iters, tau = cache[job.dense_key]
-        record = _one_run(cfg, splits, dense, dense_iters, tau, job, progress, out)
+            test_pred = predict(dense, splits.test, device=cfg.train.device)
+            cache[job.dense_key] = _Cell(splits, dense, iters, _tolerance(cfg, dense, splits), test_pred)
+        record = _one_run(cfg, cache[job.dense_key], job, progress, out)
         write_atomic(out / "runs" / f"{job.run_id}.json", json.dumps(record, indent=1, default=_jsonable))
         collect_results(out)
     return collect_results(out)
@@ -249,16 +249,20 @@ def _tolerance(cfg: ExperimentConfig, dense: nn.Module, splits: Splits) -> float
     return float(metric(splits.val.y, pred, groups=splits.val.groups, n_groups=splits.n_groups))
 
 
-def _one_run(
-    cfg: ExperimentConfig,
-    splits: Splits,
-    dense: nn.Module,
-    dense_iters: int,
-    tau: float,
-    job: Job,
-    progress: bool,
-    out: Path,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Cell:
+    """What every run of one (data cell, seed) shares: data, trained dense model, its training
+    iterations, the resolved tolerance, the dense model's test predictions."""
+
+    splits: Splits
+    dense: nn.Module
+    dense_iters: int
+    tau: float
+    dense_test_pred: torch.Tensor
+
+
+def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: Path) -> dict[str, Any]:
+    splits, dense, dense_iters, tau = cell.splits, cell.dense, cell.dense_iters, cell.tau
     variant, s, seed = job.variant, job.sparsity, job.seed
     fc = cfg.fairness
     tau = variant.tolerance if variant.tolerance is not None else tau
@@ -268,8 +272,9 @@ def _one_run(
     pruner = build_pruner(variant.method, **variant.params)
     result = run_pruner(pruner, model, s, task)
     shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cfg.train.device)
-    dense_pred = predict(dense, splits.test, device=cfg.train.device)
-    test = evaluate(model, splits.test, splits.n_groups, dense_pred=dense_pred, device=cfg.train.device)
+    test = evaluate(
+        model, splits.test, splits.n_groups, dense_pred=cell.dense_test_pred, device=cfg.train.device
+    )
     val_pred = predict(model, splits.val, device=cfg.train.device)
     val = fairness_report(splits.val.y, val_pred, groups=splits.val.groups, n_groups=splits.n_groups)
     trivial = is_trivial(splits.val.y, val_pred)
