@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import cast
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -114,12 +115,17 @@ def _removal_units(
     """``(mean score, group index, unit index, channels)`` of every removable unit."""
     units = []
     for i, g in enumerate(ranked):
-        score = scores[g.id].detach().double().cpu()
-        order = torch.argsort(score, stable=True).tolist()  # weakest first
+        score = scores[g.id].detach().double().cpu().numpy()
+        order = np.argsort(score, kind="stable")  # weakest first
         first = g.n_channels % round_to
         cuts = ([0] if first else []) + list(range(first, g.n_channels, round_to))
-        for j, (a, b) in enumerate(itertools.pairwise(cuts)):  # the last block always stays
-            units.append((float(score[order[a:b]].mean()), i, j, order[a:b]))
+        if len(cuts) < 2:
+            continue  # one block: it always stays
+        sums = np.add.reduceat(score[order], cuts[:-1])  # the last block always stays
+        means = (sums / np.diff(cuts)).tolist()
+        members = order.tolist()
+        for j, (a, b) in enumerate(itertools.pairwise(cuts)):
+            units.append((means[j], i, j, members[a:b]))
     return units
 
 
