@@ -27,13 +27,22 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from fairprune.atomic import replace_atomically, write_atomic
 from fairprune.masks import Masks, bake_masks
 from fairprune.models import build_model
 
-__all__ = ["count_parameters", "count_flops", "measure_latency", "save_model", "load_model", "SavedModel"]
+__all__ = [
+    "count_parameters",
+    "count_flops",
+    "measure_latency",
+    "in_eval",
+    "save_model",
+    "load_model",
+    "SavedModel",
+]
 
 FORMAT = 1
 MODEL_FILE, MASKS_FILE, CARD_FILE = "model.pt", "masks.pt", "card.json"
@@ -49,11 +58,12 @@ def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
     """
     if not nonzero:
         return sum(p.numel() for p in model.parameters())
-    baked = bake_masks(copy.deepcopy(model))
+    masked = any(parametrize.is_parametrized(m) for m in model.modules())
+    baked = bake_masks(copy.deepcopy(model)) if masked else model
     return sum(int(torch.count_nonzero(p)) for p in baked.parameters())
 
 
-def _in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
+def in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
     """``run()`` under ``torch.no_grad()`` with ``model`` in eval mode, then restore its mode."""
     training = model.training
     model.eval()
@@ -78,7 +88,7 @@ def count_flops(model: nn.Module, example_input: Tensor) -> int:
         with counter:
             model(example_input)
 
-    _in_eval(model, forward)
+    in_eval(model, forward)
     return int(counter.get_total_flops())
 
 
@@ -110,7 +120,7 @@ def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 2
             times.append(time.perf_counter() - start)
         return times
 
-    return float(statistics.median(_in_eval(model, timed)))
+    return float(statistics.median(in_eval(model, timed)))
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, masks: Masks, card: dict[str, Any]) -> Path:

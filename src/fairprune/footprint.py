@@ -19,7 +19,7 @@ from torch import nn
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
 from fairprune.engine import model_inputs
-from fairprune.export import count_flops, count_parameters, measure_latency
+from fairprune.export import count_flops, count_parameters, in_eval, measure_latency
 from fairprune.masks import bake_masks
 from fairprune.pruners import PruneResult
 
@@ -65,8 +65,8 @@ def footprint(
     row: dict[str, Any] = {c: math.nan for c in FOOTPRINT_COLUMNS}
     dense_params, dense_flops = count_parameters(dense), count_flops(dense.to(device), one)
     if result.channels is None:
-        shipped = bake_masks(_eval_copy(pruned))
-        row["params"] = count_parameters(pruned, nonzero=True)
+        shipped = bake_masks(copy.deepcopy(pruned).eval())
+        row["params"] = count_parameters(shipped, nonzero=True)
         row["flops"] = dense_flops  # dense kernels multiply the zeros too
     else:
         shipped = result.channels.slim(pruned).to(device).eval()
@@ -81,17 +81,9 @@ def footprint(
     return row, shipped
 
 
-def _eval_copy(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model).eval()
-
-
-@torch.no_grad()
 def _check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> float:
-    training = pruned.training
-    pruned.eval()
-    expected = pruned(batch)
-    pruned.train(training)
-    diff = float((shipped(batch) - expected).abs().max())
+    expected = in_eval(pruned, lambda: pruned(batch))
+    diff = float((in_eval(shipped, lambda: shipped(batch)) - expected).abs().max())
     scale = float(expected.abs().max()) + 1.0
     if diff > SLIM_TOLERANCE * scale:
         raise ValueError(

@@ -90,7 +90,7 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
     start = time.perf_counter()
     outcome = pruner.prune(model, sparsity, task)
     wall = time.perf_counter() - start
-    space = outcome.space or WeightSpace(getattr(pruner, "scope", "global"))
+    space = outcome.space or WeightSpace(pruner.scope)
     space.check(model, sparsity)
     return PruneResult(
         get_masks(model),

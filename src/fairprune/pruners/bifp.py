@@ -160,7 +160,7 @@ class BiFP(PrunerBase):
         if self.mask_init == "magnitude":
             scores = space.magnitude(model)
         elif self.mask_init == "snip":
-            scores = space.pool(snip_scores(model, task), normalize=True)
+            scores = space.pool(snip_scores(model, task))
         else:
             scores = space.random(model, gen, "normal" if self.mask_init == "random" else "uniform")
         # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free

@@ -83,7 +83,7 @@ class Snip(PrunerBase):
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
-        scores = space.pool(snip_scores(model, task, self.n_batches), normalize=True)
+        scores = space.pool(snip_scores(model, task, self.n_batches))
         outcome = prune_and_finetune(
             model, space, scores, sparsity, task, finetune_steps=self.finetune_steps, fair=False, desc="snip"
         )

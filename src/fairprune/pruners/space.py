@@ -74,8 +74,8 @@ class WeightSpace:
         """Random scores: ``U(0, 1)`` (``kind="uniform"``) or ``|N(0, 1)|`` (``"normal"``)."""
         return {n: _random(p.shape, generator, kind) for n, p in prunable_parameters(model).items()}
 
-    def pool(self, per_weight: Scores, *, normalize: bool = False) -> Scores:
-        """Per-weight values as scores of this space (here: unchanged)."""
+    def pool(self, per_weight: Scores) -> Scores:
+        """Per-weight importance values as scores of this space (here: unchanged)."""
         return per_weight
 
     def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
@@ -150,11 +150,10 @@ class ChannelSpace:
     def random(self, model: nn.Module, generator: torch.Generator, kind: str = "uniform") -> Scores:
         return {g.id: _random((g.n_channels,), generator, kind) for g in self.groups}
 
-    def pool(self, per_weight: Scores, *, normalize: bool = False) -> Scores:
-        """Per-weight values summed over each channel's weights (chain rule of a channel mask);
-        ``normalize`` divides each group's sums by their mean (for importance scores)."""
-        sums = channel_sums(self.groups, per_weight)
-        return normalize_per_group(sums) if normalize else {k: v.float() for k, v in sums.items()}
+    def pool(self, per_weight: Scores) -> Scores:
+        """Per-weight importance values summed over each channel's weights, each group's sums
+        divided by their mean (raw sums of different groups are not comparable)."""
+        return normalize_per_group(channel_sums(self.groups, per_weight))
 
     def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
         """Mask ``model``, keeping the highest-scoring channels.

@@ -156,10 +156,13 @@ def _slice_mask(s: ChannelSlice, drop: Tensor, like: Tensor) -> Tensor:
     return mask.index_fill_(s.dim, positions, 0.0)
 
 
+_NOTHING = torch.zeros(0, dtype=torch.long)
+
+
 def _dropped(keep: Mapping[str, Tensor], group: ChannelGroup) -> Tensor:
     """``(D,)`` long, the channels of ``group`` that ``keep`` drops (none if it has no entry)."""
     if group.id not in keep:
-        return torch.zeros(0, dtype=torch.long)
+        return _NOTHING
     return torch.nonzero(~keep[group.id].cpu()).flatten()
 
 
@@ -214,7 +217,7 @@ def apply_channel_masks(
     apply_masks(model, masks)
     extra: dict[str, Tensor] = {}
     for g in groups:
-        drop = _dropped(keep, g)[:0] if inputs_only else _dropped(keep, g)
+        drop = _NOTHING if inputs_only else _dropped(keep, g)  # gates leave biases and BN whole
         for s in g.slices:
             if not s.prunable:
                 tensor = _original(model, s.name)
