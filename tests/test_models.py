@@ -74,4 +74,21 @@ def test_bad_input_shape_and_unknown_parameter_are_errors():
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         build_model("resnet18", (32, 32), 2)
     with pytest.raises(ValueError, match="bad parameters"):
-        build_model("resnet18", (3, 32, 32), 2, width=8)
+        build_model("resnet18", (3, 32, 32), 2, depth=8)
+
+
+@pytest.mark.parametrize("name", ["resnet10", "resnet50"])
+def test_resnet_width_scales_every_stage(name):
+    import torch
+
+    narrow = build_model(name, (3, 32, 32), 2, width=16)
+    wide = build_model(name, (3, 32, 32), 2)
+    assert narrow.conv1.out_channels == 16 and narrow.layer4[0].conv1.out_channels == 128
+    expansion = 4 if name == "resnet50" else 1
+    assert narrow.fc.in_features == 128 * expansion
+    assert narrow(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    n_narrow = sum(p.numel() for p in narrow.parameters())
+    n_wide = sum(p.numel() for p in wide.parameters())
+    assert 1 / 20 < n_narrow / n_wide < 1 / 12  # conv weights scale with width**2 (1/16)
+    with pytest.raises(ValueError, match="width"):
+        build_model(name, (3, 32, 32), 2, width=0)

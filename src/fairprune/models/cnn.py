@@ -50,36 +50,68 @@ def _resnet(
     input_shape: tuple[int, ...],
     n_classes: int,
     small_input: bool | None,
+    width: int = 64,
 ) -> ResNet:
     c, h, w = _check_shape(input_shape)
+    if not (isinstance(width, int) and width >= 1):
+        raise ValueError(f"width must be a positive integer (64: torchvision's ResNet), got {width!r}")
     model = ResNet(block, layers, num_classes=n_classes)
+    if width != 64:
+        _narrow(model, block, layers, width, n_classes)
     if _use_small_stem(small_input, h, w):
-        model.conv1 = _kaiming_conv(nn.Conv2d(c, 64, kernel_size=3, stride=1, padding=1, bias=False))
+        model.conv1 = _kaiming_conv(nn.Conv2d(c, width, kernel_size=3, stride=1, padding=1, bias=False))
         model.maxpool = nn.Identity()
-    elif c != 3:
-        model.conv1 = _kaiming_conv(nn.Conv2d(c, 64, kernel_size=7, stride=2, padding=3, bias=False))
+    elif c != 3 or width != 64:
+        model.conv1 = _kaiming_conv(nn.Conv2d(c, width, kernel_size=7, stride=2, padding=3, bias=False))
     return model
 
 
-def resnet10(input_shape: tuple[int, ...], n_classes: int, small_input: bool | None = None) -> nn.Module:
+def _narrow(
+    model: ResNet, block: type[BasicBlock | Bottleneck], layers: list[int], width: int, n_classes: int
+) -> None:
+    """Rebuild ``model``'s stages with ``width, 2 width, 4 width, 8 width`` channels (torchvision's
+    64, 128, 256, 512 scaled), initialised as torchvision initialises them."""
+    model.inplanes = width
+    model.bn1 = nn.BatchNorm2d(width)
+    model.layer1 = model._make_layer(block, width, layers[0])
+    model.layer2 = model._make_layer(block, 2 * width, layers[1], stride=2)
+    model.layer3 = model._make_layer(block, 4 * width, layers[2], stride=2)
+    model.layer4 = model._make_layer(block, 8 * width, layers[3], stride=2)
+    model.fc = nn.Linear(8 * width * block.expansion, n_classes)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            _kaiming_conv(m)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def resnet10(
+    input_shape: tuple[int, ...], n_classes: int, small_input: bool | None = None, width: int = 64
+) -> nn.Module:
     """ResNet-10: torchvision ``ResNet(BasicBlock, [1, 1, 1, 1])`` (the BiFP paper's model).
 
     Args:
         input_shape: ``(C, H, W)``.
         n_classes: Output logits.
         small_input: CIFAR-style stem (3x3 conv, no max-pool); ``None`` picks it below 128 px.
+        width: Channels of the first stage (64: torchvision's; the stages have width x 1, 2, 4, 8).
     """
-    return _resnet(BasicBlock, [1, 1, 1, 1], input_shape, n_classes, small_input)
+    return _resnet(BasicBlock, [1, 1, 1, 1], input_shape, n_classes, small_input, width)
 
 
-def resnet18(input_shape: tuple[int, ...], n_classes: int, small_input: bool | None = None) -> nn.Module:
+def resnet18(
+    input_shape: tuple[int, ...], n_classes: int, small_input: bool | None = None, width: int = 64
+) -> nn.Module:
     """ResNet-18 (torchvision), stem as in :func:`resnet10`."""
-    return _resnet(BasicBlock, [2, 2, 2, 2], input_shape, n_classes, small_input)
+    return _resnet(BasicBlock, [2, 2, 2, 2], input_shape, n_classes, small_input, width)
 
 
-def resnet50(input_shape: tuple[int, ...], n_classes: int, small_input: bool | None = None) -> nn.Module:
+def resnet50(
+    input_shape: tuple[int, ...], n_classes: int, small_input: bool | None = None, width: int = 64
+) -> nn.Module:
     """ResNet-50 (torchvision, bottleneck blocks), stem as in :func:`resnet10`."""
-    return _resnet(Bottleneck, [3, 4, 6, 3], input_shape, n_classes, small_input)
+    return _resnet(Bottleneck, [3, 4, 6, 3], input_shape, n_classes, small_input, width)
 
 
 def mobilenet_v2(
