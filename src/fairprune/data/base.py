@@ -10,6 +10,9 @@ from torch import Tensor
 
 __all__ = ["GroupData", "Splits", "stratified_split_indices"]
 
+_SHOWN = 6
+"""Groups whose per-split sizes a ``check_groups`` message shows."""
+
 
 @dataclass(frozen=True)
 class GroupData:
@@ -49,9 +52,11 @@ class Splits:
     Attributes:
         name: Dataset name (``"adult"``).
         target: Target column or attribute name.
-        sensitive_attribute: Sensitive column or attribute name.
+        sensitive_attribute: Sensitive column or attribute name; for intersectional groups the
+            names joined by ``","`` (``"Male,Young"``).
         class_names: Name of each class id.
-        group_names: Name of each group id.
+        group_names: Name of each group id (``"Male=1,Young=0"`` for intersectional groups,
+            see ``fairprune.data.groups``).
     """
 
     name: str
@@ -71,22 +76,43 @@ class Splits:
     def n_groups(self) -> int:
         return len(self.group_names)
 
-    def check_groups(self) -> None:
-        """Raise ``ValueError`` if a split lacks a group or the attribute has fewer than two."""
+    def check_groups(self, min_group_size: int = 1) -> None:
+        """Raise ``ValueError`` if a split has fewer than ``min_group_size`` samples of a group, or
+        the attribute has fewer than two groups.
+
+        The message names the groups that are short and gives each one's size in every split, so
+        that an intersectional group too rare to be split (``"Male=1,Young=0"``) is easy to spot.
+        """
+        if isinstance(min_group_size, bool) or not isinstance(min_group_size, int) or min_group_size < 1:
+            raise ValueError(f"min_group_size must be a positive integer; received {min_group_size!r}")
         if self.n_groups < 2:
             raise ValueError(
                 f"sensitive attribute {self.sensitive_attribute!r} of {self.name!r} has "
                 f"{self.n_groups} group ({list(self.group_names)}); expected at least 2"
             )
-        for split_name in ("train", "val", "test"):
-            split: GroupData = getattr(self, split_name)
-            counts = torch.bincount(split.groups, minlength=self.n_groups)
-            missing = [self.group_names[g] for g in range(self.n_groups) if counts[g] == 0]
-            if missing:
-                raise ValueError(
-                    f"the {split_name} split of {self.name!r} has no samples of group(s) "
-                    f"{missing} of {self.sensitive_attribute!r}; every split needs every group"
-                )
+        names = ("train", "val", "test")
+        sizes = {
+            name: torch.bincount(getattr(self, name).groups, minlength=self.n_groups).tolist()
+            for name in names
+        }
+        for split_name in names:
+            short = [g for g in range(self.n_groups) if sizes[split_name][g] < min_group_size]
+            if not short:
+                continue
+            listed = [self.group_names[g] for g in short]
+            per_split = "; ".join(
+                f"{self.group_names[g]!r}: " + ", ".join(f"{n} {sizes[n][g]}" for n in names)
+                for g in short[:_SHOWN]
+            ) + (f"; ... ({len(short) - _SHOWN} more)" if len(short) > _SHOWN else "")
+            if min_group_size == 1:
+                problem, expected = "no samples", "every split needs every group"
+            else:
+                problem = f"fewer than {min_group_size} samples"
+                expected = f"every split needs min_group_size={min_group_size} samples of every group"
+            raise ValueError(
+                f"the {split_name} split of {self.name!r} has {problem} of group(s) {listed} of "
+                f"{self.sensitive_attribute!r}; {expected} (sizes per split: {per_split})"
+            )
 
 
 def stratified_split_indices(

@@ -22,6 +22,13 @@ import numpy as np
 import pandas as pd
 
 from fairprune.data.base import Splits
+from fairprune.data.groups import (
+    SensitiveAttribute,
+    attribute_names,
+    binary_attribute,
+    joined_name,
+    product_groups,
+)
 from fairprune.data.labelled_images import LabelledImages, grouped_split_indices, present_mask
 
 __all__ = ["load_celeba"]
@@ -92,25 +99,30 @@ def load_celeba(
     root: str | os.PathLike[str],
     *,
     target: str = "Blond_Hair",
-    sensitive_attribute: str = "Male",
+    sensitive_attribute: SensitiveAttribute = "Male",
     resolution: int = 64,
     split_mode: str = "official",
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     missing: str = "error",
+    min_group_size: int = 1,
 ) -> Splits:
-    """Load CelebA with a binary target attribute and a binary sensitive attribute.
+    """Load CelebA with a binary target attribute and a binary sensitive attribute (or several).
 
     Class 1 is the target attribute present (+1), class 0 absent (-1): class names
     ``("not <target>", "<target>")``. Group 1 is the sensitive attribute present, group 0 absent:
     group names ``("not <attribute>", "<attribute>")``, e.g. ``("not Male", "Male")`` (CelebA's
-    annotation is binary; "not Male" is what it records, so that is the name).
+    annotation is binary; "not Male" is what it records, so that is the name). A list of
+    attributes makes the intersectional groups that occur, named with 0 (absent) / 1 (present),
+    e.g. ``["Male", "Young"]``: ``"Male=0,Young=0"``, ``"Male=0,Young=1"``, ``"Male=1,Young=0"``,
+    ``"Male=1,Young=1"`` (ids in that order; see ``fairprune.data.groups``).
 
     Args:
         root: Folder holding the images and annotation files (see the module docstring).
         target: Attribute to predict, e.g. ``"Blond_Hair"``, ``"Bags_Under_Eyes"``.
-        sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``.
+        sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``, or a list of
+            attributes (``["Male", "Young"]``) whose combinations are (at most 16).
         resolution: Side ``R`` of the square images.
         split_mode: ``"official"`` (``list_eval_partition``), or ``"identity"``: a seeded re-split
             0.7/0.15/0.15 in which each identity (``identity_CelebA.txt``) lies in one split,
@@ -123,6 +135,7 @@ def load_celeba(
             ``"skip"`` them (logged). The default is ``"error"`` because a silently smaller dataset
             is a worse surprise than a message; the shared development subset's annotation files
             list exactly its 15,723 images, so it loads either way.
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
@@ -132,17 +145,19 @@ def load_celeba(
         raise ValueError(f"split_mode must be 'official' or 'identity'; received {split_mode!r}")
     if target == sensitive_attribute:
         raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
+    names = attribute_names(sensitive_attribute, target=target)
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"expected CelebA's folder at {str(root)!r}; it is not a directory")
     attr_path = _find(root, ("list_attr_celeba.txt", "list_attr_celeba.csv"), "attribute file")
     attributes = _read_table(attr_path, "attributes")
     y = _attribute(attributes, target, "target")
-    groups = _attribute(attributes, sensitive_attribute, "sensitive attribute")
+    sensitive = [binary_attribute(n, _attribute(attributes, n, "sensitive attribute")) for n in names]
     image_dir = _image_dir(root)
     paths = [image_dir / str(name) for name in attributes.index]
     keep = present_mask(paths, missing=missing, listed_in=str(attr_path))
     files = attributes.index[keep]
+    groups, group_names = product_groups([a.restrict(keep) for a in sensitive])
     if split_mode == "official":
         part_path = _find(root, ("list_eval_partition.txt", "list_eval_partition.csv"), "partition file")
         partition = _column(_read_table(part_path, "partition"), files, part_path, "partition")
@@ -158,17 +173,19 @@ def load_celeba(
     else:
         id_path = _find(root, ("identity_CelebA.txt",), "identity file")
         identity = _column(_read_table(id_path, "identity"), files, id_path, "identity")
-        strata = y[keep] * 2 + groups[keep]
+        strata = y[keep] * len(group_names) + groups
         indices = grouped_split_indices(identity, strata, _FRACTIONS, seed)
     images = LabelledImages(
         name="celeba",
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y[keep],
-        groups=groups[keep],
+        groups=groups,
         class_names=(f"not {target}", target),
-        group_names=(f"not {sensitive_attribute}", sensitive_attribute),
+        group_names=group_names,
         root=root,
     )
-    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)
+    return images.to_splits(
+        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+    )

@@ -45,6 +45,16 @@ class Categorical:
         return tuple(dict.fromkeys(level.name for level in self.levels))
 
     @property
+    def values(self) -> tuple[str, ...]:
+        """Category names inside intersectional group names: the value part when every name reads
+        ``"<column>=<value>"`` (``"race=0"`` -> ``"0"``, so the group reads ``"race=0"``), else the
+        names."""
+        names = self.names
+        if all("=" in name for name in names):
+            return tuple(name.split("=", 1)[1] for name in names)
+        return names
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """The file columns that encode this variable."""
         return tuple(dict.fromkeys(level.column for level in self.levels))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 from fairprune.data.image_csv import categorical_codes, check_columns, read_label_csv
 from fairprune.data.labelled_images import LabelledImages, present_mask
 
@@ -63,11 +64,18 @@ def _labels(frame: pd.DataFrame, name: str, source: str) -> tuple[np.ndarray, tu
     return ids, (f"age<{threshold}", f"age>={threshold}")
 
 
+def _sensitive(frame: pd.DataFrame, name: str, source: str) -> Attribute:
+    """A sensitive attribute; ``"age>=N"`` takes the values 0 / 1 in intersectional group names."""
+    ids, names = _labels(frame, name, source)
+    binary = re.fullmatch(r"age>=(\d+)", name.replace(" ", "")) is not None
+    return Attribute(name, ids, names, ("0", "1") if binary else None)
+
+
 def load_fairface(
     root: str | os.PathLike[str],
     *,
     target: str = "gender",
-    sensitive_attribute: str = "race",
+    sensitive_attribute: SensitiveAttribute = "race",
     resolution: int = 64,
     seed: int = 0,
     test_fraction: float = 0.5,
@@ -75,18 +83,22 @@ def load_fairface(
     cache_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     missing: str = "error",
+    min_group_size: int = 1,
 ) -> Splits:
-    """Load FairFace with a target and a sensitive attribute from its label columns.
+    """Load FairFace with a target and a sensitive attribute (or several) from its label columns.
 
     Ids follow FairFace's orders (``ORDERS``): gender ``Male``, ``Female``; race ``White``,
     ``Black``, ``Latino_Hispanic``, ``East Asian``, ``Southeast Asian``, ``Indian``,
     ``Middle Eastern``; age bins ``0-2`` ... ``more than 70``; labels absent from the data are
-    left out. ``"age>=N"`` (N a bin edge) is binary: ``age<N``, ``age>=N``.
+    left out. ``"age>=N"`` (N a bin edge) is binary: ``age<N``, ``age>=N``. A list of sensitive
+    attributes makes the intersectional groups that occur, named by those values, ``age>=N`` by
+    0/1: ``["gender", "race"]`` gives ``"gender=Male,race=White"``, ``"gender=Male,race=Black"``,
+    ... (ids in that order; see ``fairprune.data.groups``).
 
     Args:
         root: Folder holding ``fairface_label_train.csv`` and ``fairface_label_val.csv``.
         target: ``"gender"``, ``"race"``, ``"age"``, ``"age>=N"`` or another column.
-        sensitive_attribute: As ``target``; default ``"race"`` (7 groups).
+        sensitive_attribute: As ``target``; default ``"race"`` (7 groups); or a list of them.
         resolution: Side ``R`` of the square images.
         seed: Seed of the cut of the official validation set.
         test_fraction: Share of the official validation set that becomes the test split.
@@ -94,6 +106,7 @@ def load_fairface(
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
         limit: Keep only the first ``limit`` images of each split (for quick runs).
         missing: Images named in the CSVs but absent: ``"error"`` or ``"skip"`` (logged).
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
@@ -103,6 +116,7 @@ def load_fairface(
         raise ValueError(f"expected 0 < test_fraction < 1; received {test_fraction}")
     if target == sensitive_attribute:
         raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
+    names = attribute_names(sensitive_attribute, target=target)
     root = Path(root)
     tables = []
     for part in ("train", "val"):
@@ -116,11 +130,12 @@ def load_fairface(
     keep = present_mask(paths, missing=missing, listed_in=f"FairFace's label CSVs in {str(root)!r}")
     frame = frame[keep].reset_index(drop=True)
     y, class_names = _labels(frame, target, "FairFace's label CSVs")
-    groups, group_names = _labels(frame, sensitive_attribute, "FairFace's label CSVs")
+    sensitive = [_sensitive(frame, name, "FairFace's label CSVs") for name in names]
+    groups, group_names = product_groups(sensitive)
     images = LabelledImages(
         name="fairface",
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y,
         groups=groups,
@@ -136,5 +151,9 @@ def load_fairface(
     val = official_val[np.sort(np.concatenate([first, second]))]  # the first two parts make val
     train = np.flatnonzero(frame["_official"].to_numpy() == "train")
     return images.to_splits(
-        (train, val, official_val[test]), resolution=resolution, cache_dir=cache_dir, limit=limit
+        (train, val, official_val[test]),
+        resolution=resolution,
+        cache_dir=cache_dir,
+        limit=limit,
+        min_group_size=min_group_size,
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 from fairprune.data.labelled_images import LabelledImages, present_mask
 
 __all__ = ["categorical_codes", "check_columns", "load_image_csv", "read_label_csv"]
@@ -78,7 +79,7 @@ def load_image_csv(
     *,
     path_column: str,
     target: str,
-    sensitive_attribute: str,
+    sensitive_attribute: SensitiveAttribute,
     positive: object | None = None,
     split_column: str | None = None,
     resolution: int = 64,
@@ -86,20 +87,23 @@ def load_image_csv(
     cache_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     missing: str = "error",
+    min_group_size: int = 1,
 ) -> Splits:
     """Load images named in a CSV, with a target and a sensitive attribute from its columns.
 
-    Rows missing the path, target or sensitive value are dropped. Class and group ids follow the
+    Rows missing the path, target or a sensitive value are dropped. Class and group ids follow the
     sorted string forms of the distinct values, which are also their names (or ``positive``
-    makes the target binary). Without ``split_column`` the split is seeded and stratified by
-    (target, group) cell, 0.7/0.15/0.15.
+    makes the target binary). A list of sensitive columns makes the intersectional groups that
+    occur, named ``"<column>=<value>"`` joined by ``","`` (``"sex=f,age=old"``; ids in
+    lexicographic order of the columns' sorted values, see ``fairprune.data.groups``). Without
+    ``split_column`` the split is seeded and stratified by (target, group) cell, 0.7/0.15/0.15.
 
     Args:
         csv_path: The CSV file.
         image_root: Folder the paths in ``path_column`` are relative to (absolute paths stay).
         path_column: Column of image paths.
         target: Target column.
-        sensitive_attribute: Sensitive column.
+        sensitive_attribute: Sensitive column, or a list of columns.
         positive: If given, class 1 where the target equals it (as a string), class 0 elsewhere.
         split_column: Optional column of ``"train"``/``"val"``/``"test"`` giving the split.
         resolution: Side ``R`` of the square images.
@@ -107,29 +111,37 @@ def load_image_csv(
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
         limit: Keep only the first ``limit`` images of each split (for quick runs).
         missing: Images named in the CSV but absent: ``"error"`` or ``"skip"`` (logged).
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         Splits named after the CSV file, whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once
         (cached) and kept uint8 in memory; convert batches with ``fairprune.data.images.to_float``.
     """
+    single = isinstance(sensitive_attribute, str)
+    names = attribute_names(sensitive_attribute, target=None if single else target)
     frame = read_label_csv(csv_path, "an image CSV")
-    columns = {"path": path_column, "target": target, "sensitive": sensitive_attribute}
+    roles = [("path", path_column), ("target", target), *(("sensitive", name) for name in names)]
     if split_column is not None:
-        columns["split"] = split_column
-    check_columns(frame, columns, repr(str(csv_path)))
-    if len(set(columns.values())) < len(columns):
-        raise ValueError(f"expected distinct path, target, sensitive and split columns; received {columns}")
-    frame = frame.dropna(subset=list(columns.values())).reset_index(drop=True)
+        roles.append(("split", split_column))
+    for role, column in roles:
+        check_columns(frame, {role: column}, repr(str(csv_path)))
+    used = [column for _, column in roles]
+    if len(set(used)) < len(used):
+        received: dict[str, object] = {"path": path_column, "target": target}
+        received["sensitive"] = sensitive_attribute if single else list(names)
+        received |= {} if split_column is None else {"split": split_column}
+        raise ValueError(f"expected distinct path, target, sensitive and split columns; received {received}")
+    frame = frame.dropna(subset=used).reset_index(drop=True)
     root = Path(image_root)
     paths = [root / str(p) for p in frame[path_column]]
     keep = present_mask(paths, missing=missing, listed_in=repr(str(csv_path)))
     frame = frame[keep].reset_index(drop=True)
     y, class_names = categorical_codes(frame[target], positive=positive)
-    groups, group_names = categorical_codes(frame[sensitive_attribute])
+    groups, group_names = product_groups([Attribute(name, *categorical_codes(frame[name])) for name in names])
     images = LabelledImages(
         name=Path(csv_path).name.split(".")[0],
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y,
         groups=groups,
@@ -151,4 +163,6 @@ def load_image_csv(
             np.flatnonzero(split == "val"),
             np.flatnonzero(split == "test"),
         )
-    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)
+    return images.to_splits(
+        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+    )

@@ -120,6 +120,7 @@ class LabelledImages:
         cache_dir: PathLike | None,
         limit: int | None = None,
         progress: bool = False,
+        min_group_size: int = 1,
     ) -> Splits:
         """Decode (through the cache) the images of ``indices`` and return the checked splits.
 
@@ -129,6 +130,8 @@ class LabelledImages:
             cache_dir: Cache directory (default :func:`default_cache_dir`).
             limit: Keep only the first ``limit`` samples of each split (for quick runs).
             progress: Show a progress bar while decoding.
+            min_group_size: Fewest samples of every group in every split (see
+                ``Splits.check_groups``).
 
         Returns:
             Splits whose ``x`` are uint8 ``(N, 3, R, R)``, kept uint8 in memory.
@@ -155,5 +158,5 @@ class LabelledImages:
             class_names=self.class_names,
             group_names=self.group_names,
         )
-        splits.check_groups()
+        splits.check_groups(min_group_size)
         return splits

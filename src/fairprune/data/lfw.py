@@ -22,6 +22,13 @@ import numpy as np
 import pandas as pd
 
 from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.groups import (
+    SensitiveAttribute,
+    attribute_names,
+    binary_attribute,
+    joined_name,
+    product_groups,
+)
 from fairprune.data.labelled_images import LabelledImages, grouped_split_indices, present_mask
 
 __all__ = ["load_lfw"]
@@ -78,7 +85,7 @@ def load_lfw(
     root: str | os.PathLike[str],
     *,
     target: str = "Wavy_Hair",
-    sensitive_attribute: str = "Male",
+    sensitive_attribute: SensitiveAttribute = "Male",
     resolution: int = 64,
     seed: int = 0,
     split_by_person: bool = True,
@@ -86,12 +93,16 @@ def load_lfw(
     limit: int | None = None,
     missing: str = "error",
     image_dir: str | None = None,
+    min_group_size: int = 1,
 ) -> Splits:
-    """Load LFW with a binary target attribute and a binary sensitive attribute.
+    """Load LFW with a binary target attribute and a binary sensitive attribute (or several).
 
     Class 1 is a target score above 0: class names ``("not <target>", "<target>")``; group 1 a
     sensitive score above 0: group names ``("not <attribute>", "<attribute>")``, e.g.
-    ``("not Male", "Male")``. Names are kept as passed (``"Wavy_Hair"``).
+    ``("not Male", "Male")``. Names are kept as passed (``"Wavy_Hair"``). A list of attributes
+    makes the intersectional groups that occur, named with 0 (score <= 0) / 1 (above 0), e.g.
+    ``["Male", "Big_Nose"]``: ``"Male=0,Big_Nose=0"``, ..., ``"Male=1,Big_Nose=1"`` (ids in that
+    order; see ``fairprune.data.groups``).
 
     The splits are seeded, 0.7/0.15/0.15. With ``split_by_person`` (the default) every person's
     images lie in one split, so that a test face is never of someone seen in training (LFW has
@@ -101,7 +112,8 @@ def load_lfw(
     Args:
         root: Folder holding ``lfw_attributes.txt`` and the image folder.
         target: Attribute to predict, e.g. ``"Wavy_Hair"``, ``"Big_Nose"``.
-        sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``.
+        sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``, or a list of
+            attributes (``["Male", "Big_Nose"]``) whose combinations are (at most 16).
         resolution: Side ``R`` of the square images.
         seed: Seed of the split.
         split_by_person: Keep each person within one split.
@@ -110,6 +122,7 @@ def load_lfw(
         missing: Images listed in the attribute file but absent: ``"error"`` or ``"skip"`` (logged).
         image_dir: Name of the image folder under ``root`` (default: the first of ``lfw``,
             ``lfw-deepfunneled``, ``lfw_funneled`` that exists).
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
@@ -118,10 +131,13 @@ def load_lfw(
     root = Path(root)
     attr_path = root / "lfw_attributes.txt"
     frame = _read_attributes(attr_path)
+    names = attribute_names(sensitive_attribute, key=_key)
     target_column, y = _attribute(frame, target, "target")
-    sensitive_column, groups = _attribute(frame, sensitive_attribute, "sensitive attribute")
-    if target_column == sensitive_column:
+    decoded = [_attribute(frame, n, "sensitive attribute") for n in names]
+    if isinstance(sensitive_attribute, str) and target_column == decoded[0][0]:
         raise ValueError(f"expected different target and sensitive attribute; both are {target_column!r}")
+    attribute_names(names, target=target, key=_key)
+    sensitive = [binary_attribute(n, ids) for n, (_, ids) in zip(names, decoded, strict=True)]
     images_root = _image_dir(root, image_dir)
     people = frame["person"].str.replace(" ", "_").to_numpy()
     paths = [
@@ -129,15 +145,16 @@ def load_lfw(
         for person, number in zip(people, frame["imagenum"], strict=True)
     ]
     keep = present_mask(paths, missing=missing, listed_in=str(attr_path))
+    groups, group_names = product_groups([a.restrict(keep) for a in sensitive])
     images = LabelledImages(
         name="lfw",
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y[keep],
-        groups=groups[keep],
+        groups=groups,
         class_names=(f"not {target}", target),
-        group_names=(f"not {sensitive_attribute}", sensitive_attribute),
+        group_names=group_names,
         root=root,
     )
     fractions = (0.7, 0.15, 0.15)
@@ -145,4 +162,6 @@ def load_lfw(
         indices = grouped_split_indices(people[keep], images.strata, fractions, seed)
     else:
         indices = stratified_split_indices(images.strata, fractions, seed)
-    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)
+    return images.to_splits(
+        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+    )

