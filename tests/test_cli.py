@@ -89,13 +89,30 @@ def test_run_writes_results_config_and_resumes(tmp_path, planted_csv, capsys):
 def test_run_refuses_a_directory_with_another_config(tmp_path, planted_csv, capsys):
     out = tmp_path / "out"
     cfg = _config(tmp_path, planted_csv)
-    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "methods=['dense']"]) == 0
+    dense_only = ["--set", "methods=['dense']"]
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", *dense_only, "--set", "train.lr=0.1"]) == 0
     capsys.readouterr()
-    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", *dense_only]) == 2
     assert "different config" in capsys.readouterr().err
     assert len(pd.read_csv(out / "results.csv")) == 1  # nothing lost
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--restart"]) == 0
     assert len(pd.read_csv(out / "results.csv")) == 5
+
+
+def test_a_config_that_only_adds_runs_extends_the_sweep(tmp_path, planted_csv, capsys):
+    out = tmp_path / "out"
+    cfg = _config(tmp_path, planted_csv)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "methods=['dense', 'bifp']"]) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert len(stamps) == 3
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0  # adds magnitude
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert len(after) == 5 and all(after[name] == stamp for name, stamp in stamps.items())
+    assert json.loads((out / "config.json").read_text())["methods"] == ["dense", "magnitude", "bifp"]
+    # changing a recorded method's hyperparameters is not an extension
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "method_params.bifp.steps=7"]) == 2
+    assert "different config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

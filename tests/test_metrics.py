@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score
 from fairprune.fairness import (
     METRIC_COLUMNS,
     METRICS,
+    PER_GROUP_METRICS,
     SURROGATES,
     accuracy_gap,
     degradation,
@@ -24,6 +25,8 @@ from fairprune.fairness import (
     group_sizes,
     worst_group_accuracy,
 )
+
+SCALAR_METRICS = sorted(set(METRICS) - set(PER_GROUP_METRICS))  # the ones needing no dense model
 
 # Two groups, binary. Group 0: 4 samples, group 1: 6 samples.
 Y2 = np.array([1, 0, 1, 1, 0, 1, 0, 0, 1, 0])
@@ -88,6 +91,7 @@ def test_fairness_report_binary() -> None:
             "demographic_parity_difference": 2 / 4 - 2 / 6,
             "equalized_odds_difference": 1 / 4,
             "degradation_gap": 1 / 4 - 1 / 6,
+            "excess_degradation": 1 / 4 - (9 / 10 - 7 / 10),  # R_0 - R
             "group_size_0": 4,
             "group_size_1": 6,
             "group_accuracy_0": 3 / 4,
@@ -139,7 +143,7 @@ def test_matches_fairlearn(seed: int, n_groups: int) -> None:
     )
 
 
-@pytest.mark.parametrize("key", sorted(METRICS))
+@pytest.mark.parametrize("key", SCALAR_METRICS)
 def test_torch_inputs_match_numpy(key: str) -> None:
     y_true, y_pred, groups = _random_binary(7, 3)
     expected = METRICS[key](y_true, y_pred, groups=groups)
@@ -161,10 +165,15 @@ def test_registries_share_keys_and_columns() -> None:
     assert set(SURROGATES) <= set(METRICS)
     report = fairness_report(Y3, P3, groups=G3, n_groups=3)
     for key, column in METRIC_COLUMNS.items():
-        assert report[column] == pytest.approx(METRICS[key](Y3, P3, groups=G3))
+        if key not in PER_GROUP_METRICS:
+            assert report[column] == pytest.approx(METRICS[key](Y3, P3, groups=G3))
+    assert "excess_degradation" not in report  # needs the dense predictions
+    with_dense = fairness_report(Y3, P3, groups=G3, n_groups=3, y_pred_dense=1 - P3)
+    expected = METRICS["excess_degradation"](Y3, P3, groups=G3, y_pred_dense=1 - P3)
+    assert with_dense["excess_degradation"] == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("key", sorted(METRICS))
+@pytest.mark.parametrize("key", SCALAR_METRICS)
 def test_mismatched_lengths(key: str) -> None:
     with pytest.raises(ValueError, match=r"one length.*'y_pred': 9"):
         METRICS[key](Y2, P2[:-1], groups=G2)
@@ -175,14 +184,14 @@ def test_mismatched_lengths_degradation() -> None:
         degradation(Y2, D2, P2, groups=G2[:-1])
 
 
-@pytest.mark.parametrize("key", sorted(METRICS))
+@pytest.mark.parametrize("key", SCALAR_METRICS)
 def test_empty_input(key: str) -> None:
     empty = np.array([], dtype=np.int64)
     with pytest.raises(ValueError, match="y_true is empty"):
         METRICS[key](empty, empty, groups=empty)
 
 
-@pytest.mark.parametrize("key", sorted(METRICS))
+@pytest.mark.parametrize("key", SCALAR_METRICS)
 def test_group_without_samples(key: str) -> None:
     with pytest.raises(ValueError, match=r"group 2 has no samples.*sizes.*: \[\d+, \d+, 0\]"):
         METRICS[key](Y2, P2, groups=G2, n_groups=3)
@@ -203,7 +212,7 @@ def test_equalized_odds_empty_cell() -> None:
         equalized_odds_difference(y_true, y_pred, groups=groups)
 
 
-@pytest.mark.parametrize("key", sorted(METRICS))
+@pytest.mark.parametrize("key", SCALAR_METRICS)
 def test_negative_group_id(key: str) -> None:
     with pytest.raises(ValueError, match="non-negative.*received group id -1"):
         METRICS[key](Y2, P2, groups=G2 - 1)
@@ -228,3 +237,20 @@ def test_non_integer_labels_rejected() -> None:
 def test_two_dimensional_labels_rejected() -> None:
     with pytest.raises(ValueError, match=r"must be 1-D.*\(2, 1\)"):
         accuracy_gap(np.array([[0], [1]]), np.array([0, 1]), groups=np.array([0, 1]))
+
+
+def test_excess_degradation_by_hand() -> None:
+    # group 0: 4 samples, group 1: 6. Dense is right everywhere; the pruned model is wrong on
+    # 2 of group 0 and 1 of group 1: R_0 = 0.5, R_1 = 1/6, R = 3/10.
+    y = np.array([1, 0, 1, 1, 0, 1, 0, 0, 1, 0])
+    pruned = y.copy()
+    pruned[[0, 1, 4]] = 1 - pruned[[0, 1, 4]]
+    groups = np.array([0] * 4 + [1] * 6)
+    from fairprune.fairness import excess_degradations
+
+    psi = excess_degradations(y, pruned, groups=groups, y_pred_dense=y)
+    assert psi == pytest.approx([0.5 - 0.3, 1 / 6 - 0.3])
+    assert METRICS["excess_degradation"](y, pruned, groups=groups, y_pred_dense=y) == pytest.approx(0.2)
+    assert METRICS["excess_degradation"](y, y, groups=groups, y_pred_dense=y) == 0.0  # dense vs dense
+    # size-weighted, the excesses average to zero
+    assert float(np.dot(psi, [4, 6])) == pytest.approx(0.0)

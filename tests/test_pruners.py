@@ -30,6 +30,8 @@ SMALL = {
     "bifp_no_weight_fairness": {"steps": 4, "finetune_steps": 2},
     "prune_then_fair": {"finetune_steps": 4},
     "fair_then_prune": {"fair_steps": 2, "finetune_steps": 2},
+    "fairgrape": {"finetune_steps": 4, "n_batches": 2, "rounds": 2},
+    "ceag": {"finetune_steps": 4},
 }
 CONFIG = TrainConfig(batch_size=64, lr=0.05, eval_every=2)
 
@@ -48,7 +50,7 @@ def dense(planted_splits: Splits) -> nn.Module:
 
 def _prune(method: str, dense: nn.Module, splits: Splits, sparsity: float, **extra):
     model = copy.deepcopy(dense)
-    task = Task(splits, FairnessObjective("equalized_odds", 0.1), CONFIG, seed=3)
+    task = Task(splits, FairnessObjective("equalized_odds", 0.1), CONFIG, seed=3, dense=dense)
     result = run_pruner(build_pruner(method, **{**SMALL[method], **extra}), model, sparsity, task)
     return model, result
 

@@ -62,6 +62,7 @@ def _record(method: str, label: str, sparsity: float, seed: int, tolerance: floa
         "accuracy": accuracy + rng.normal(0, 0.005),
         "accuracy_gap": bias / 2 + rng.uniform(0, 0.01),
         "degradation_gap": 0.0 if method == "dense" else bias / 3,
+        "excess_degradation": 0.0 if method == "dense" else bias / 4,
         "demographic_parity_difference": bias * 1.5,
         "equalized_odds_difference": bias,
         "worst_group_accuracy": accuracy - bias,

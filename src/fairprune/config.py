@@ -43,7 +43,7 @@ class DataConfig:
 
     name: str = "adult"
     target: str | None = None
-    sensitive_attribute: str | None = "sex"
+    sensitive_attribute: str | list[str] | None = "sex"  # a list: intersectional groups
     path: str | None = None
     root: str | None = None
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -114,7 +114,7 @@ class ExperimentConfig:
     variants: list[dict[str, Any]] = field(default_factory=list)
     tolerances: list[float] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
-    sensitive_attributes: list[str] = field(default_factory=list)
+    sensitive_attributes: list[str | list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -194,7 +194,14 @@ def _validate(cfg: ExperimentConfig) -> None:
     if isinstance(tol, str) and tol != "dense":
         raise ValueError(f"fairness.tolerance must be a number >= 0 or 'dense', got {tol!r}")
     f = cfg.fairness
-    FairnessObjective(f.metric, 0.0 if tol == "dense" else float(tol), f.mode, f.strength, f.temperature)
+    objective = FairnessObjective(
+        f.metric, 0.0 if tol == "dense" else float(tol), f.mode, f.strength, f.temperature
+    )
+    if objective.per_group and tol == "dense":
+        raise ValueError(
+            f"fairness.tolerance 'dense' means 0 for {f.metric!r} (the dense model does not degrade "
+            "relative to itself); expected a number, e.g. 0.02"
+        )
 
 
 QUICK_FACTOR = 0.1  # --quick scales every iteration budget by this

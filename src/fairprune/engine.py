@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -21,7 +22,7 @@ from fairprune.data.base import GroupData, Splits
 from fairprune.data.images import augment as augment_images
 from fairprune.data.images import to_float
 from fairprune.fairness.constraints import Constraint, FairnessObjective
-from fairprune.fairness.metrics import fairness_report
+from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS, fairness_report
 from fairprune.masks import get_masks
 from fairprune.selection import CheckpointSelector, is_trivial
 
@@ -113,11 +114,26 @@ class Task:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     progress: bool = False
+    dense: nn.Module | None = None  # the dense reference (for metrics relative to it)
 
-    def constraint(self) -> Constraint | None:
-        if self.objective is None:
+    def constraint(self, objective: FairnessObjective | None = None) -> Constraint | None:
+        """A fresh constraint on ``objective`` (default: the task's own)."""
+        objective = self.objective if objective is None else objective
+        if objective is None:
             return None
-        return Constraint(self.objective, self.splits.n_groups)
+        if objective.per_group and self.dense is None:
+            raise ValueError(
+                f"fairness metric {objective.metric!r} is relative to the dense model; expected a "
+                "Task with dense= (the dense model)"
+            )
+        return Constraint(objective, self.splits.n_groups)
+
+    @cached_property
+    def dense_validation_pred(self) -> Tensor | None:
+        """The dense model's predictions on :attr:`validation` (``None`` without ``dense``)."""
+        if self.dense is None:
+            return None
+        return predict(self.dense, self.validation, device=self.train.device)
 
     @cached_property
     def validation(self) -> GroupData:
@@ -273,9 +289,12 @@ def run_loop(
     """Run ``steps`` calls of ``step_fn``, validating every ``eval_every`` steps.
 
     ``step_fn(next_batch) -> (loss, iterations)`` does one update. At each validation the
-    exact violation feeds the constraint's dual step, a history row is logged, and the state
-    is offered to a :class:`CheckpointSelector`, whose choice is restored at the end. Pass one
-    ``selector`` to several loops (phases of one method) to choose across all of them.
+    exact violation feeds the constraint's dual step, a history row is logged (with the
+    iterations and seconds spent so far, and the exact violation of the task's objective also
+    when the loop is unconstrained, so that every method's "iterations to a fair model" can be
+    read off its history), and the state is offered to a :class:`CheckpointSelector`, whose
+    choice is restored at the end. Pass one ``selector`` to several loops (phases of one method)
+    to choose across all of them.
 
     Raises:
         ValueError: If the loss becomes NaN or infinite (naming the step).
@@ -288,6 +307,7 @@ def run_loop(
         selector = CheckpointSelector(constrained=constraint is not None, band=cfg.selection_band)
     prev_masks = get_masks(model)
     running = math.nan
+    start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not task.progress, leave=False)
     for step in bar:
         loss, iters = step_fn(lambda: next(batches))
@@ -300,8 +320,10 @@ def run_loop(
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:
             row, prev_masks, trivial = _validate(model, task, constraint, step, running, prev_masks)
+            row.update(iterations=float(result.iterations), seconds=time.perf_counter() - start)
             result.history.append(row)
-            selector.offer(row["val_accuracy"], row["violation"], constraint, model, trivial=trivial)
+            violation = row.get("constraint_violation", row["violation"])
+            selector.offer(row["val_accuracy"], violation, constraint, model, trivial=trivial)
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
     chosen = selector.choose()
     if chosen is not None:
@@ -334,12 +356,26 @@ def _validate(
         "mask_hamming": changed / total,
     }
     trivial = is_trivial(val.y, pred)
+    row["trivial"] = float(trivial)
+    dense_pred = task.dense_validation_pred
+    # the task's metric, measured for every loop (enforced only by a constraint on it), so that
+    # "iterations to a fair model" can be read off any method's history
+    objective = task.objective
+    measured = math.nan
+    if objective is not None and (objective.metric not in PER_GROUP_METRICS or dense_pred is not None):
+        kwargs = {"y_pred_dense": dense_pred} if objective.metric in PER_GROUP_METRICS else {}
+        measured = float(
+            METRICS[objective.metric](val.y, pred, groups=val.groups, n_groups=task.splits.n_groups, **kwargs)
+        )
+    row["violation"] = measured
     if constraint is None:
-        row.update(violation=math.nan, multiplier=math.nan)
+        row["multiplier"] = math.nan
         return row, masks, trivial
-    violation = constraint.violation(val.y, pred, val.groups)
-    constraint.dual_step(violation)
-    row.update(violation=violation, **constraint.state())
+    violations = constraint.violations(val.y, pred, val.groups, y_pred_dense=dense_pred)
+    constraint.dual_step(violations)
+    if objective is None or constraint.objective.metric != objective.metric:
+        row["constraint_violation"] = float(violations.max())  # what the selector compares with its tau
+    row.update(constraint.state())
     return row, masks, trivial
 
 

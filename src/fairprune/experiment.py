@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from fairprune.atomic import replace_atomically, write_atomic
 from fairprune.config import DataConfig, ExperimentConfig, method_params
+from fairprune.cost import COST_COLUMNS, iterations_to_fair
 from fairprune.data import Splits
 from fairprune.data.registry import IMAGE_DATASETS, load_dataset
 from fairprune.engine import Task, evaluate, is_trivial, predict, train_weights
@@ -41,6 +42,7 @@ __all__ = [
     "data_cells",
     "grid",
     "run_experiment",
+    "extends",
     "RESULT_COLUMNS",
 ]
 
@@ -63,6 +65,7 @@ RESULT_COLUMNS = [
     "accuracy",
     "accuracy_gap",
     "degradation_gap",
+    "excess_degradation",
     "demographic_parity_difference",
     "equalized_odds_difference",
     "worst_group_accuracy",
@@ -74,6 +77,7 @@ RESULT_COLUMNS = [
     *FOOTPRINT_COLUMNS,
     "train_iterations",
     "wall_seconds",
+    *COST_COLUMNS,
 ]
 
 
@@ -121,13 +125,21 @@ class Job:
 
 
 def data_cells(cfg: ExperimentConfig) -> list[tuple[DataConfig, str]]:
-    """The (target, sensitive attribute) cells of the grid, each with its run-id tag."""
+    """The (target, sensitive attribute) cells of the grid, each with its run-id tag.
+
+    A sensitive attribute may be a list of names (intersectional groups); its tag joins the
+    file-safe names with ``+`` (``label-Male+Young__``).
+    """
     targets: list[str | None] = list(cfg.targets) or [cfg.data.target]
-    attributes: list[str | None] = list(cfg.sensitive_attributes) or [cfg.data.sensitive_attribute]
+    attributes: list[str | list[str] | None] = [*cfg.sensitive_attributes] or [cfg.data.sensitive_attribute]
     cells = [(t, a) for t in targets for a in attributes]
     if len(cells) == 1:
         return [(replace(cfg.data, target=cells[0][0], sensitive_attribute=cells[0][1]), "")]
-    return [(replace(cfg.data, target=t, sensitive_attribute=a), _file_safe(f"{t}-{a}__")) for t, a in cells]
+    out = []
+    for t, a in cells:
+        names = "+".join(_file_safe(n) for n in a) if isinstance(a, (list, tuple)) else _file_safe(f"{a}")
+        out.append((replace(cfg.data, target=t, sensitive_attribute=a), f"{_file_safe(f'{t}-')}{names}__"))
+    return out
 
 
 def _file_safe(name: str) -> str:
@@ -135,15 +147,37 @@ def _file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
 
 
+_GRID_LISTS = ("methods", "variants", "sparsities", "seeds", "tolerances")
+
+
+def extends(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the resolved config ``new`` only adds runs to ``old``: the same settings, and
+    every method, variant, sparsity, seed and tau of ``old`` still there with the same
+    hyperparameters (so every recorded run is still a run of ``new``)."""
+    fixed = set(old) | set(new)
+    fixed -= {*_GRID_LISTS, "method_params"}
+    if any(old.get(k) != new.get(k) for k in fixed):
+        return False
+    if any(item not in new.get(k, []) for k in _GRID_LISTS for item in old.get(k, [])):
+        return False
+    used = {*old.get("methods", []), *(v["method"] for v in old.get("variants", []))}
+    old_params, new_params = old.get("method_params", {}), new.get("method_params", {})
+    return all(old_params.get(m) == new_params.get(m) for m in used)
+
+
 def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
-    """Create ``out`` or check that it holds the same resolved config (refuse otherwise)."""
+    """Create ``out`` or check that it holds the same resolved config, or one that ``cfg`` only
+    extends with more runs (see :func:`extends`); refuse otherwise."""
     resolved = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     cfg_path = out / "config.json"
-    if cfg_path.exists() and not restart and json.loads(cfg_path.read_text()) != json.loads(resolved):
-        raise ValueError(
-            f"output directory {str(out)!r} holds results of a different config; expected the "
-            "same config to resume. Use another --out, or --restart to start over there"
-        )
+    if cfg_path.exists() and not restart:
+        previous = json.loads(cfg_path.read_text())
+        if previous != json.loads(resolved) and not extends(previous, json.loads(resolved)):
+            raise ValueError(
+                f"output directory {str(out)!r} holds results of a different config; expected the "
+                "same config to resume, or one that only adds methods, variants, sparsities, seeds "
+                "or tolerances. Use another --out, or --restart to start over there"
+            )
     for leftover in out.glob("**/.*.tmp"):  # temp files of a killed write: never a record
         leftover.unlink()
     if restart and out.exists():
@@ -228,7 +262,9 @@ def run_experiment(
             splits = load_splits(job.data, job.seed)
             dense, iters = _dense_model(cfg, splits, job, out, progress)
             test_pred = predict(dense, splits.test, device=cfg.train.device)
-            cache[job.dense_key] = _Cell(splits, dense, iters, _tolerance(cfg, dense, splits), test_pred)
+            val_pred = predict(dense, splits.val, device=cfg.train.device)
+            tau = _tolerance(cfg, val_pred, splits)
+            cache[job.dense_key] = _Cell(splits, dense, iters, tau, test_pred, val_pred)
         record = _one_run(cfg, cache[job.dense_key], job, progress, out)
         write_atomic(out / "runs" / f"{job.run_id}.json", json.dumps(record, indent=1, default=_jsonable))
         collect_results(out)
@@ -241,24 +277,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _tolerance(cfg: ExperimentConfig, dense: nn.Module, splits: Splits) -> float:
+def _tolerance(cfg: ExperimentConfig, dense_val_pred: torch.Tensor, splits: Splits) -> float:
     if cfg.fairness.tolerance != "dense":
         return float(cfg.fairness.tolerance)
-    pred = predict(dense, splits.val, device=cfg.train.device)
     metric = METRICS[cfg.fairness.metric]
-    return float(metric(splits.val.y, pred, groups=splits.val.groups, n_groups=splits.n_groups))
+    return float(metric(splits.val.y, dense_val_pred, groups=splits.val.groups, n_groups=splits.n_groups))
 
 
 @dataclass(frozen=True)
 class _Cell:
     """What every run of one (data cell, seed) shares: data, trained dense model, its training
-    iterations, the resolved tolerance, the dense model's test predictions."""
+    iterations, the resolved tolerance, the dense model's test and validation predictions."""
 
     splits: Splits
     dense: nn.Module
     dense_iters: int
     tau: float
     dense_test_pred: torch.Tensor
+    dense_val_pred: torch.Tensor
 
 
 def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: Path) -> dict[str, Any]:
@@ -267,7 +303,7 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
     fc = cfg.fairness
     tau = variant.tolerance if variant.tolerance is not None else tau
     objective = FairnessObjective(fc.metric, tau, fc.mode, fc.strength, fc.temperature)
-    task = Task(splits, objective, cfg.train, seed, progress)
+    task = Task(splits, objective, cfg.train, seed, progress, dense=dense)
     model = copy.deepcopy(dense)
     pruner = build_pruner(variant.method, **variant.params)
     result = run_pruner(pruner, model, s, task)
@@ -276,7 +312,13 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
         model, splits.test, splits.n_groups, dense_pred=cell.dense_test_pred, device=cfg.train.device
     )
     val_pred = predict(model, splits.val, device=cfg.train.device)
-    val = fairness_report(splits.val.y, val_pred, groups=splits.val.groups, n_groups=splits.n_groups)
+    val = fairness_report(
+        splits.val.y,
+        val_pred,
+        groups=splits.val.groups,
+        n_groups=splits.n_groups,
+        y_pred_dense=cell.dense_val_pred,
+    )
     trivial = is_trivial(splits.val.y, val_pred)
     val_violation = val[METRIC_COLUMNS[fc.metric]]
     iterations = result.train_iterations + (dense_iters if variant.method == "dense" else 0)
@@ -349,9 +391,10 @@ def _save_shipped(
 
 def collect_results(out: Path) -> pd.DataFrame:
     """Rebuild ``results.csv`` from the run records (atomically) and return it."""
-    rows = [json.loads(p.read_text())["result"] for p in sorted((out / "runs").glob("*.json"))]
-    frame = pd.DataFrame(rows)
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    frame = pd.DataFrame([r["result"] for r in records])
     if not frame.empty:
+        frame = iterations_to_fair(frame, {r["run_id"]: r.get("history") or [] for r in records})
         first = [c for c in RESULT_COLUMNS if c in frame.columns]
         frame = frame[first + [c for c in frame.columns if c not in first]]
         frame = frame.sort_values(["seed", "label", "sparsity"], kind="stable").reset_index(drop=True)

@@ -43,6 +43,7 @@ CONSTRAINED_COLUMNS: dict[str, str] = {
     "demographic_parity": "demographic_parity_difference",
     "equalized_odds": "equalized_odds_difference",
     "worst_group_accuracy": "worst_group_accuracy",
+    "excess_degradation": "excess_degradation",
 }
 """Results column of each fairness key (mirrors ``fairness.metrics.METRIC_COLUMNS``, without
 importing torch)."""

@@ -33,6 +33,7 @@ FAIRNESS_COLUMNS: tuple[str, ...] = (
     "degradation_gap",
     "demographic_parity_difference",
     "equalized_odds_difference",
+    "excess_degradation",
     "worst_group_accuracy",
 )
 """The fairness columns of a results table (DESIGN §2)."""

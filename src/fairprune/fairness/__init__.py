@@ -8,11 +8,14 @@ from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import (
     METRIC_COLUMNS,
     METRICS,
+    PER_GROUP_METRICS,
     accuracy_gap,
     degradation,
     degradation_gap,
     demographic_parity_difference,
     equalized_odds_difference,
+    excess_degradation,
+    excess_degradations,
     fairness_report,
     group_accuracies,
     group_sizes,
@@ -28,6 +31,7 @@ from fairprune.fairness.surrogates import (
     soft_correctness,
     soft_demographic_parity,
     soft_equalized_odds,
+    soft_excess_degradations,
 )
 
 __all__ = [
@@ -37,11 +41,14 @@ __all__ = [
     # metrics (exact)
     "METRICS",
     "METRIC_COLUMNS",
+    "PER_GROUP_METRICS",
     "accuracy_gap",
     "degradation",
     "degradation_gap",
     "demographic_parity_difference",
     "equalized_odds_difference",
+    "excess_degradation",
+    "excess_degradations",
     "fairness_report",
     "group_accuracies",
     "group_sizes",
@@ -56,4 +63,5 @@ __all__ = [
     "soft_correctness",
     "soft_demographic_parity",
     "soft_equalized_odds",
+    "soft_excess_degradations",
 ]

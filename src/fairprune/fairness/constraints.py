@@ -6,6 +6,11 @@
 dual ascent ``mu <- max(0, mu + eta * (Phi_hat - tau))`` (``strength`` is the dual step ``eta``),
 where ``Phi_hat`` is the *exact* metric measured on the validation split, so the multiplier grows
 until the user's tolerance ``tau`` holds where it is checked, not on a surrogate scale.
+
+Per-group metrics (``metrics.PER_GROUP_METRICS``, e.g. ``excess_degradation``: CEAG, "Balancing
+Act") have one multiplier per group, ``mu_g <- max(0, mu_g + eta (psi_g - tau))``, and the loss
+gains ``sum_g mu_g Phi_g``; with 5-16 groups one multiplier on a max - min gap moves only the two
+extreme groups at a time. They need the dense model's validation predictions and the Lagrangian.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import torch
 from torch import Tensor
 
-from fairprune.fairness.metrics import METRICS
+from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.surrogates import SURROGATES
 
 __all__ = ["FairnessObjective", "Constraint", "CONSTRAINT_MODES"]
@@ -59,48 +66,105 @@ class FairnessObjective:
             raise ValueError(
                 f"expected strength >= 0 and temperature > 0, got {self.strength}, {self.temperature}"
             )
+        if self.per_group and self.mode != "lagrangian":
+            raise ValueError(
+                f"fairness metric {self.metric!r} has one multiplier per group; expected mode "
+                f"'lagrangian', got {self.mode!r}"
+            )
+
+    @property
+    def per_group(self) -> bool:
+        """Whether the metric is constrained group by group (one multiplier per group)."""
+        return self.metric in PER_GROUP_METRICS
 
 
 class Constraint:
-    """Training-time state of one :class:`FairnessObjective` (the Lagrange multiplier)."""
+    """Training-time state of one :class:`FairnessObjective`: its Lagrange multiplier(s).
+
+    Attributes:
+        multipliers: ``(G,)`` for a per-group metric, else ``(1,)``; all 0 at the start.
+    """
 
     def __init__(self, objective: FairnessObjective, n_groups: int) -> None:
         self.objective = objective
         self.n_groups = n_groups
-        self.multiplier = 0.0
+        self.multipliers = np.zeros(n_groups if objective.per_group else 1)
+
+    @property
+    def multiplier(self) -> float:
+        """The (largest) multiplier."""
+        return float(self.multipliers.max())
 
     def surrogate(self, logits: Tensor, y: Tensor, groups: Tensor) -> Tensor:
-        """The differentiable violation Phi of one batch (0 if the batch lacks groups)."""
+        """The differentiable violation Phi of one batch (0 if the batch lacks groups): a
+        scalar, or ``(G,)`` for a per-group metric."""
         fn = SURROGATES[self.objective.metric]
         if self.objective.scale_free:
             logits = logits / _logit_scale(logits)
         return fn(logits, y, groups=groups, n_groups=self.n_groups, temperature=self.objective.temperature)
 
     def term(self, logits: Tensor, y: Tensor, groups: Tensor, *, weight: float = 1.0) -> Tensor:
-        """The loss term: ``weight * lambda * Phi`` or ``weight * mu * Phi``.
+        """The loss term: ``weight * lambda * Phi`` or ``weight * sum_g mu_g * Phi_g``.
 
         ``weight`` switches the term off (0) for the ablations without fairness on a level.
         """
-        coef = self.objective.strength if self.objective.mode == "penalty" else self.multiplier
-        if weight == 0.0 or coef == 0.0:
+        if self.objective.mode == "penalty":
+            if weight == 0.0 or self.objective.strength == 0.0:
+                return logits.sum() * 0.0
+            return weight * self.objective.strength * self.surrogate(logits, y, groups)
+        if weight == 0.0 or not self.multipliers.any():
             return logits.sum() * 0.0
-        return weight * coef * self.surrogate(logits, y, groups)
+        mu = torch.as_tensor(self.multipliers, dtype=logits.dtype, device=logits.device)
+        return weight * (mu * self.surrogate(logits, y, groups)).sum()
 
-    def violation(self, y_true: Tensor, y_pred: Tensor, groups: Tensor) -> float:
+    def violations(
+        self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
+    ) -> np.ndarray:
+        """The exact violation per multiplier: ``(G,)`` per-group values or ``(1,)``."""
+        metric = self.objective.metric
+        if self.objective.per_group:
+            if y_pred_dense is None:
+                raise ValueError(f"fairness metric {metric!r} needs the dense model's predictions")
+            fn = PER_GROUP_METRICS[metric]
+            return fn(y_true, y_pred, groups=groups, y_pred_dense=y_pred_dense, n_groups=self.n_groups)
+        return np.array([METRICS[metric](y_true, y_pred, groups=groups, n_groups=self.n_groups)])
+
+    def violation(
+        self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
+    ) -> float:
         """The exact metric (the number compared with tau)."""
-        return float(METRICS[self.objective.metric](y_true, y_pred, groups=groups, n_groups=self.n_groups))
+        return float(self.violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense).max())
 
-    def dual_step(self, violation: float) -> None:
-        """Projected dual ascent on the multiplier (no-op in penalty mode)."""
+    def dual_step(self, violations: float | np.ndarray) -> None:
+        """Projected dual ascent on the multiplier(s) (no-op in penalty mode)."""
         if self.objective.mode == "lagrangian":
-            step = self.objective.strength * (violation - self.objective.tolerance)
-            self.multiplier = max(0.0, self.multiplier + step)
+            step = self.objective.strength * (np.asarray(violations, dtype=float) - self.objective.tolerance)
+            self.multipliers = np.maximum(0.0, self.multipliers + step)
 
     def satisfied(self, violation: float) -> bool:
         return violation <= self.objective.tolerance + 1e-12
 
     def state(self) -> dict[str, float]:
-        return {"multiplier": self.multiplier if self.objective.mode == "lagrangian" else math.nan}
+        """Multiplier(s) for a history row: ``multiplier`` (the largest), and ``multiplier_<g>``
+        for a per-group metric."""
+        if self.objective.mode != "lagrangian":
+            return {"multiplier": math.nan}
+        out = {"multiplier": self.multiplier}
+        if self.objective.per_group:
+            out.update({f"multiplier_{g}": float(m) for g, m in enumerate(self.multipliers)})
+        return out
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {"multipliers": [float(m) for m in self.multipliers]}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        values = np.asarray(state["multipliers"], dtype=float)
+        if values.shape != self.multipliers.shape:
+            raise ValueError(
+                f"expected {self.multipliers.shape[0]} multiplier(s) for {self.objective.metric!r}, "
+                f"got {values.shape[0]}"
+            )
+        self.multipliers = values
 
 
 def _logit_scale(logits: Tensor) -> Tensor:

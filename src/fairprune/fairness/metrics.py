@@ -24,7 +24,10 @@ __all__ = [
     "degradation_gap",
     "demographic_parity_difference",
     "equalized_odds_difference",
+    "excess_degradation",
+    "excess_degradations",
     "fairness_report",
+    "PER_GROUP_METRICS",
     "group_accuracies",
     "group_sizes",
     "worst_group_accuracy",
@@ -188,6 +191,43 @@ def degradation_gap(
     return _gap(degradation(y_true, y_pred_dense, y_pred_pruned, groups=groups, n_groups=n_groups))
 
 
+def excess_degradations(
+    y_true: Labels,
+    y_pred: Labels,
+    *,
+    groups: Labels,
+    y_pred_dense: Labels,
+    n_groups: int | None = None,
+) -> np.ndarray:
+    """Per-group excess accuracy degradation (CEAG, Hashemizadeh et al., "Balancing Act:
+    Constraining Disparate Impact in Sparse Models", ICLR 2024): ``psi_g = R_g - R`` with
+    ``R_g = acc_g(dense) - acc_g(pruned)`` and ``R = acc(dense) - acc(pruned)`` over all samples.
+
+    Returns:
+        ``(G,)`` array; a positive entry is a group that lost more accuracy than the whole.
+    """
+    (y_true, dense, pruned), group_ids, n = _prepare(
+        {"y_true": y_true, "y_pred_dense": y_pred_dense, "y_pred": y_pred}, groups, n_groups
+    )
+    overall = float(np.mean(y_true == dense)) - float(np.mean(y_true == pruned))
+    return degradation(y_true, dense, pruned, groups=group_ids, n_groups=n) - overall
+
+
+def excess_degradation(
+    y_true: Labels,
+    y_pred: Labels,
+    *,
+    groups: Labels,
+    y_pred_dense: Labels,
+    n_groups: int | None = None,
+) -> float:
+    """The largest excess accuracy degradation ``max_g psi_g`` (see :func:`excess_degradations`);
+    0 for the dense model itself."""
+    return float(
+        excess_degradations(y_true, y_pred, groups=groups, y_pred_dense=y_pred_dense, n_groups=n_groups).max()
+    )
+
+
 def fairness_report(
     y_true: Labels,
     y_pred: Labels,
@@ -200,8 +240,9 @@ def fairness_report(
 
     Keys: ``accuracy``, ``accuracy_gap``, ``worst_group_accuracy``; for binary tasks (``y_true``
     and ``y_pred`` both within ``{0, 1}``) also ``demographic_parity_difference`` and
-    ``equalized_odds_difference`` (omitted for multiclass); ``degradation_gap`` when
-    ``y_pred_dense`` is given; then ``group_size_<g>`` and ``group_accuracy_<g>`` for every group.
+    ``equalized_odds_difference`` (omitted for multiclass); ``degradation_gap`` and
+    ``excess_degradation`` when ``y_pred_dense`` is given; then ``group_size_<g>`` and
+    ``group_accuracy_<g>`` for every group.
     """
     (y_true, y_pred), group_ids, n = _prepare({"y_true": y_true, "y_pred": y_pred}, groups, n_groups)
     accuracies = group_accuracies(y_true, y_pred, groups=group_ids, n_groups=n)
@@ -217,6 +258,9 @@ def fairness_report(
         report["degradation_gap"] = degradation_gap(
             y_true, y_pred_dense, y_pred, groups=group_ids, n_groups=n
         )
+        report["excess_degradation"] = excess_degradation(
+            y_true, y_pred, groups=group_ids, y_pred_dense=y_pred_dense, n_groups=n
+        )
     sizes = np.bincount(group_ids, minlength=n)
     report.update({f"group_size_{g}": int(sizes[g]) for g in range(n)})
     report.update({f"group_accuracy_{g}": float(accuracies[g]) for g in range(n)})
@@ -228,13 +272,20 @@ METRICS: dict[str, Callable[..., float]] = {
     "demographic_parity": demographic_parity_difference,
     "equalized_odds": equalized_odds_difference,
     "worst_group_accuracy": worst_group_accuracy,
+    "excess_degradation": excess_degradation,
 }
-"""Exact metrics by registry key; the surrogates in ``surrogates.SURROGATES`` share the keys."""
+"""Exact metrics by registry key; the surrogates in ``surrogates.SURROGATES`` share the keys.
+The keys of :data:`PER_GROUP_METRICS` also take ``y_pred_dense=`` (the dense model's predictions)."""
+
+PER_GROUP_METRICS: dict[str, Callable[..., np.ndarray]] = {"excess_degradation": excess_degradations}
+"""Metrics constrained group by group (one Lagrange multiplier per group): the per-group values
+whose maximum is the metric of the same key in :data:`METRICS`."""
 
 METRIC_COLUMNS: dict[str, str] = {
     "accuracy_gap": "accuracy_gap",
     "demographic_parity": "demographic_parity_difference",
     "equalized_odds": "equalized_odds_difference",
     "worst_group_accuracy": "worst_group_accuracy",
+    "excess_degradation": "excess_degradation",
 }
 """Column name in a ``fairness_report`` (and in run records) of each registry key."""

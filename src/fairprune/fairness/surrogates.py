@@ -29,6 +29,7 @@ __all__ = [
     "soft_correctness",
     "soft_demographic_parity",
     "soft_equalized_odds",
+    "soft_excess_degradations",
 ]
 
 CorrectnessKind = Literal["sigmoid", "hinge"]
@@ -249,9 +250,37 @@ def soft_equalized_odds(
     return gaps.amax()
 
 
+def soft_excess_degradations(
+    logits: Tensor,
+    y: Tensor,
+    *,
+    groups: Tensor,
+    n_groups: int,
+    temperature: float = 1.0,
+    kind: CorrectnessKind = "sigmoid",
+) -> Tensor:
+    """Per-group soft excess degradation, relaxing ``metrics.excess_degradations`` (CEAG).
+
+    ``psi_g = R_g - R = (A_g^dense - A^dense) - (a_g - a)`` with ``a_g`` the soft accuracy of group
+    ``g`` and ``a`` the batch's; the dense model's accuracies are constants, so the surrogate
+    returns ``a - a_g`` (the same gradient; the dual step reads the exact ``psi_g`` on
+    validation, dense terms included).
+
+    Returns:
+        ``(G,)``; ``0`` for a group absent from the batch (graph-connected, zero gradient).
+    """
+    u = soft_correctness(margins(logits, y), kind=kind, temperature=temperature)  # (N,)
+    sums, counts = group_sums_counts(u, groups, n_groups)  # (G,) each
+    overall = sums.sum() / counts.sum().clamp_min(1)
+    present = counts > 0
+    return torch.where(present, overall - sums / counts.clamp_min(1), torch.zeros_like(sums))
+
+
 SURROGATES: dict[str, Callable[..., Tensor]] = {
     "accuracy_gap": soft_accuracy_gap,
     "demographic_parity": soft_demographic_parity,
     "equalized_odds": soft_equalized_odds,
+    "excess_degradation": soft_excess_degradations,
 }
-"""Differentiable surrogates by registry key, shared with ``metrics.METRICS``."""
+"""Differentiable surrogates by registry key, shared with ``metrics.METRICS``. Each returns a
+scalar, except those of ``metrics.PER_GROUP_METRICS``, which return one value per group."""

@@ -13,6 +13,8 @@ from typing import Any
 
 from fairprune.pruners.base import Outcome, Pruner, PruneResult, run_pruner
 from fairprune.pruners.bifp import BiFP
+from fairprune.pruners.ceag import Ceag
+from fairprune.pruners.fairgrape import FairGrape
 from fairprune.pruners.imp import IMP, imp_schedule
 from fairprune.pruners.oneshot import Dense, Fpgm, Magnitude, RandomPruner, Snip
 from fairprune.pruners.space import STRUCTURES, ChannelSelection, PrunerBase
@@ -26,6 +28,7 @@ __all__ = [
     "PruneResult",
     "run_pruner",
     "BiFP",
+    "Ceag",
     "IMP",
     "imp_schedule",
     "Dense",
@@ -33,6 +36,7 @@ __all__ = [
     "RandomPruner",
     "Snip",
     "Fpgm",
+    "FairGrape",
     "PrunerBase",
     "ChannelSelection",
     "STRUCTURES",
@@ -53,9 +57,12 @@ PRUNERS: dict[str, Callable[..., Pruner]] = {
     "bifp_no_weight_fairness": partial(BiFP, weight_fairness=0.0),
     "prune_then_fair": PruneThenFair,
     "fair_then_prune": FairThenPrune,
+    "fairgrape": FairGrape,
+    "ceag": Ceag,
 }
 
-# methods whose training uses the fairness objective (their runs are checked against tau)
+# methods whose training uses the fairness objective (their runs are checked against tau);
+# not fairgrape: its groups enter only through per-group importances, it has no tau to meet
 FAIR_METHODS = frozenset(
     {
         "bifp",

@@ -8,12 +8,14 @@ method trains) and says what it used. :func:`run_pruner` times it and checks the
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from fairprune.fairness.constraints import FairnessObjective
 from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
 from fairprune.masks import Masks, get_masks, prunable_parameters
 from fairprune.pruners.space import ChannelSelection, Scores, Space, WeightSpace
@@ -26,6 +28,7 @@ __all__ = [
     "PruneResult",
     "run_pruner",
     "check_sparsity_arg",
+    "scoring_batches",
     "snip_scores",
     "prune_and_finetune",
 ]
@@ -42,11 +45,20 @@ class Outcome:
     space: Space | None = None
 
     def add(self, phase: LoopResult | Outcome) -> Outcome:
-        """Append a training phase; its history steps continue the previous phase's count."""
+        """Append a training phase; its history's steps, iterations and seconds continue this
+        outcome's counts (iterations: all spent so far, scoring passes included)."""
         iterations = phase.iterations if isinstance(phase, LoopResult) else phase.train_iterations
+        last = self.history[-1] if self.history else {}
+        offsets = {
+            "step": last.get("step", 0.0),
+            "iterations": float(self.train_iterations),
+            "seconds": last.get("seconds", 0.0),
+        }
         self.train_iterations += iterations
-        offset = self.history[-1]["step"] if self.history else 0.0
-        self.history.extend({**row, "step": row["step"] + offset} for row in phase.history)
+        self.history.extend(
+            {**row, **{k: row[k] + offset for k, offset in offsets.items() if k in row}}
+            for row in phase.history
+        )
         if phase.feasible is not None:
             self.feasible = phase.feasible
         if isinstance(phase, Outcome) and phase.space is not None:
@@ -102,19 +114,27 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
     )
 
 
+def scoring_batches(model: nn.Module, task: Task, n_batches: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """The ``n_batches`` training batches ``(x, y, groups)`` a gradient score is summed over:
+    stratified by (target, group), drawn with the task's seed, on the task's device.
+
+    Moves ``model`` to the task's device in train mode now (before the first batch is drawn),
+    so tensors made like its parameters afterwards live where the gradients will.
+    """
+    gen = torch.Generator().manual_seed(task.seed)
+    batches = stratified_batches(task.splits.train, task.train.batch_size, gen, task.splits.n_groups)
+    model.to(task.train.device).train()
+    return (train_inputs(next(batches), task) for _ in range(n_batches))
+
+
 def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> dict[str, Tensor]:
     """SNIP connection sensitivity ``|theta * dL/dtheta|`` summed over a few training batches
     (Lee, Ajanthan & Torr, ICLR 2019), at the model's current weights."""
-    device = task.train.device
     params = prunable_parameters(model)
-    gen = torch.Generator().manual_seed(task.seed)
-    batches = stratified_batches(task.splits.train, task.train.batch_size, gen, task.splits.n_groups)
-    model.to(device).train()
+    batches = scoring_batches(model, task, n_batches)
     grads = {name: torch.zeros_like(p) for name, p in params.items()}
-    for _ in range(n_batches):
-        batch = next(batches)
+    for x, y, _ in batches:
         model.zero_grad(set_to_none=True)
-        x, y, _ = train_inputs(batch, task)
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         for name, p in params.items():
@@ -134,12 +154,13 @@ def prune_and_finetune(
     finetune_steps: int,
     fair: bool,
     desc: str,
+    objective: FairnessObjective | None = None,
 ) -> Outcome:
     """Mask the lowest scores in ``space``, then fine-tune the weights (with the fairness term
-    if ``fair``)."""
+    if ``fair``: the task's objective, or ``objective`` when given)."""
     space.apply(model, scores, sparsity)
     outcome = Outcome(space=space)
     if finetune_steps > 0:
-        constraint = task.constraint() if fair else None
+        constraint = task.constraint(objective) if fair else None
         outcome.add(train_weights(model, task, finetune_steps, constraint=constraint, desc=desc))
     return outcome
