@@ -58,6 +58,35 @@ def test_dual_ascent_is_projected_and_moves_by_the_violation():
     assert p.multiplier == 0.0 and math.isnan(p.state()["multiplier"])
 
 
+def test_per_group_constraint_has_one_multiplier_per_group_and_restores_them():
+    objective = FairnessObjective("excess_degradation", tolerance=0.05, strength=2.0)
+    c = Constraint(objective, 3)
+    # group 0 lost 0.1 more than the whole, group 1 0.02 more, group 2 0.1 less
+    y = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    dense = y.clone()
+    pruned = y.clone()
+    pruned[[0, 4]] = 1 - pruned[[0, 4]]  # group 0: 1 of 4 wrong, group 1: 1 of 3, overall 2 of 10
+    psi = c.violations(y, pruned, groups, y_pred_dense=dense)
+    assert psi == pytest.approx([0.25 - 0.2, 1 / 3 - 0.2, 0.0 - 0.2])
+    assert c.violation(y, pruned, groups, y_pred_dense=dense) == pytest.approx(1 / 3 - 0.2)
+    c.dual_step(psi)
+    assert c.multipliers == pytest.approx([0.0, 2 * (1 / 3 - 0.2 - 0.05), 0.0])
+    state = c.state()
+    assert state["multiplier"] == pytest.approx(2 * (1 / 3 - 0.25)) and state["multiplier_2"] == 0.0
+    # the loss term weights each group's surrogate by its own multiplier
+    logits = torch.randn(10, 2, requires_grad=True)
+    expected = (torch.as_tensor(c.multipliers, dtype=logits.dtype) * c.surrogate(logits, y, groups)).sum()
+    assert c.term(logits, y, groups).item() == pytest.approx(expected.item())
+    restored = Constraint(objective, 3)
+    restored.load_state_dict(c.state_dict())
+    assert restored.multipliers == pytest.approx(c.multipliers)
+    with pytest.raises(ValueError, match="expected 3 multiplier"):
+        restored.load_state_dict({"multipliers": [0.0]})
+    with pytest.raises(ValueError, match="dense model's predictions"):
+        c.violations(y, pruned, groups)
+
+
 def test_penalty_term_is_lambda_times_surrogate_and_scale_free():
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 2.0], [0.1, 0.4]])
     y = torch.tensor([0, 1, 1, 0])

@@ -32,6 +32,7 @@ SMALL = {
     "fair_then_prune": {"fair_steps": 2, "finetune_steps": 2},
     "fairgrape": {"finetune_steps": 4, "n_batches": 2, "rounds": 2},
     "ceag": {"finetune_steps": 4},
+    "postprocess": {"finetune_steps": 4, "grid_size": 50},
 }
 CONFIG = TrainConfig(batch_size=64, lr=0.05, eval_every=2)
 

@@ -184,12 +184,23 @@ def _validate(cfg: ExperimentConfig) -> None:
             raise ValueError(f"unknown method {method!r}; expected one of {sorted(PRUNERS)}")
     if cfg.structure not in STRUCTURES:
         raise ValueError(f"unknown structure {cfg.structure!r}; expected one of {STRUCTURES}")
-    for method in [*cfg.methods, *cfg.method_params]:
-        build_pruner(method, **method_params(cfg, method))
+    built = [(m, build_pruner(m, **method_params(cfg, m))) for m in [*cfg.methods, *cfg.method_params]]
     for variant in cfg.variants:
         if "method" not in variant:
             raise ValueError(f"a variant needs a 'method' key, got {variant!r}")
-        build_pruner(variant["method"], **method_params(cfg, variant["method"], variant))
+        built.append(
+            (
+                variant["method"],
+                build_pruner(variant["method"], **method_params(cfg, variant["method"], variant)),
+            )
+        )
+    for method, pruner in built:
+        supported = getattr(pruner, "supported_metrics", None)
+        if supported is not None and cfg.fairness.metric not in supported:
+            raise ValueError(
+                f"method {method!r} supports the fairness metrics {sorted(supported)}; the "
+                f"experiment's fairness.metric is {cfg.fairness.metric!r}"
+            )
     tol = cfg.fairness.tolerance
     if isinstance(tol, str) and tol != "dense":
         raise ValueError(f"fairness.tolerance must be a number >= 0 or 'dense', got {tol!r}")

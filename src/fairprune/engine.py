@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,8 @@ __all__ = [
     "LoopResult",
     "stratified_batches",
     "predict",
+    "logits_of",
+    "Postprocessor",
     "evaluate",
     "run_loop",
     "train_weights",
@@ -227,17 +229,39 @@ def stratified_batches(
             yield data.subset(order)
 
 
+class Postprocessor(Protocol):
+    """Maps a model's logits and each sample's group to class predictions (group-specific
+    decision thresholds): a model that needs the sensitive attribute at prediction time."""
+
+    def __call__(self, logits: Tensor, groups: Tensor) -> Tensor: ...
+
+
 @torch.no_grad()
-def predict(model: nn.Module, data: GroupData, batch_size: int = 1024, device: str = "cpu") -> Tensor:
-    """Class predictions ``(N,)`` of ``model`` in eval mode."""
+def logits_of(model: nn.Module, data: GroupData, batch_size: int = 1024, device: str = "cpu") -> Tensor:
+    """The model's outputs on ``data`` in eval mode, on the CPU: ``(N, C)`` or ``(N,)``/``(N, 1)``."""
     was_training = model.training
     model.eval()
-    preds = []
+    outputs = []
     for start in range(0, len(data), batch_size):
-        logits = model(model_inputs(data.x[start : start + batch_size], device))
-        preds.append(_to_classes(logits).cpu())
+        outputs.append(model(model_inputs(data.x[start : start + batch_size], device)).cpu())
     model.train(was_training)
-    return torch.cat(preds)
+    return torch.cat(outputs)
+
+
+def predict(
+    model: nn.Module,
+    data: GroupData,
+    batch_size: int = 1024,
+    device: str = "cpu",
+    *,
+    postprocessor: Postprocessor | None = None,
+) -> Tensor:
+    """Class predictions ``(N,)`` of ``model`` in eval mode (through ``postprocessor``, with the
+    samples' groups, when given)."""
+    logits = logits_of(model, data, batch_size, device)
+    if postprocessor is not None:
+        return postprocessor(logits, data.groups)
+    return _to_classes(logits)
 
 
 def _to_classes(logits: Tensor) -> Tensor:
@@ -253,9 +277,10 @@ def evaluate(
     *,
     dense_pred: Tensor | None = None,
     device: str = "cpu",
+    postprocessor: Postprocessor | None = None,
 ) -> dict[str, float]:
     """Exact accuracy and fairness metrics of ``model`` on one split (see ``fairness_report``)."""
-    pred = predict(model, data, device=device)
+    pred = predict(model, data, device=device, postprocessor=postprocessor)
     return fairness_report(data.y, pred, groups=data.groups, n_groups=n_groups, y_pred_dense=dense_pred)
 
 

@@ -73,6 +73,7 @@ RESULT_COLUMNS = [
     "val_violation",
     "fair",
     "trivial",
+    "needs_sensitive_attribute",
     "achieved_sparsity",
     *FOOTPRINT_COLUMNS,
     "train_iterations",
@@ -308,10 +309,17 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
     pruner = build_pruner(variant.method, **variant.params)
     result = run_pruner(pruner, model, s, task)
     shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cfg.train.device)
+    post = result.postprocessor  # group thresholds: predictions need the sensitive attribute
+    device = cfg.train.device
     test = evaluate(
-        model, splits.test, splits.n_groups, dense_pred=cell.dense_test_pred, device=cfg.train.device
+        model,
+        splits.test,
+        splits.n_groups,
+        dense_pred=cell.dense_test_pred,
+        device=device,
+        postprocessor=post,
     )
-    val_pred = predict(model, splits.val, device=cfg.train.device)
+    val_pred = predict(model, splits.val, device=device, postprocessor=post)
     val = fairness_report(
         splits.val.y,
         val_pred,
@@ -342,6 +350,7 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
         # a (near-)constant predictor has every group metric ~0: not what "fair" should certify
         "fair": bool(val_violation <= tau + 1e-12) and not trivial,
         "trivial": trivial,
+        "needs_sensitive_attribute": post is not None,
         "achieved_sparsity": mask_sparsity(result.masks),
         **shipped_row,
         "train_iterations": iterations,

@@ -17,6 +17,7 @@ from fairprune.pruners.ceag import Ceag
 from fairprune.pruners.fairgrape import FairGrape
 from fairprune.pruners.imp import IMP, imp_schedule
 from fairprune.pruners.oneshot import Dense, Fpgm, Magnitude, RandomPruner, Snip
+from fairprune.pruners.postprocess import PostProcess
 from fairprune.pruners.space import STRUCTURES, ChannelSelection, PrunerBase
 from fairprune.pruners.two_stage import FairThenPrune, PruneThenFair
 
@@ -29,6 +30,7 @@ __all__ = [
     "run_pruner",
     "BiFP",
     "Ceag",
+    "PostProcess",
     "IMP",
     "imp_schedule",
     "Dense",
@@ -59,6 +61,7 @@ PRUNERS: dict[str, Callable[..., Pruner]] = {
     "fair_then_prune": FairThenPrune,
     "fairgrape": FairGrape,
     "ceag": Ceag,
+    "postprocess": PostProcess,
 }
 
 # methods whose training uses the fairness objective (their runs are checked against tau);

@@ -15,8 +15,8 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from fairprune.engine import LoopResult, Postprocessor, Task, stratified_batches, train_inputs, train_weights
 from fairprune.fairness.constraints import FairnessObjective
-from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
 from fairprune.masks import Masks, get_masks, prunable_parameters
 from fairprune.pruners.space import ChannelSelection, Scores, Space, WeightSpace
 
@@ -43,6 +43,7 @@ class Outcome:
     history: list[dict[str, float]] = field(default_factory=list)
     feasible: bool | None = None
     space: Space | None = None
+    postprocessor: Postprocessor | None = None  # group thresholds applied to the model's logits
 
     def add(self, phase: LoopResult | Outcome) -> Outcome:
         """Append a training phase; its history's steps, iterations and seconds continue this
@@ -78,8 +79,9 @@ class Pruner(Protocol):
 
 @dataclass
 class PruneResult:
-    """The masks a pruner produced, with its cost (iterations and wall time) and, for a
-    structured pruner, the channels it kept."""
+    """The masks a pruner produced, with its cost (iterations and wall time), for a
+    structured pruner the channels it kept, and for a post-processing one the group thresholds
+    its predictions go through (the model then needs the sensitive attribute to predict)."""
 
     masks: Masks
     train_iterations: int
@@ -87,6 +89,7 @@ class PruneResult:
     history: list[dict[str, float]]
     feasible: bool | None
     channels: ChannelSelection | None = None
+    postprocessor: Postprocessor | None = None
 
 
 def check_sparsity_arg(sparsity: float) -> None:
@@ -111,6 +114,7 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
         outcome.history,
         outcome.feasible,
         space.selection(model),
+        outcome.postprocessor,
     )
 
 

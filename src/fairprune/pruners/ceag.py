@@ -53,12 +53,16 @@ class Ceag(PrunerBase):
         if self.pruning not in CEAG_PRUNING:
             raise ValueError(f"unknown ceag pruning {self.pruning!r}; expected one of {CEAG_PRUNING}")
         if not self.epsilon >= 0 or (self.dual_step is not None and not self.dual_step >= 0):
-            raise ValueError(f"expected epsilon >= 0 and dual_step >= 0, got {self.epsilon}, {self.dual_step}")
+            raise ValueError(
+                f"expected epsilon >= 0 and dual_step >= 0, got {self.epsilon}, {self.dual_step}"
+            )
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         base = task.objective or FairnessObjective()
         strength = base.strength if self.dual_step is None else self.dual_step
-        objective = FairnessObjective("excess_degradation", self.epsilon, "lagrangian", strength, base.temperature)
+        objective = FairnessObjective(
+            "excess_degradation", self.epsilon, "lagrangian", strength, base.temperature
+        )
         space = self.space(model, task)
         outcome = Outcome(space=space)
         if self.pruning == "imp":
