@@ -229,3 +229,19 @@ def test_report_on_a_real_run(tmp_path, planted_csv, capsys):
 def test_report_of_a_missing_directory_is_an_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_dense_factor_scales_the_dense_tolerance(tmp_path, planted_csv):
+    cfg = _config(tmp_path, planted_csv)
+    runs = ["--set", "methods=['dense', 'magnitude']", "--set", "sparsities=[0.5]"]
+    assert main(["run", str(cfg), "--out", str(tmp_path / "one"), "--quiet", *runs]) == 0
+    half = ["--set", "fairness.dense_factor=0.5"]
+    assert main(["run", str(cfg), "--out", str(tmp_path / "half"), "--quiet", *runs, *half]) == 0
+    one, halved = (pd.read_csv(tmp_path / d / "results.csv").set_index("label") for d in ("one", "half"))
+    dense_violation = one.loc["dense", "val_violation"]
+    assert one.loc["magnitude", "tolerance"] == pytest.approx(dense_violation)
+    assert halved.loc["magnitude", "tolerance"] == pytest.approx(0.5 * dense_violation)
+    assert halved.loc["magnitude", "tolerance_setting"] == "0.5*dense"
+    assert (
+        main(["run", str(cfg), "--out", str(tmp_path / "bad"), "--set", "fairness.tolerance=0.1", *half]) == 2
+    )

@@ -61,10 +61,12 @@ class ModelConfig:
 @dataclass
 class FairnessConfig:
     """The constrained metric and its tolerance tau: a number, or ``"dense"`` (the dense model's
-    validation value: "no less fair than before pruning")."""
+    validation value times ``dense_factor``: with 1, "no less fair than before pruning"; with
+    0.5, "half the dense model's bias")."""
 
     metric: str = "equalized_odds"
     tolerance: float | str = "dense"
+    dense_factor: float = 1.0
     mode: str = "lagrangian"
     strength: float = 5.0
     temperature: float = 1.0
@@ -204,6 +206,11 @@ def _validate(cfg: ExperimentConfig) -> None:
     tol = cfg.fairness.tolerance
     if isinstance(tol, str) and tol != "dense":
         raise ValueError(f"fairness.tolerance must be a number >= 0 or 'dense', got {tol!r}")
+    factor = cfg.fairness.dense_factor
+    if not (isinstance(factor, (int, float)) and factor > 0):
+        raise ValueError(f"fairness.dense_factor must be a number > 0, got {factor!r}")
+    if factor != 1.0 and tol != "dense":
+        raise ValueError(f"fairness.dense_factor scales tolerance = 'dense'; got tolerance = {tol!r}")
     f = cfg.fairness
     objective = FairnessObjective(
         f.metric, 0.0 if tol == "dense" else float(tol), f.mode, f.strength, f.temperature

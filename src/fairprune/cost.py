@@ -24,6 +24,7 @@ import pandas as pd
 
 __all__ = [
     "ACCURACY_SLACK",
+    "TWO_STAGE_METHODS",
     "COST_COLUMNS",
     "first_fair_checkpoint",
     "iterations_to_fair",
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 ACCURACY_SLACK = 0.01  # "within 1 point of the best baseline's accuracy"
+TWO_STAGE_METHODS = ("prune_then_fair", "fair_then_prune", "ceag", "postprocess")
+"""Methods that prune first and fix fairness after (the paper's two-stage baselines and the
+practitioner's alternatives), against which BiFP's iterations are compared."""
 COST_COLUMNS = ("reference_accuracy", "iterations_to_fair", "seconds_to_fair")
 _CELL = ("dataset", "target", "sensitive_attribute", "seed", "sparsity", "structure", "tolerance")
 
@@ -99,6 +103,8 @@ def iterations_ratio(results: pd.DataFrame, method: str, versus: Sequence[str]) 
     smallest mean among the variants of the ``versus`` methods, and ``versus_best``, that
     variant's label (NaN / empty when either never reached a fair model).
     """
+    if "structure" not in results:  # results from before structured pruning existed
+        results = results.assign(structure="unstructured")
     pruned = results[(results["method"] != "dense") & results["method"].isin([method, *versus])]
     summary = (
         pruned.groupby(["structure", "sparsity", "label", "method"], sort=True)["iterations_to_fair"]

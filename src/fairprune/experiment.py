@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fairprune.atomic import replace_atomically, write_atomic
-from fairprune.config import DataConfig, ExperimentConfig, method_params
+from fairprune.config import DataConfig, ExperimentConfig, FairnessConfig, method_params
 from fairprune.cost import COST_COLUMNS, iterations_to_fair
 from fairprune.data import Splits
 from fairprune.data.registry import IMAGE_DATASETS, load_dataset
@@ -282,7 +282,15 @@ def _tolerance(cfg: ExperimentConfig, dense_val_pred: torch.Tensor, splits: Spli
     if cfg.fairness.tolerance != "dense":
         return float(cfg.fairness.tolerance)
     metric = METRICS[cfg.fairness.metric]
-    return float(metric(splits.val.y, dense_val_pred, groups=splits.val.groups, n_groups=splits.n_groups))
+    value = float(metric(splits.val.y, dense_val_pred, groups=splits.val.groups, n_groups=splits.n_groups))
+    return cfg.fairness.dense_factor * value
+
+
+def _setting(fc: FairnessConfig) -> str:
+    """How tau was set: a number, ``dense`` or ``<factor>*dense``."""
+    if fc.tolerance == "dense" and fc.dense_factor != 1.0:
+        return f"{fc.dense_factor:g}*dense"
+    return str(fc.tolerance)
 
 
 @dataclass(frozen=True)
@@ -343,7 +351,7 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
         "seed": seed,
         "fairness": fc.metric,
         "tolerance": tau,
-        "tolerance_setting": str(variant.tolerance if variant.tolerance is not None else fc.tolerance),
+        "tolerance_setting": str(variant.tolerance) if variant.tolerance is not None else _setting(fc),
         **test,
         "val_accuracy": val["accuracy"],
         "val_violation": val_violation,

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from fairprune import plots
 from fairprune.atomic import replace_atomically
+from fairprune.cost import iterations_to_fair
 from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
 from fairprune.stats import DEFAULT_METRICS, compare_to_baselines, summarise
 
@@ -100,6 +101,9 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
         )
     if frame.empty:
         raise ValueError(f"{out} holds no runs")
+    if "iterations_to_fair" not in frame and runs:  # results written before the cost columns
+        histories = {str(r["run_id"]): r.get("history") or [] for r in map(_read_record, runs)}
+        frame = iterations_to_fair(frame, histories)
     return frame
 
 
