@@ -25,7 +25,7 @@ from fairprune import plots
 from fairprune.atomic import replace_atomically
 from fairprune.cost import iterations_to_fair
 from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
-from fairprune.stats import DEFAULT_METRICS, compare_to_baselines, summarise
+from fairprune.stats import DEFAULT_METRICS, OUTCOME_COLUMNS, compare_to_baselines, summarise
 
 __all__ = [
     "HISTORY_FIELDS",
@@ -176,8 +176,9 @@ def write_report(
     if "tolerance" in results and results.duplicated([*by, "label", "sparsity", "seed"]).any():
         by.append("tolerance")
     metrics = [m for m in DEFAULT_METRICS if m in results.columns]
+    outcomes = [m for m in OUTCOME_COLUMNS if m in results.columns]
     bootstrap: dict[str, Any] = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
-    summary = summarise(results, by=(*by, "label", "sparsity"), metrics=metrics, **bootstrap)
+    summary = summarise(results, by=(*by, "label", "sparsity"), metrics=[*metrics, *outcomes], **bootstrap)
     summary = summary.iloc[np.argsort(summary["label"].ne("dense"), kind="stable")]
     summary = summary.reset_index(drop=True)  # the dense reference first
     comparison = None

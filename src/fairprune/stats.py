@@ -19,6 +19,7 @@ import pandas as pd
 
 __all__ = [
     "DEFAULT_METRICS",
+    "OUTCOME_COLUMNS",
     "FAIRNESS_COLUMNS",
     "PairedComparison",
     "bootstrap_ci",
@@ -40,6 +41,10 @@ FAIRNESS_COLUMNS: tuple[str, ...] = (
 
 DEFAULT_METRICS: tuple[str, ...] = ("accuracy", *FAIRNESS_COLUMNS)
 """Metrics summarised and compared by default."""
+
+OUTCOME_COLUMNS: tuple[str, ...] = ("fair", "fair_test", "iterations_to_fair")
+"""Summarised in reports beside the metrics (fractions of runs within tau on validation and on
+test, iterations to a fair model), not compared pairwise."""
 
 
 def _as_values(values: Sequence[float] | np.ndarray, name: str = "values") -> np.ndarray:
