@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fairprune.stats import FAIRNESS_COLUMNS, summarise
+from fairprune.stats import CONSTRAINED_COLUMNS, FAIRNESS_COLUMNS, summarise
 
 __all__ = [
     "ABLATION_METHODS",
@@ -38,15 +38,6 @@ __all__ = [
 DENSE_GID = "dense_reference"
 """``gid`` of the dashed line that marks the dense model."""
 
-CONSTRAINED_COLUMNS: dict[str, str] = {
-    "accuracy_gap": "accuracy_gap",
-    "demographic_parity": "demographic_parity_difference",
-    "equalized_odds": "equalized_odds_difference",
-    "worst_group_accuracy": "worst_group_accuracy",
-    "excess_degradation": "excess_degradation",
-}
-"""Results column of each fairness key (mirrors ``fairness.metrics.METRIC_COLUMNS``, without
-importing torch)."""
 
 ABLATION_METHODS = ("bifp", "bifp_no_mask_fairness", "bifp_no_weight_fairness", "bip")
 """BiFP and its ablations (the paper's Fig. 7): w/o fair mask, w/o fair weights, w/o both."""

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "CONSTRAINED_COLUMNS",
     "DEFAULT_METRICS",
     "OUTCOME_COLUMNS",
     "FAIRNESS_COLUMNS",
@@ -38,6 +39,16 @@ FAIRNESS_COLUMNS: tuple[str, ...] = (
     "worst_group_accuracy",
 )
 """The fairness columns of a results table (DESIGN §2)."""
+
+CONSTRAINED_COLUMNS: dict[str, str] = {
+    "accuracy_gap": "accuracy_gap",
+    "demographic_parity": "demographic_parity_difference",
+    "equalized_odds": "equalized_odds_difference",
+    "worst_group_accuracy": "worst_group_accuracy",
+    "excess_degradation": "excess_degradation",
+}
+"""Results column of each fairness key (mirrors ``fairness.metrics.METRIC_COLUMNS``, without
+importing torch)."""
 
 DEFAULT_METRICS: tuple[str, ...] = ("accuracy", *FAIRNESS_COLUMNS)
 """Metrics summarised and compared by default."""
