@@ -106,6 +106,10 @@ def test_postprocessing_refuses_a_metric_fairlearn_cannot_constrain(planted):
 
     with pytest.raises(ValueError, match=r"method 'postprocess' supports the fairness metrics"):
         config_from_dict({"methods": ["dense", "postprocess"], "fairness": {"metric": "accuracy_gap"}})
+    # hyperparameters for a method the grid does not run are no error
+    config_from_dict(
+        {"methods": ["dense"], "method_params": {"postprocess": {}}, "fairness": {"metric": "accuracy_gap"}}
+    )
 
 
 def test_per_group_metric_needs_a_numeric_tolerance_and_the_lagrangian():

@@ -196,7 +196,10 @@ def _validate(cfg: ExperimentConfig) -> None:
                 build_pruner(variant["method"], **method_params(cfg, variant["method"], variant)),
             )
         )
+    run = {*cfg.methods, *(v["method"] for v in cfg.variants)}  # method_params may name others
     for method, pruner in built:
+        if method not in run:
+            continue
         supported = getattr(pruner, "supported_metrics", None)
         if supported is not None and cfg.fairness.metric not in supported:
             raise ValueError(

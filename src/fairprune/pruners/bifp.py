@@ -22,7 +22,7 @@ slices (:meth:`ChannelSpace.mask_grads`). Before fine-tuning the gates become fu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +64,8 @@ class BiFP(PrunerBase):
         mask_init: Initial scores: ``"magnitude"`` (|theta|), ``"random"`` (|N(0,1)|),
             ``"uniform"`` (U(0,1)) or ``"snip"`` (|theta * dL/dtheta|).
         finetune_steps: Weight-only fine-tuning with the mask fixed, after the bi-level phase.
+        dual_step: Step size eta of the multiplier's dual ascent for this method (``None``: the
+            experiment's ``fairness.strength``; Lagrangian mode only).
     """
 
     mask_fairness: float = 1.0
@@ -74,9 +76,12 @@ class BiFP(PrunerBase):
     gamma: float = 1.0
     mask_init: str = "magnitude"
     finetune_steps: int = 100
+    dual_step: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.dual_step is not None and not self.dual_step >= 0:
+            raise ValueError(f"expected dual_step >= 0 (or None), got {self.dual_step}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.mask_init not in MASK_INITS:
@@ -99,7 +104,10 @@ class BiFP(PrunerBase):
             outcome.train_iterations += SNIP_BATCHES  # the scoring passes
         space.apply(model, scores, sparsity, gate=True)
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
-        constraint = task.constraint() if fair else None
+        objective = task.objective
+        if objective is not None and self.dual_step is not None:
+            objective = replace(objective, strength=self.dual_step)
+        constraint = task.constraint(objective) if fair else None
         score_params = {n: nn.Parameter(s) for n, s in scores.items()}
         mask_opt = torch.optim.Adam(list(score_params.values()), lr=self.mask_lr)
         weights = [p for p in model.parameters() if p.requires_grad]
