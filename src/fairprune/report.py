@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from fairprune import plots
 from fairprune.atomic import replace_atomically
-from fairprune.cost import iterations_to_fair
+from fairprune.cost import COST_COLUMNS, iterations_to_fair
 from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
 from fairprune.stats import DEFAULT_METRICS, OUTCOME_COLUMNS, compare_to_baselines, summarise
 
@@ -101,9 +101,9 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
         )
     if frame.empty:
         raise ValueError(f"{out} holds no runs")
-    if "iterations_to_fair" not in frame and runs:  # results written before the cost columns
+    if runs:  # recomputed from the records: results.csv may predate the current definition
         histories = {str(r["run_id"]): r.get("history") or [] for r in map(_read_record, runs)}
-        frame = iterations_to_fair(frame, histories)
+        frame = iterations_to_fair(frame.drop(columns=list(COST_COLUMNS), errors="ignore"), histories)
     return frame
 
 
