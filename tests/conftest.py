@@ -8,8 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from fairprune.data.base import GroupData, Splits, stratified_split_indices
+from fairprune.engine import Task, TrainConfig, train_weights
+from fairprune.models import build_model
 
 # tiny models: one thread is fastest, and robust when the machine is shared
 torch.set_num_threads(1)
@@ -64,3 +67,12 @@ def planted_csv(tmp_path: Path) -> Path:
     path = tmp_path / "planted.csv"
     planted_bias_frame(n=1500).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def dense(planted_splits: Splits) -> nn.Module:
+    """A small MLP trained 20 steps on the planted-bias splits (the pruner tests start from it)."""
+    torch.manual_seed(0)
+    model = build_model("mlp", (25,), 2, hidden=[16, 8])
+    train_weights(model, Task(planted_splits, None, TrainConfig(batch_size=64, lr=0.05, eval_every=2), 0), 20)
+    return model

@@ -92,6 +92,8 @@ def test_fair_test_is_the_test_value_within_tau_plus_slack_and_never_trivial():
     rows = []
     for run_id, eo, trivial in [("a", 0.105, False), ("b", 0.115, False), ("c", 0.0, True)]:
         row = _row(run_id, "bifp", 0.5, 0.9)
-        rows.append({**row, "fairness": "equalized_odds", "equalized_odds_difference": eo, "trivial": trivial})
+        rows.append(
+            {**row, "fairness": "equalized_odds", "equalized_odds_difference": eo, "trivial": trivial}
+        )
     out = iterations_to_fair(pd.DataFrame(rows), {}).set_index("run_id")
     assert out["fair_test"].to_dict() == {"a": True, "b": False, "c": False}  # tau 0.1 + 0.01

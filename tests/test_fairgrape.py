@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from fairprune.data.base import GroupData, Splits
-from fairprune.engine import Task, TrainConfig, train_weights
+from fairprune.engine import Task, TrainConfig
 from fairprune.masks import get_masks, prunable_parameters
-from fairprune.models import build_model
 from fairprune.pruners import FAIR_METHODS, PRUNERS, build_pruner, fairgrape, run_pruner
 from fairprune.pruners.fairgrape import FairGrape, group_taylor_scores, share_keeping_order
 
@@ -97,14 +96,6 @@ def test_channel_mode_keeps_a_unit_of_each_group():
 
 
 # --- the pruner on the planted-bias data -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def dense(planted_splits: Splits) -> nn.Module:
-    torch.manual_seed(0)
-    model = build_model("mlp", (25,), 2, hidden=[16, 8])
-    train_weights(model, Task(planted_splits, None, CONFIG, 0), 20)
-    return model
 
 
 def _prune(dense, splits, sparsity, seed=3, **params):

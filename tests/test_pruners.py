@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 from fairprune.data.base import Splits
-from fairprune.engine import Task, TrainConfig, train_weights
+from fairprune.engine import Task, TrainConfig
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.masks import capture_effective_grads, effective_weight_grads, get_masks, prunable_parameters
-from fairprune.models import build_model
 from fairprune.pruners import PRUNERS, build_pruner, imp_schedule, run_pruner
 from fairprune.pruners.space import ChannelSpace
 from fairprune.structured import expand_channel_masks, group_param_counts
@@ -39,14 +38,6 @@ CONFIG = TrainConfig(batch_size=64, lr=0.05, eval_every=2)
 
 def test_every_registered_pruner_has_contract_settings():
     assert sorted(SMALL) == sorted(PRUNERS)
-
-
-@pytest.fixture(scope="module")
-def dense(planted_splits: Splits) -> nn.Module:
-    torch.manual_seed(0)
-    model = build_model("mlp", (25,), 2, hidden=[16, 8])
-    train_weights(model, Task(planted_splits, None, CONFIG, 0), 20)
-    return model
 
 
 def _prune(method: str, dense: nn.Module, splits: Splits, sparsity: float, **extra):
