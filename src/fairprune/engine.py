@@ -22,7 +22,7 @@ from fairprune.data.base import GroupData, Splits
 from fairprune.data.images import augment as augment_images
 from fairprune.data.images import to_float
 from fairprune.fairness.constraints import Constraint, FairnessObjective
-from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS, fairness_report
+from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
 from fairprune.selection import CheckpointSelector, is_trivial
 
@@ -383,25 +383,40 @@ def _validate(
     trivial = is_trivial(val.y, pred)
     row["trivial"] = float(trivial)
     dense_pred = task.dense_validation_pred
+    violations = None
+    if constraint is None:
+        row["multiplier"] = math.nan
+    else:
+        violations = constraint.violations(val.y, pred, val.groups, y_pred_dense=dense_pred)
+        constraint.dual_step(violations)
+        row.update(constraint.state())
     # the task's metric, measured for every loop (enforced only by a constraint on it), so that
     # "iterations to a fair model" can be read off any method's history
     objective = task.objective
-    measured = math.nan
-    if objective is not None and (objective.metric not in PER_GROUP_METRICS or dense_pred is not None):
-        kwargs = {"y_pred_dense": dense_pred} if objective.metric in PER_GROUP_METRICS else {}
-        measured = float(
-            METRICS[objective.metric](val.y, pred, groups=val.groups, n_groups=task.splits.n_groups, **kwargs)
-        )
-    row["violation"] = measured
-    if constraint is None:
-        row["multiplier"] = math.nan
+    same = (
+        constraint is not None and objective is not None and constraint.objective.metric == objective.metric
+    )
+    if violations is not None and same:
+        row["violation"] = float(violations.max())
         return row, masks, trivial
-    violations = constraint.violations(val.y, pred, val.groups, y_pred_dense=dense_pred)
-    constraint.dual_step(violations)
-    if objective is None or constraint.objective.metric != objective.metric:
+    row["violation"] = _measured_violation(objective, val, pred, dense_pred, task.splits.n_groups)
+    if violations is not None:
         row["constraint_violation"] = float(violations.max())  # what the selector compares with its tau
-    row.update(constraint.state())
     return row, masks, trivial
+
+
+def _measured_violation(
+    objective: FairnessObjective | None,
+    val: GroupData,
+    pred: Tensor,
+    dense_pred: Tensor | None,
+    n_groups: int,
+) -> float:
+    """The exact metric of ``objective`` (NaN without one, or for a per-group metric without
+    the dense model's predictions)."""
+    if objective is None or (objective.per_group and dense_pred is None):
+        return math.nan
+    return Constraint(objective, n_groups).violation(val.y, pred, val.groups, y_pred_dense=dense_pred)
 
 
 def train_weights(
