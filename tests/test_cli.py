@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from fairprune.cli import main
 
@@ -245,3 +246,14 @@ def test_dense_factor_scales_the_dense_tolerance(tmp_path, planted_csv):
     assert (
         main(["run", str(cfg), "--out", str(tmp_path / "bad"), "--set", "fairness.tolerance=0.1", *half]) == 2
     )
+
+
+def test_the_dense_row_carries_the_dense_training_time(tmp_path, planted_csv, capsys):
+    cfg = _config(tmp_path, planted_csv)
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "methods=['dense']"]) == 0
+    assert "wall time of this invocation:" in capsys.readouterr().out
+    dense = pd.read_csv(out / "results.csv").iloc[0]
+    saved = torch.load(out / "dense" / "seed0.pt", weights_only=True)
+    assert saved["seconds"] > 0 and dense["wall_seconds"] >= saved["seconds"]
+    assert dense["train_iterations"] == saved["iterations"] == 30  # train.dense_steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 import pandas as pd
@@ -74,9 +75,11 @@ def _run(args: argparse.Namespace) -> int:
     from fairprune.experiment import run_experiment
 
     cfg = load_config(args.config, args.overrides, quick_run=args.quick)
+    start = time.perf_counter()
     frame = run_experiment(cfg, args.out, restart=args.restart, progress=not args.quiet)
     print(format_results(frame))
     print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")
+    print(f"wall time of this invocation: {time.perf_counter() - start:.1f} s")
     return 0
 
 
