@@ -127,16 +127,20 @@ class PostProcess(PrunerBase):
             sensitive_features=val.groups.numpy(),
         )
         outcome.postprocessor = GroupThresholds(optimizer, task.seed)
-        _log_final_state(outcome, model, task, time.perf_counter() - start)
+        _log_final_state(outcome, model, task, logits, time.perf_counter() - start)
         return outcome
 
 
-def _log_final_state(outcome: Outcome, model: nn.Module, task: Task, seconds: float) -> None:
+def _log_final_state(
+    outcome: Outcome, model: nn.Module, task: Task, val_logits: Tensor, seconds: float
+) -> None:
     """Append the post-processed state (on the checked validation samples) to the history, so
-    that "iterations to a fair model" sees the model as it is shipped."""
+    that "iterations to a fair model" sees the model as it is shipped. ``val_logits``: the
+    model's logits on the whole validation split (reused when the checks use all of it)."""
     assert outcome.postprocessor is not None and task.objective is not None
     val = task.validation
-    pred = outcome.postprocessor(logits_of(model, val, device=task.train.device), val.groups)
+    logits = val_logits if val is task.splits.val else logits_of(model, val, device=task.train.device)
+    pred = outcome.postprocessor(logits, val.groups)
     metric = METRICS[task.objective.metric]
     last = outcome.history[-1] if outcome.history else {}
     outcome.history.append(
