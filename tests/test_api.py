@@ -17,12 +17,13 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import ToTensor
 
 import fairprune
-from fairprune.api import _TwoLogits, default_budgets
+from fairprune.api import default_budgets
 from fairprune.data import registry
 from fairprune.data.adapters import as_group_data
 from fairprune.engine import predict
 from fairprune.fairness import METRICS, Constraint, FairnessObjective, fairness_report, margins
 from fairprune.masks import PRUNABLE_TYPES
+from fairprune.models.binary import TwoLogits
 
 FAST = {"steps": 6, "finetune_steps": 2, "progress": False}  # 6 alternating steps: 12 + 2 iterations
 
@@ -81,14 +82,14 @@ def assert_metrics_recompute(result, dense: nn.Module, splits: dict, names: list
             ("dense", fairness_report(data.y, dense_pred, **common)),
             ("pruned", fairness_report(data.y, pred, y_pred_dense=dense_pred, **common)),
         ):
-            got = result.metrics[split][which]
-            assert got["accuracy"] == report["accuracy"]
-            assert got["equalized_odds_difference"] == report["equalized_odds_difference"]
-            for g, name in enumerate(names):
-                assert got[f"group_accuracy_{name}"] == report[f"group_accuracy_{g}"]
-                assert got[f"group_size_{name}"] == report[f"group_size_{g}"]
-            assert len(got) == len(report)
-        assert result.metrics[split]["pruned"]["degradation_gap"] == report["degradation_gap"]
+            by_name = {}
+            for key, value in report.items():
+                if key.startswith(("group_accuracy_", "group_size_")):
+                    stem, _, g = key.rpartition("_")
+                    key = f"{stem}_{names[int(g)]}"
+                by_name[key] = value
+            assert result.metrics[split][which] == by_name
+        assert "degradation_gap" in result.metrics[split]["pruned"]
 
 
 def test_own_module_and_tensordataset_with_three_groups():
@@ -199,7 +200,8 @@ def test_one_logit_model_with_float_labels():
     model = TabularNet(6, 1)
     before = snapshot(model)
     x, y, g = tabular(400, 1, n_groups=2)
-    train, val = (x[:250], y[:250].float(), g[:250]), (x[250:], y[250:].float(), g[250:])
+    # float labels as BCE users hold them: (N, 1) in train, (N,) in val
+    train, val = (x[:250], y[:250, None].float(), g[:250]), (x[250:], y[250:].float(), g[250:])
     result = fairprune.prune(model, train, val, sparsity=0.6, fairness="demographic_parity", **FAST)
     assert_untouched(model, before)
     assert_plain(result.model)
@@ -209,13 +211,17 @@ def test_one_logit_model_with_float_labels():
     zeros, total = pruned_weights(result.model)
     assert total == 6 * 16 + 16 * 8 + 8 == 232 and zeros == round(0.6 * 232) == 139
     assert_metrics_recompute(result, model, {"train": train, "val": val}, ["0", "1"])
-    assert "demographic_parity_difference" in result.metrics["val"]["pruned"]
+    assert result.fairness == "demographic_parity"
+    val_dp = METRICS["demographic_parity"](
+        y[250:], predict(model, as_group_data(val, name="val")), groups=g[250:]
+    )
+    assert result.tolerance == val_dp == result.metrics["val"]["dense"]["demographic_parity_difference"]
 
 
 def test_one_logit_adapter_gives_the_binary_margin_and_loss():
     f = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
     y = torch.tensor([1, 1, 0, 0])
-    logits = _TwoLogits(nn.Identity())(f)
+    logits = TwoLogits(nn.Identity())(f)
     assert torch.equal(logits, torch.tensor([[0.0, 2.0], [0.0, -1.0], [0.0, 0.5], [0.0, -3.0]]))
     assert torch.equal(margins(logits, y), torch.tensor([2.0, -1.0, -0.5, 3.0]))  # (2y - 1) f
     assert torch.equal(margins(logits, y), margins(f, y))
@@ -251,6 +257,41 @@ def test_inplace_prunes_the_model_itself():
     assert pruned_weights(model) == (120, 240)
     assert result.train_iterations == 2 and result.feasible is None  # magnitude: fine-tune only
     assert result.tolerance == 0.1 and result.fairness == "equalized_odds"
+
+
+def test_inplace_channel_pruning_leaves_the_model_plain_and_returns_a_slim_one():
+    torch.manual_seed(0)
+    model = TabularNet(6, 2)
+    result = fairprune.prune(
+        model, tabular(200, 1), tabular(100, 2), sparsity=0.5, structure="channel", inplace=True, **FAST
+    )
+    assert result.model is not model
+    assert_plain(model)
+    assert_plain(result.model)
+    assert model.body[0].out_features == 16  # the input model keeps its shape, zeroed channels
+    kept = result.model.body[0].out_features, result.model.body[2].out_features
+    assert kept[0] < 16 or kept[1] < 8
+    dropped = [
+        int((model.body[0].weight.abs().sum(1) == 0).sum()),
+        int((model.body[2].weight.abs().sum(1) == 0).sum()),
+    ]
+    assert dropped == [16 - kept[0], 8 - kept[1]]
+    x = tabular(50, 3)[0]
+    assert torch.allclose(model(x), result.model(x), atol=1e-5)  # zeroed == slimmed
+
+
+def test_multiclass_model_with_accuracy_gap():
+    torch.manual_seed(0)
+    x, _, g = tabular(300, 1)
+    y = (x[:, 1] > 0).long() + (x[:, 2] > 0.5).long()  # classes 0, 1, 2
+    train, val = (x[:200], y[:200], g[:200]), (x[200:], y[200:], g[200:])
+    dense = TabularNet(6, 3)
+    result = fairprune.prune(dense, train, val, sparsity=0.5, fairness="accuracy_gap", **FAST)
+    assert result.fairness == "accuracy_gap"
+    assert "equalized_odds_difference" not in result.metrics["val"]["pruned"]  # binary only
+    assert_metrics_recompute(result, dense, {"train": train, "val": val}, ["0", "1", "2"])
+    assert result.model(x[:4]).shape == (4, 3)
+    assert pruned_weights(result.model) == (round(0.5 * 248), 248)
 
 
 def test_default_budgets_scale_with_the_training_set():

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
@@ -27,6 +27,7 @@ from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import SLIM_TOLERANCE
 from fairprune.masks import Masks, bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
+from fairprune.models.binary import TwoLogits, output_classes, unwrap
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 
 __all__ = ["PruningResult", "prune", "default_budgets", "REFERENCE_TRAIN_SIZE"]
@@ -85,22 +86,6 @@ class PruningResult:
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["split", "model"])
 
 
-class _TwoLogits(nn.Module):
-    """A one-logit binary classifier seen as a two-class one: logits ``[0, f]``.
-
-    Cross-entropy on them is the logistic loss on ``f``, the margin of class ``y`` is
-    ``(2y - 1) f`` (DESIGN §3) and ``argmax`` predicts 1 exactly when ``f > 0``.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        f = self.model(x).reshape(-1, 1)  # (N,) or (N, 1) -> (N, 1)
-        return torch.cat([torch.zeros_like(f), f], dim=1)  # (N, 2)
-
-
 def default_budgets(method: str, n_train: int) -> dict[str, int]:
     """The iteration budgets (``steps``, ``*_steps`` fields) of ``method`` for ``n_train``
     training samples: its defaults times ``clip(n_train / REFERENCE_TRAIN_SIZE, 0.1, 1)``."""
@@ -113,9 +98,13 @@ def default_budgets(method: str, n_train: int) -> dict[str, int]:
     }
 
 
-def _train_config(n_train: int, n_val: int, device: str) -> TrainConfig:
-    """Batches of 256 (at most an eighth of the data, at least 32) and validation checks every
-    25 iterations scaled like the budgets (at least 5), on at most 4096 validation samples."""
+def _config(config: TrainConfig | None, data: dict[str, GroupData], device: str) -> TrainConfig:
+    """``config`` on ``device``, or by default batches of 256 (at most an eighth of the data, at
+    least 32) and validation checks every 25 iterations scaled like the budgets (at least 5), on
+    at most 4096 validation samples."""
+    if config is not None:
+        return dataclasses.replace(config, device=device)
+    n_train, n_val = len(data["train"]), len(data["val"])
     scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
     return TrainConfig(
         batch_size=max(32, min(256, n_train // 8)),
@@ -132,24 +121,6 @@ def _device(device: str) -> str:
         return TrainConfig(device=device).resolved().device
     except ValueError as error:
         raise ValueError(f"device must be 'auto' or a torch device name; received {device!r}") from error
-
-
-def _output_classes(model: nn.Module, x: Tensor, device: str) -> int:
-    """Classes of ``model`` from a forward pass on two samples: ``C`` for ``(N, C)`` logits with
-    ``C >= 2``, 1 for one binary logit ``(N,)``/``(N, 1)``."""
-    batch = model_inputs(x[:2], device)
-    out = in_eval(model, lambda: model(batch))
-    if not isinstance(out, Tensor):
-        raise TypeError(f"the model must return a tensor of logits; it returned {type(out).__name__}")
-    n = len(batch)
-    if out.shape in ((n,), (n, 1)):
-        return 1
-    if out.ndim == 2 and out.shape[0] == n:
-        return int(out.shape[1])
-    raise ValueError(
-        f"the model's output has shape {tuple(out.shape)} for {n} samples; expected logits (N, C) "
-        "with one column per class, or (N,)/(N, 1) for a binary task with labels 0/1"
-    )
 
 
 def _objective(fairness: str | None, tolerance: float | str) -> FairnessObjective | None:
@@ -169,12 +140,14 @@ def _objective(fairness: str | None, tolerance: float | str) -> FairnessObjectiv
 
 
 def _resolve_tolerance(
-    objective: FairnessObjective, tolerance: float | str, dense: nn.Module, task: Task
-) -> float:
-    if tolerance != "dense":
-        return float(tolerance)
-    val, pred = task.splits.val, predict(dense, task.splits.val, device=task.train.device)
-    return METRICS[objective.metric](val.y, pred, groups=val.groups, n_groups=task.splits.n_groups)
+    objective: FairnessObjective | None, tolerance: float | str, dense: nn.Module, val: GroupData, device: str
+) -> FairnessObjective | None:
+    """``objective`` with tau set: ``tolerance``, or for ``"dense"`` the dense model's value on
+    ``val``."""
+    if objective is None or tolerance != "dense":
+        return objective
+    pred = predict(dense, val, device=device)
+    return dataclasses.replace(objective, tolerance=METRICS[objective.metric](val.y, pred, groups=val.groups))
 
 
 def _check_task(data: dict[str, GroupData], n_classes: int, objective: FairnessObjective | None) -> None:
@@ -223,22 +196,48 @@ def _named(report: dict[str, float], names: Sequence[str]) -> dict[str, float]:
 
 
 def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: str) -> nn.Module:
-    """The plain model to hand back: baked masks, or slimmed channels (checked against the
-    masked model's outputs on a validation batch)."""
+    """The plain model to hand back: masks baked in, or channels slimmed (checked against the
+    masked model's outputs on a validation batch). ``engine_model`` is left baked (plain)."""
     if result.channels is None:
-        shipped = bake_masks(engine_model)
-    else:
-        batch = model_inputs(val.x[:64], device)
-        expected = in_eval(engine_model, lambda: engine_model(batch))
-        shipped = result.channels.slim(engine_model).to(device)
-        diff = float((in_eval(shipped, lambda: shipped(batch)) - expected).abs().max())
-        if diff > SLIM_TOLERANCE * (float(expected.abs().max()) + 1.0):
-            raise ValueError(
-                f"the slimmed model's outputs differ from the masked model's by {diff:.3g}; the model "
-                "has an op that mixes channels which the dependency graph does not know (use "
-                "structure='unstructured')"
-            )
-    return shipped.model if isinstance(shipped, _TwoLogits) else shipped
+        return unwrap(bake_masks(engine_model))
+    batch = model_inputs(val.x[:64], device)
+    expected = in_eval(engine_model, lambda: engine_model(batch))
+    slim = result.channels.slim(engine_model).to(device)
+    bake_masks(engine_model)
+    diff = float((in_eval(slim, lambda: slim(batch)) - expected).abs().max())
+    if diff > SLIM_TOLERANCE * (float(expected.abs().max()) + 1.0):
+        raise ValueError(
+            f"the slimmed model's outputs differ from the masked model's by {diff:.3g}; the model "
+            "has an op that mixes channels which the dependency graph does not know (expected "
+            "standard Conv/Linear/BatchNorm wiring; use structure='unstructured')"
+        )
+    return unwrap(slim)
+
+
+def _read(
+    given: dict[str, DataInput | None], group_names: Sequence[str] | None
+) -> tuple[dict[str, GroupData], tuple[str, ...]]:
+    """The splits given, in memory, and the group names, checked."""
+    data = {name: as_group_data(split, name=name) for name, split in given.items() if split is not None}
+    return data, resolve_group_names(data, group_names)
+
+
+def _task(
+    data: dict[str, GroupData],
+    names: tuple[str, ...],
+    n_classes: int,
+    objective: FairnessObjective | None,
+    dense: nn.Module,
+    config: TrainConfig,
+    seed: int,
+    progress: bool,
+) -> Task:
+    """The engine's task on the splits given (val stands in for a test split not given)."""
+    splits = Splits(
+        "data", "target", "group", data["train"], data["val"], data.get("test", data["val"]),
+        tuple(str(c) for c in range(max(2, n_classes))), names,
+    )  # fmt: skip
+    return Task(splits, objective, config, seed, progress, dense=dense)
 
 
 def prune(
@@ -300,46 +299,33 @@ def prune(
     objective = _objective(fairness, tolerance)
     prunable_parameters(model)  # a model with nothing to prune fails here, before any work
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
-    given = {"train": train, "val": val, **({} if test is None else {"test": test})}
-    data = {name: as_group_data(split, name=name) for name, split in given.items()}
-    names = resolve_group_names(data, group_names)
+    data, names = _read({"train": train, "val": val, "test": test}, group_names)
     resolved = _device(device)
     dense = copy.deepcopy(model).to(resolved)
-    n_classes = _output_classes(dense, data["train"].x, resolved)
+    n_classes = output_classes(dense, data["train"].x, resolved)
     _check_task(data, n_classes, objective)
     pruner = _pruner(method, structure, len(data["train"]), method_params)
     if n_classes == 1:
-        dense = _TwoLogits(dense)
-    work = model if inplace else copy.deepcopy(model)
-    work = _TwoLogits(work) if n_classes == 1 else work
-    splits = Splits(
-        "data", "target", "group", data["train"], data["val"], data.get("test", data["val"]),
-        tuple(str(c) for c in range(max(2, n_classes))), names,
-    )  # fmt: skip
-    n_train, n_val = len(data["train"]), len(data["val"])
-    cfg = (
-        _train_config(n_train, n_val, resolved)
-        if config is None
-        else dataclasses.replace(config, device=resolved)
-    )
-    task = Task(splits, objective, cfg, seed, progress, dense=dense)
-    if objective is not None:
-        tau = _resolve_tolerance(objective, tolerance, dense, task)
-        task.objective = dataclasses.replace(objective, tolerance=tau)
+        dense = TwoLogits(dense)
     home, training = next(model.parameters()).device, model.training
+    work = model if inplace else copy.deepcopy(model)
+    work = TwoLogits(work) if n_classes == 1 else work
+    objective = _resolve_tolerance(objective, tolerance, dense, data["val"], resolved)
+    task = _task(data, names, n_classes, objective, dense, _config(config, data, resolved), seed, progress)
     outcome = run_pruner(pruner, work, float(sparsity), task)
-    masks = {k.removeprefix("model.") if n_classes == 1 else k: m.cpu() for k, m in outcome.masks.items()}
     shipped = _ship(work, outcome, data["val"], resolved)
     metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in data.items()}
-    shipped.to(home).train(training)
+    for plain in (shipped, unwrap(work)):  # the result, and the input model when inplace
+        plain.to(home).train(training)
+    masks = {k.removeprefix("model.") if n_classes == 1 else k: m.cpu() for k, m in outcome.masks.items()}
     return PruningResult(
         model=shipped,
         metrics=metrics,
         masks=masks,
         sparsity=float(sparsity),
         achieved_sparsity=mask_sparsity(masks),
-        fairness=None if task.objective is None else task.objective.metric,
-        tolerance=None if task.objective is None else task.objective.tolerance,
+        fairness=None if objective is None else objective.metric,
+        tolerance=None if objective is None else objective.tolerance,
         feasible=outcome.feasible,
         train_iterations=outcome.train_iterations,
         wall_seconds=outcome.wall_seconds,
