@@ -312,6 +312,16 @@ class Pairs(Dataset):
         return torch.zeros(6), i % 2
 
 
+class Ragged(Dataset):
+    """Items whose x grows in length: not one sample shape."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return torch.zeros(i + 1), i % 2, i % 2
+
+
 class ThreeD(nn.Module):
     """Outputs ``(N, 2, 3)``: not logits of a classifier."""
 
@@ -352,6 +362,16 @@ BAD = {
         _bad(val=DataLoader(Pairs(), batch_size=2)),
         TypeError,
         r"each batch of the val data \(batch 0\) must be \(x, y, group\); received list of 2",
+    ),
+    "ragged batches": (
+        _bad(train=DataLoader(Ragged(), batch_size=1)),
+        ValueError,
+        r"the train batches hold x of sample shapes \[\(1,\), \(2,\), \(3,\), \(4,\)\]; expected one shape",
+    ),
+    "ragged items": (
+        _bad(val=Ragged()),
+        ValueError,
+        r"the items of the val dataset cannot be batched \(.*\); expected x as tensors or arrays of one",
     ),
     "not a dataset": (
         _bad(train=np.zeros((4, 3))),
@@ -427,6 +447,12 @@ def test_bad_input_says_what_was_expected(case):
     args, error, message = BAD[case]
     with pytest.raises(error, match=message):
         fairprune.prune(**args)
+
+
+def test_images_without_a_transform_are_refused(images):
+    pil = GroupImageFolder(images["train"].root)  # items (PIL image, y, group)
+    with pytest.raises(ValueError, match=r"the items of the train dataset cannot be batched .* ToTensor\(\)"):
+        fairprune.prune(small_cnn(), pil, images["val"], **FAST)
 
 
 @pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5, "0.5", True, float("nan")])

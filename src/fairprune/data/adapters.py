@@ -9,11 +9,12 @@ float labels that are 0/1), against the model's classes and the group names in `
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fairprune.data.base import GroupData
 
@@ -29,8 +30,8 @@ def as_group_data(data: DataInput, *, name: str) -> GroupData:
     """One split held in memory as ``GroupData(x, y, groups)``.
 
     Args:
-        data: A ``GroupData``; a tuple or list of three tensors ``(x, y, group)`` with one first
-            dim ``N``; a map-style or iterable ``Dataset`` whose items are ``(x, y, group)``
+        data: A ``GroupData``; a tuple or list of three tensors (or arrays) ``(x, y, group)``
+            with one first dim ``N``; a map-style or iterable ``Dataset`` whose items are ``(x, y, group)``
             (read in batches of 256 with torch's default collation); or a ``DataLoader`` whose
             batches are ``(x, y, group)``.
         name: The split's name, for error messages (``"train"``).
@@ -43,7 +44,8 @@ def as_group_data(data: DataInput, *, name: str) -> GroupData:
         TypeError: ``data`` is none of the above, or an item or batch is not a triple of tensors
             or numbers.
         ValueError: Labels or group ids that are not integers (floats must be whole numbers, e.g.
-            0./1. labels), shapes that do not agree, or an empty split.
+            0./1. labels), shapes that do not agree, items that cannot be batched, or an empty
+            split.
     """
     if isinstance(data, GroupData):
         x, y, groups = data.x, data.y, data.groups
@@ -53,7 +55,8 @@ def as_group_data(data: DataInput, *, name: str) -> GroupData:
         x, y, groups = _concat(data, name, "batch")
     elif isinstance(data, Dataset):
         _check_first_item(data, name)
-        x, y, groups = _concat(DataLoader(data, batch_size=_BATCH, shuffle=False), name, "item")
+        loader = DataLoader(data, batch_size=_BATCH, shuffle=False, collate_fn=partial(_collate, name=name))
+        x, y, groups = _concat(loader, name, "item")
     else:
         raise TypeError(
             f"{name} must be a torch Dataset or DataLoader yielding (x, y, group), or a tuple of "
@@ -100,6 +103,18 @@ def _check_first_item(dataset: Dataset, name: str) -> None:
         raise TypeError(f"the items of the {name} dataset must be (x, y, group); item 0 is {_describe(item)}")
 
 
+def _collate(items: list[Any], *, name: str) -> Any:
+    """torch's default collation, with an error that says which split and what was expected."""
+    try:
+        return default_collate(items)
+    except (TypeError, RuntimeError) as error:
+        raise ValueError(
+            f"the items of the {name} dataset cannot be batched ({error}); expected x as tensors or "
+            "arrays of one shape (for images, a transform such as ToTensor() and a fixed size), y "
+            "and group as numbers"
+        ) from error
+
+
 def _concat(batches: Iterable[Any], name: str, unit: str) -> tuple[Tensor, Tensor, Tensor]:
     xs, ys, gs = [], [], []
     for i, batch in enumerate(batches):
@@ -109,6 +124,9 @@ def _concat(batches: Iterable[Any], name: str, unit: str) -> tuple[Tensor, Tenso
         gs.append(g.reshape(-1) if g.ndim == 2 and g.shape[1] == 1 else g)
     if not xs:
         raise ValueError(f"the {name} data yielded no batch; expected (x, y, group) samples")
+    shapes = sorted({tuple(x.shape[1:]) for x in xs})
+    if len(shapes) > 1:
+        raise ValueError(f"the {name} batches hold x of sample shapes {shapes[:4]}; expected one shape")
     return torch.cat(xs), torch.cat(ys), torch.cat(gs)
 
 
