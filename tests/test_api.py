@@ -294,6 +294,27 @@ def test_multiclass_model_with_accuracy_gap():
     assert pruned_weights(result.model) == (round(0.5 * 248), 248)
 
 
+def test_without_a_fairness_constraint():
+    torch.manual_seed(0)
+    result = fairprune.prune(
+        TabularNet(6, 2), tabular(200, 1), tabular(100, 2), sparsity=0.5, fairness=None, **FAST
+    )
+    assert (result.fairness, result.tolerance, result.feasible) == (None, None, None)
+    assert result.train_iterations == 2 * 6 + 2  # BiFP's steps run, as BiP (no fairness terms)
+    assert pruned_weights(result.model) == (120, 240)
+
+
+def test_per_group_constraint_against_the_dense_model():
+    torch.manual_seed(0)
+    train, val = tabular(300, 1), tabular(150, 2)
+    kwargs = {"group_names": ["a", "b", "c"], "fairness": "excess_degradation", "tolerance": 0.05}
+    result = fairprune.prune(TabularNet(6, 2), train, val, sparsity=0.7, **kwargs, **FAST)
+    assert (result.fairness, result.tolerance) == ("excess_degradation", 0.05)
+    assert [k for k in result.history[-1] if k.startswith("multiplier_")] == [
+        f"multiplier_{g}" for g in range(3)
+    ]
+
+
 def test_default_budgets_scale_with_the_training_set():
     assert default_budgets("bifp", 60_000) == {"steps": 300, "finetune_steps": 100}
     assert default_budgets("bifp", 15_000) == {"steps": 150, "finetune_steps": 50}
@@ -414,7 +435,8 @@ BAD = {
     "binary metric, multiclass": (
         _bad(model=TabularNet(6, 3)),
         ValueError,
-        r"fairness='equalized_odds' is defined for binary tasks; the model has 3 classes",
+        r"fairness='equalized_odds' is defined for binary tasks; the model has 3 classes, so expected "
+        r"fairness='accuracy_gap' or 'excess_degradation'",
     ),
     "tolerance not a number": (
         _bad(tolerance="loose"),
@@ -422,6 +444,11 @@ BAD = {
         r"tolerance must be a number >= 0 or 'dense'; received 'loose'",
     ),
     "negative tolerance": (_bad(tolerance=-0.1), ValueError, r"tolerance must be a finite number >= 0"),
+    "per-group metric, dense tolerance": (
+        _bad(fairness="excess_degradation"),
+        ValueError,
+        r"tolerance='dense' means 0 for 'excess_degradation' .*; expected a number",
+    ),
     "unknown metric": (
         _bad(fairness="parity"),
         ValueError,

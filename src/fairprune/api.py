@@ -157,7 +157,7 @@ def _check_task(data: dict[str, GroupData], n_classes: int, objective: FairnessO
     if objective is not None and objective.metric in binary_only and n_classes > 2:
         raise ValueError(
             f"fairness={objective.metric!r} is defined for binary tasks; the model has {n_classes} "
-            "classes, so expected fairness='accuracy_gap', 'worst_group_accuracy' or 'excess_degradation'"
+            "classes, so expected fairness='accuracy_gap' or 'excess_degradation'"
         )
 
 
@@ -270,9 +270,9 @@ def prune(
             groups are ids ``0 .. G-1``. ``val`` is where tau is checked and a state chosen;
             ``test`` (optional) is only measured. They are read into memory once.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
-        fairness: The constrained metric: ``"equalized_odds"``, ``"demographic_parity"``,
-            ``"accuracy_gap"``, ``"worst_group_accuracy"``, ``"excess_degradation"``; ``None``
-            for none.
+        fairness: The constrained metric, a key of ``fairness.SURROGATES``:
+            ``"equalized_odds"``, ``"demographic_parity"`` (binary tasks), ``"accuracy_gap"``,
+            ``"excess_degradation"`` (needs a numeric ``tolerance``); ``None`` for none.
         tolerance: tau, on the metric's scale; ``"dense"``: the input model's value on ``val``.
         method: A key of ``fairprune.pruners.PRUNERS`` (``"bifp"``, ``"magnitude"``, ...).
         structure: ``"unstructured"`` (single weights) or ``"channel"`` (whole channels; the
