@@ -2,8 +2,20 @@
 
 The core method is BiFP (bi-level fair pruning): mask and weights optimised together as a
 bi-level problem, each under a group-fairness term.
+
+The public surface::
+
+    result = fairprune.prune(model, train, val, sparsity=0.9, fairness="equalized_odds")
+
+:func:`prune` returns a :class:`PruningResult`; :func:`load_dataset` loads a dataset by name
+(its splits yield ``(x, y, group)``).
 """
 
 from __future__ import annotations
+
+from fairprune.api import PruningResult, prune
+from fairprune.data.registry import load_dataset
+
+__all__ = ["PruningResult", "__version__", "load_dataset", "prune"]
 
 __version__ = "0.1.0"

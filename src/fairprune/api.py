@@ -1,0 +1,335 @@
+"""One call to prune a classifier fairly: :func:`prune`.
+
+Built on the harness's pieces (the engine's :class:`~fairprune.engine.Task`, the pruners'
+registry, masks, channel slimming, the exact metrics), for a user's own model and data: any
+``nn.Module`` with ``(N, C)`` logits or one binary logit ``(N,)``/``(N, 1)``, and data as a
+``Dataset``, ``DataLoader`` or tuple of tensors yielding ``(x, y, group)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
+from fairprune.data.base import GroupData, Splits
+from fairprune.engine import Task, TrainConfig, model_inputs, predict
+from fairprune.export import in_eval
+from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.metrics import METRICS, fairness_report
+from fairprune.footprint import SLIM_TOLERANCE
+from fairprune.masks import Masks, bake_masks, prunable_parameters
+from fairprune.masks import sparsity as mask_sparsity
+from fairprune.models.binary import TwoLogits, output_classes, unwrap
+from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
+
+__all__ = ["PruningResult", "prune", "default_budgets", "REFERENCE_TRAIN_SIZE"]
+
+REFERENCE_TRAIN_SIZE = 30_000
+"""Training samples at which a method's default iteration budgets apply as they are (about
+Adult's training split, where they were set); smaller data gets proportionally fewer."""
+MIN_BUDGET_SCALE = 0.1  # the smallest fraction of a default budget (tiny data still trains)
+_VAL_CHECK_SAMPLES = 4096  # validation samples checked during training (all if fewer)
+
+
+@dataclass
+class PruningResult:
+    """What :func:`prune` returns.
+
+    Attributes:
+        model: The pruned model, a plain ``nn.Module``: masks baked in (unstructured) or channels
+            physically removed (``structure="channel"``); on the input model's device and in its
+            train/eval mode.
+        metrics: ``metrics[split][which][metric]`` for each split given (``"train"``, ``"val"``,
+            ``"test"``) and ``which`` in ``"dense"`` (the input model) and ``"pruned"``: accuracy,
+            ``accuracy_gap``, ``worst_group_accuracy``, for binary tasks
+            ``demographic_parity_difference`` and ``equalized_odds_difference``, for the pruned
+            model ``degradation_gap`` and ``excess_degradation``, and per group by name
+            ``group_accuracy_<name>`` and ``group_size_<name>``.
+        masks: The binary mask of every prunable weight, by the input model's parameter names.
+        sparsity: The target sparsity.
+        achieved_sparsity: Fraction of the prunable weights removed.
+        fairness: The constrained metric (``None``: unconstrained).
+        tolerance: The tolerance tau it was held to on validation (resolved from ``"dense"``).
+        feasible: Whether the chosen state met tau on validation (``None``: unconstrained method).
+        train_iterations: Forward/backward passes the method used.
+        wall_seconds: Seconds the method took (data conversion and final evaluation excluded).
+        history: The method's validation log (one row per check).
+        group_names: Name of each group id.
+        channel_fraction: Fraction of the prunable channels removed (``structure="channel"``).
+    """
+
+    model: nn.Module
+    metrics: dict[str, dict[str, dict[str, float]]]
+    masks: Masks
+    sparsity: float
+    achieved_sparsity: float
+    fairness: str | None
+    tolerance: float | None
+    feasible: bool | None
+    train_iterations: int
+    wall_seconds: float
+    history: list[dict[str, float]] = field(repr=False)
+    group_names: tuple[str, ...]
+    channel_fraction: float | None = None
+
+    def metrics_frame(self) -> pd.DataFrame:
+        """:attr:`metrics` as a table: one row per (split, model), one column per metric."""
+        rows = {(s, w): m for s, per in self.metrics.items() for w, m in per.items()}
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["split", "model"])
+
+
+def default_budgets(method: str, n_train: int) -> dict[str, int]:
+    """The iteration budgets (``steps``, ``*_steps`` fields) of ``method`` for ``n_train``
+    training samples: its defaults times ``clip(n_train / REFERENCE_TRAIN_SIZE, 0.1, 1)``."""
+    scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
+    fields = dataclasses.asdict(build_pruner(method))  # type: ignore[call-overload]
+    return {
+        k: max(1, round(v * scale))
+        for k, v in fields.items()
+        if (k == "steps" or k.endswith("_steps")) and isinstance(v, int) and v > 0
+    }
+
+
+def _config(config: TrainConfig | None, data: dict[str, GroupData], device: str) -> TrainConfig:
+    """``config`` on ``device``, or by default batches of 256 (at most an eighth of the data, at
+    least 32) and validation checks every 25 iterations scaled like the budgets (at least 5), on
+    at most 4096 validation samples."""
+    if config is not None:
+        return dataclasses.replace(config, device=device)
+    n_train, n_val = len(data["train"]), len(data["val"])
+    scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
+    return TrainConfig(
+        batch_size=max(32, min(256, n_train // 8)),
+        eval_every=max(5, round(25 * scale)),
+        eval_samples=0 if n_val <= _VAL_CHECK_SAMPLES else _VAL_CHECK_SAMPLES,
+        threads=0,
+        device=device,
+    )
+
+
+def _device(device: str) -> str:
+    """``device``, with ``"auto"`` resolved to CUDA when available, else the CPU."""
+    try:
+        return TrainConfig(device=device).resolved().device
+    except ValueError as error:
+        raise ValueError(f"device must be 'auto' or a torch device name; received {device!r}") from error
+
+
+def _objective(fairness: str | None, tolerance: float | str) -> FairnessObjective | None:
+    """The objective to constrain (its tolerance resolved later), with ``tolerance`` checked."""
+    if fairness is None:
+        return None
+    dense = isinstance(tolerance, str) and tolerance == "dense"
+    if not dense and not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)):
+        raise ValueError(f"tolerance must be a number >= 0 or 'dense'; received {tolerance!r}")
+    objective = FairnessObjective(fairness, 0.0 if dense else float(tolerance))  # checks both
+    if objective.per_group and dense:
+        raise ValueError(
+            f"tolerance='dense' means 0 for {fairness!r} (the dense model does not degrade relative "
+            "to itself); expected a number, e.g. 0.02"
+        )
+    return objective
+
+
+def _resolve_tolerance(
+    objective: FairnessObjective | None, tolerance: float | str, dense: nn.Module, val: GroupData, device: str
+) -> FairnessObjective | None:
+    """``objective`` with tau set: ``tolerance``, or for ``"dense"`` the dense model's value on
+    ``val``."""
+    if objective is None or tolerance != "dense":
+        return objective
+    pred = predict(dense, val, device=device)
+    return dataclasses.replace(objective, tolerance=METRICS[objective.metric](val.y, pred, groups=val.groups))
+
+
+def _check_task(data: dict[str, GroupData], n_classes: int, objective: FairnessObjective | None) -> None:
+    """Labels that fit the model's outputs, and a fairness metric that fits the task."""
+    check_labels(data, max(2, n_classes), one_logit=n_classes == 1)
+    binary_only = ("equalized_odds", "demographic_parity")
+    if objective is not None and objective.metric in binary_only and n_classes > 2:
+        raise ValueError(
+            f"fairness={objective.metric!r} is defined for binary tasks; the model has {n_classes} "
+            "classes, so expected fairness='accuracy_gap' or 'excess_degradation'"
+        )
+
+
+def _pruner(method: str, structure: str, n_train: int, params: dict[str, Any]) -> Pruner:
+    """The method with its budgets scaled to the data (unless given) and ``structure``."""
+    extra = {} if structure == "unstructured" else {"structure": structure}
+    pruner = build_pruner(method, **{**default_budgets(method, n_train), **extra, **params})
+    if getattr(pruner, "needs_sensitive_attribute", False):
+        raise ValueError(
+            f"method {method!r} gives group-specific thresholds (its predictions need the group); "
+            "fairprune.prune returns a plain model, so expected a method without them"
+        )
+    return pruner
+
+
+def _metrics(
+    dense: nn.Module, pruned: nn.Module, data: GroupData, names: Sequence[str], device: str
+) -> dict[str, dict[str, float]]:
+    """Exact metrics of the dense and the pruned model on one split, groups by name."""
+    dense_pred = predict(dense, data, device=device)
+    pred = predict(pruned, data, device=device)
+    y, groups, n = data.y, data.groups, len(names)
+    return {
+        "dense": _named(fairness_report(y, dense_pred, groups=groups, n_groups=n), names),
+        "pruned": _named(fairness_report(y, pred, groups=groups, n_groups=n, y_pred_dense=dense_pred), names),
+    }
+
+
+def _named(report: dict[str, float], names: Sequence[str]) -> dict[str, float]:
+    """``group_*_<id>`` keys of a ``fairness_report`` renamed ``group_*_<name>``."""
+    out = {}
+    for key, value in report.items():
+        stem, _, gid = key.rpartition("_")
+        out[f"{stem}_{names[int(gid)]}" if key.startswith("group_") else key] = value
+    return out
+
+
+def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: str) -> nn.Module:
+    """The plain model to hand back: masks baked in, or channels slimmed (checked against the
+    masked model's outputs on a validation batch). ``engine_model`` is left baked (plain)."""
+    if result.channels is None:
+        return unwrap(bake_masks(engine_model))
+    batch = model_inputs(val.x[:64], device)
+    expected = in_eval(engine_model, lambda: engine_model(batch))
+    slim = result.channels.slim(engine_model).to(device)
+    bake_masks(engine_model)
+    diff = float((in_eval(slim, lambda: slim(batch)) - expected).abs().max())
+    if diff > SLIM_TOLERANCE * (float(expected.abs().max()) + 1.0):
+        raise ValueError(
+            f"the slimmed model's outputs differ from the masked model's by {diff:.3g}; the model "
+            "has an op that mixes channels which the dependency graph does not know (expected "
+            "standard Conv/Linear/BatchNorm wiring; use structure='unstructured')"
+        )
+    return unwrap(slim)
+
+
+def _read(
+    given: dict[str, DataInput | None], group_names: Sequence[str] | None
+) -> tuple[dict[str, GroupData], tuple[str, ...]]:
+    """The splits given, in memory, and the group names, checked."""
+    data = {name: as_group_data(split, name=name) for name, split in given.items() if split is not None}
+    return data, resolve_group_names(data, group_names)
+
+
+def _task(
+    data: dict[str, GroupData],
+    names: tuple[str, ...],
+    n_classes: int,
+    objective: FairnessObjective | None,
+    dense: nn.Module,
+    config: TrainConfig,
+    seed: int,
+    progress: bool,
+) -> Task:
+    """The engine's task on the splits given (val stands in for a test split not given)."""
+    splits = Splits(
+        "data", "target", "group", data["train"], data["val"], data.get("test", data["val"]),
+        tuple(str(c) for c in range(max(2, n_classes))), names,
+    )  # fmt: skip
+    return Task(splits, objective, config, seed, progress, dense=dense)
+
+
+def prune(
+    model: nn.Module,
+    train: DataInput,
+    val: DataInput,
+    sparsity: float = 0.9,
+    fairness: str | None = "equalized_odds",
+    tolerance: float | str = "dense",
+    method: str = "bifp",
+    structure: str = "unstructured",
+    test: DataInput | None = None,
+    *,
+    group_names: Sequence[str] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    inplace: bool = False,
+    progress: bool = True,
+    config: TrainConfig | None = None,
+    **method_params: Any,
+) -> PruningResult:
+    """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
+
+    Args:
+        model: A trained classifier: ``(N, ...) -> (N, C)`` logits, or one binary logit
+            ``(N,)``/``(N, 1)``; any ``nn.Module`` with Linear/Conv layers (their weights are
+            what is pruned).
+        train, val, test: Each a torch ``Dataset`` or ``DataLoader`` yielding ``(x, y, group)``
+            or a tuple of tensors ``(x, y, group)``. Labels are class ids (ints, or floats 0/1);
+            groups are ids ``0 .. G-1``. ``val`` is where tau is checked and a state chosen;
+            ``test`` (optional) is only measured. They are read into memory once.
+        sparsity: Fraction of the prunable weights to remove, in [0, 1).
+        fairness: The constrained metric, a key of ``fairness.SURROGATES``:
+            ``"equalized_odds"``, ``"demographic_parity"`` (binary tasks), ``"accuracy_gap"``,
+            ``"excess_degradation"`` (needs a numeric ``tolerance``); ``None`` for none.
+        tolerance: tau, on the metric's scale; ``"dense"``: the input model's value on ``val``.
+        method: A key of ``fairprune.pruners.PRUNERS`` (``"bifp"``, ``"magnitude"``, ...).
+        structure: ``"unstructured"`` (single weights) or ``"channel"`` (whole channels; the
+            returned model is physically smaller).
+        group_names: Name of each group id (default ``"0"``, ``"1"``, ...).
+        seed: Seeds torch, the batches and the method.
+        device: ``"auto"`` (CUDA when available, else the CPU) or a torch device name.
+        inplace: Prune ``model`` itself (default: a copy; ``model`` is left as it was). With
+            ``structure="channel"`` ``model`` keeps zeroed channels and the slim model is new.
+        progress: Show progress bars (tqdm).
+        config: Training settings (default: batches and validation checks scaled to the data).
+        **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
+            default to :func:`default_budgets` of the training set's size.
+
+    Returns:
+        A :class:`PruningResult`.
+
+    Raises:
+        ValueError, TypeError: For data, labels, groups, a model output or arguments that do not
+            fit (each message names what was expected and what was received).
+    """
+    if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
+        raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
+    objective = _objective(fairness, tolerance)
+    prunable_parameters(model)  # a model with nothing to prune fails here, before any work
+    torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
+    data, names = _read({"train": train, "val": val, "test": test}, group_names)
+    resolved = _device(device)
+    dense = copy.deepcopy(model).to(resolved)
+    n_classes = output_classes(dense, data["train"].x, resolved)
+    _check_task(data, n_classes, objective)
+    pruner = _pruner(method, structure, len(data["train"]), method_params)
+    if n_classes == 1:
+        dense = TwoLogits(dense)
+    home, training = next(model.parameters()).device, model.training
+    work = model if inplace else copy.deepcopy(model)
+    work = TwoLogits(work) if n_classes == 1 else work
+    objective = _resolve_tolerance(objective, tolerance, dense, data["val"], resolved)
+    task = _task(data, names, n_classes, objective, dense, _config(config, data, resolved), seed, progress)
+    outcome = run_pruner(pruner, work, float(sparsity), task)
+    shipped = _ship(work, outcome, data["val"], resolved)
+    metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in data.items()}
+    for plain in (shipped, unwrap(work)):  # the result, and the input model when inplace
+        plain.to(home).train(training)
+    masks = {k.removeprefix("model.") if n_classes == 1 else k: m.cpu() for k, m in outcome.masks.items()}
+    return PruningResult(
+        model=shipped,
+        metrics=metrics,
+        masks=masks,
+        sparsity=float(sparsity),
+        achieved_sparsity=mask_sparsity(masks),
+        fairness=None if objective is None else objective.metric,
+        tolerance=None if objective is None else objective.tolerance,
+        feasible=outcome.feasible,
+        train_iterations=outcome.train_iterations,
+        wall_seconds=outcome.wall_seconds,
+        history=outcome.history,
+        group_names=names,
+        channel_fraction=None if outcome.channels is None else outcome.channels.channel_fraction,
+    )

@@ -1,0 +1,56 @@
+"""A user's classifier as the engine takes it: ``(N, C)`` logits, one binary logit made two."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fairprune.engine import model_inputs
+from fairprune.export import in_eval
+
+__all__ = ["TwoLogits", "output_classes", "unwrap"]
+
+
+class TwoLogits(nn.Module):
+    """A one-logit binary classifier seen as a two-class one: logits ``[0, f]``.
+
+    Cross-entropy on them is the logistic loss on ``f``, the margin of class ``y`` is
+    ``(2y - 1) f`` (DESIGN §3) and ``argmax`` predicts 1 exactly when ``f > 0``, as the engine
+    does for one logit. The wrapper has no parameters: the inner model's are ``model.<name>``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        f = self.model(x).reshape(-1, 1)  # (N,) or (N, 1) -> (N, 1)
+        return torch.cat([torch.zeros_like(f), f], dim=1)  # (N, 2)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's model inside a :class:`TwoLogits` (or ``model`` itself)."""
+    return model.model if isinstance(model, TwoLogits) else model
+
+
+def output_classes(model: nn.Module, x: Tensor, device: str) -> int:
+    """Classes of ``model`` from a forward pass (eval mode) on the first two samples of ``x``:
+    ``C`` for ``(N, C)`` logits, 1 for one binary logit ``(N,)``/``(N, 1)``.
+
+    Raises:
+        TypeError: The model returns something other than a tensor.
+        ValueError: The output has another shape (naming it and the expected ones).
+    """
+    batch = model_inputs(x[:2], device)
+    out = in_eval(model, lambda: model(batch))
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the model must return a tensor of logits; it returned {type(out).__name__}")
+    n = len(batch)
+    if out.shape in ((n,), (n, 1)):
+        return 1
+    if out.ndim == 2 and out.shape[0] == n:
+        return int(out.shape[1])
+    raise ValueError(
+        f"the model's output has shape {tuple(out.shape)} for {n} samples; expected logits (N, C) "
+        "with one column per class, or (N,)/(N, 1) for a binary task with labels 0/1"
+    )
