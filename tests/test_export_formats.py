@@ -35,10 +35,13 @@ def test_pack_bits_puts_the_first_flag_in_the_top_bit():
 def test_sparse_layout_round_trips_exactly_and_stores_only_what_is_smaller(tmp_path):
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(64, 50, generator=gen) * (torch.rand(64, 50, generator=gen) < 0.2)
+    rare = torch.zeros(40, 50)
+    rare.view(-1)[torch.tensor([3, 1999, 700])] = torch.tensor([1.5, -2.0, 0.25])
     state = {
         "w": weight,  # 20% dense: bitmask + values
+        "rare": rare,  # 3 of 2000 kept: 8 bytes per kept entry beat a 250-byte bitmask
         "b": torch.randn(64, generator=gen),  # no zeros: stored as it is
-        "zeros": torch.zeros(3, 5),  # nothing kept: a bitmask and no values
+        "zeros": torch.zeros(3, 5),  # nothing kept: no indices, no values
         "steps": torch.tensor(7),  # an integer buffer
     }
     save_weights(tmp_path / "s.safetensors", state, "sparse")
@@ -48,12 +51,15 @@ def test_sparse_layout_round_trips_exactly_and_stores_only_what_is_smaller(tmp_p
     header = json.loads((tmp_path / "s.safetensors").read_bytes()[8 : 8 + header_len])
     assert sorted(k for k in header if k != "__metadata__") == [
         "b",
+        "rare:indices",
+        "rare:values",
         "steps",
         "w:bitmask",
         "w:values",
-        "zeros:bitmask",
+        "zeros:indices",
         "zeros:values",
     ]
+    assert header["rare:indices"]["dtype"] == "I32" and header["rare:values"]["shape"] == [3]
     nnz = int(torch.count_nonzero(weight))
     assert header["w:values"]["shape"] == [nnz] and header["w:bitmask"]["shape"] == [math.ceil(3200 / 8)]
     with pytest.raises(ValueError, match="layout must be one of"):

@@ -9,10 +9,11 @@ weight file. Reloading never unpickles code. ``fairprune export`` / ``fairprune 
 
 from fairprune.export._card import CARD_FORMAT, card_metrics, check_names, flat_metrics, render_markdown
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
+from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
 from fairprune.export._measure import count_flops, count_parameters, in_eval, measure_latency
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs, write_onnx
 from fairprune.export._records import SavedModel, build_from_spec, fit_shapes, load_model, save_model
-from fairprune.export._shipped import CARD_FILE, MARKDOWN_FILE, ExportedModel, export_model, load_exported
+from fairprune.export._shipped import export_model
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, load_weights, save_weights, sha256_of
 
 __all__ = [

@@ -21,8 +21,8 @@ import torch
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import logits_of, model_inputs, predict
 from fairprune.export._card import card_metrics, check_names, flat_metrics
+from fairprune.export._load import ExportedModel
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs
-from fairprune.export._shipped import ExportedModel
 from fairprune.fairness.metrics import fairness_report
 
 __all__ = ["Evaluation", "evaluate_exported", "DEFAULT_TOLERANCE", "SPLIT_CHOICES"]

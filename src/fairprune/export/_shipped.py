@@ -20,7 +20,7 @@ import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import safetensors
 import torch
@@ -31,32 +31,18 @@ from fairprune.atomic import write_atomic
 from fairprune.data.base import Splits
 from fairprune.engine import model_inputs, predict
 from fairprune.export._card import CARD_FORMAT, card_metrics, render_markdown
+from fairprune.export._load import CARD_FILE, MARKDOWN_FILE
 from fairprune.export._measure import count_flops, count_parameters, measure_latency
 from fairprune.export._onnx import ONNX_FILE, write_onnx
 from fairprune.export._records import build_from_spec, fit_shapes
-from fairprune.export._weights import (
-    LAYOUTS,
-    WEIGHT_FILES,
-    load_weights,
-    save_weights,
-    sha256_of,
-    weight_shapes,
-)
+from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, save_weights, sha256_of, stored_bytes
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import bake_masks, prunable_parameters
 
-__all__ = ["export_model", "load_exported", "ExportedModel", "CARD_FILE", "MARKDOWN_FILE"]
+__all__ = ["export_model", "CARD_FILE", "MARKDOWN_FILE"]
 
-CARD_FILE, MARKDOWN_FILE = "card.json", "MODEL_CARD.md"
 _COMPUTED = ("format", "created", "versions", "model", "files", "data", "metrics", "footprint")
 _SPLITS = ("val", "test")
-
-
-class ExportedModel(NamedTuple):
-    """A shipped model, reloaded: the network (eval mode, CPU) and its card."""
-
-    model: nn.Module
-    card: dict[str, Any]
 
 
 def export_model(
@@ -188,12 +174,7 @@ def _layout(state: dict[str, Tensor], weights: str) -> str:
     if weights != "auto":
         return weights
     dense_bytes = sum(t.numel() * t.element_size() for t in state.values())
-    sparse_bytes = sum(
-        t.numel() / 8 + int(torch.count_nonzero(t)) * t.element_size()
-        if t.is_floating_point()
-        else t.numel() * t.element_size()
-        for t in state.values()
-    )
+    sparse_bytes = sum(stored_bytes(t) for t in state.values())
     return "sparse" if sparse_bytes < 0.9 * dense_bytes else "dense"
 
 
@@ -258,75 +239,3 @@ def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Tensor | No
             foot["dense_flops"] = count_flops(dense, example[:1])
             foot["dense_latency_ms"] = 1000 * measure_latency(dense, example, repeats=10)
     return foot
-
-
-def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = None) -> ExportedModel:
-    """Reload a shipped directory after checking it against its card.
-
-    Checks, each a ``ValueError`` naming the file or tensor: the card and every file it lists
-    exist; each file's sha256 is the card's; the weight file's tensors have the card's shapes.
-
-    Args:
-        directory: A directory written by :func:`export_model`.
-        model: A module of the architecture (dense sizes will do: Conv / Linear / BatchNorm
-            layers are resized to the saved shapes); default: the card's built-in model.
-    """
-    out = Path(directory)
-    card_path = out / CARD_FILE
-    if not card_path.is_file():
-        raise ValueError(f"{out} holds no {CARD_FILE}; expected a directory written by 'fairprune export'")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{card_path} is not valid JSON: {err}") from err
-    files = card.get("files") or {}
-    weight_files = [name for name, f in files.items() if f.get("layout") in LAYOUTS]
-    if card.get("format") != CARD_FORMAT or len(weight_files) != 1:
-        raise ValueError(
-            f"{card_path} is not a fairprune model card: expected format {CARD_FORMAT!r} and one weight "
-            f"file; found format {card.get('format')!r} and weight files {weight_files}"
-        )
-    _check_files(out, files)
-    weights_path = out / weight_files[0]
-    _check_shapes(weights_path, card["model"].get("shapes", {}))
-    state = load_weights(weights_path)
-    if model is None:
-        if "name" not in card["model"]:
-            raise ValueError(
-                f"{card_path} names no built-in architecture (a model exported from the Python API "
-                f"as {card['model'].get('class')}); pass model= (a module of that architecture)"
-            )
-        model = build_from_spec(card["model"])
-    fit_shapes(model, state)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"the weights of {weights_path} do not fit the model: {err}") from err
-    return ExportedModel(model.eval(), card)
-
-
-def _check_files(out: Path, files: Mapping[str, Any]) -> None:
-    for name, entry in files.items():
-        path = out / name
-        if not path.is_file():
-            raise ValueError(f"{out} misses {name}, which its card lists; the directory is incomplete")
-        digest = sha256_of(path)
-        if digest != entry.get("sha256"):
-            raise ValueError(
-                f"{path} has sha256 {digest}, but the card records {entry.get('sha256')}: the file was "
-                "changed after export (or the card was); refusing to load it"
-            )
-
-
-def _check_shapes(path: Path, expected: Mapping[str, list[int]]) -> None:
-    found = weight_shapes(path)
-    if set(found) != set(expected):
-        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-        raise ValueError(
-            f"{path} does not hold the card's tensors: missing {missing}, not in the card {extra}"
-        )
-    for name, shape in expected.items():
-        if list(found[name]) != list(shape):
-            raise ValueError(
-                f"tensor {name!r} has shape {found[name]} in {path.name} but {list(shape)} in the card"
-            )

@@ -5,12 +5,14 @@ Two layouts, both plain safetensors files (no pickled code):
 - ``dense``: the state dict as it is (``model.safetensors``); loads with
   ``safetensors.torch.load_file`` into ``model.load_state_dict``.
 - ``sparse``: for a model whose masks are baked in (``model.sparse.safetensors``). A floating
-  tensor ``name`` is stored as ``name:bitmask`` (uint8, its non-zero pattern in row-major order,
-  8 entries per byte, first entry in the most significant bit, as ``numpy.packbits``) and
-  ``name:values`` (its non-zero entries, same dtype, row-major) whenever that takes fewer bytes
-  than the tensor: ``n / 8 + 4 * nnz < 4 * n`` for float32, i.e. at a density below 97%. Every
-  other tensor is stored under its own name. The file's metadata hold each tensor's shape
-  (``"shapes"``, JSON). A float32 weight at density ``d`` takes ``d + 1/32`` of its dense bytes.
+  tensor ``name`` of ``n`` entries, ``nnz`` of them non-zero, is stored in the smallest of three
+  forms: as it is (``name``, ``4 n`` bytes for float32); ``name:bitmask`` (uint8, its non-zero
+  pattern in row-major order, 8 entries per byte, first entry in the most significant bit, as
+  ``numpy.packbits``) with ``name:values`` (the non-zero entries, row-major), ``n / 8 + 4 nnz``
+  bytes; or ``name:indices`` (int32 flat row-major positions) with ``name:values``, ``8 nnz``
+  bytes. So a float32 weight at density ``d`` takes ``min(1, d + 1/32, 2 d)`` of its dense bytes:
+  the bitmask wins above a density of 1/32, the indices below. Other tensors are stored as they
+  are. The file's metadata hold each tensor's shape (``"shapes"``, JSON).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ __all__ = [
     "sha256_of",
     "pack_bits",
     "unpack_bits",
+    "encoding",
+    "stored_bytes",
 ]
 
 LAYOUTS = ("dense", "sparse")
 WEIGHT_FILES = {"dense": "model.safetensors", "sparse": "model.sparse.safetensors"}
 _FORMAT_KEY, _SHAPES_KEY = "fairprune_layout", "shapes"
-_BITMASK, _VALUES = ":bitmask", ":values"
+_BITMASK, _INDICES, _VALUES = ":bitmask", ":indices", ":values"
 _BIT_WEIGHTS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
@@ -60,13 +64,24 @@ def unpack_bits(packed: Tensor, n: int) -> Tensor:
     return bits.reshape(-1)[:n].bool()
 
 
-def _stored_sparse(tensor: Tensor) -> bool:
+def _costs(tensor: Tensor) -> dict[str, int]:
+    """Data bytes of each form of ``tensor`` in the sparse layout (ties: the first, simplest)."""
+    n, size = tensor.numel(), tensor.element_size()
     if not tensor.is_floating_point():
-        return False
+        return {"dense": n * size}
     nnz = int(torch.count_nonzero(tensor))
-    return (
-        math.ceil(tensor.numel() / 8) + nnz * tensor.element_size() < tensor.numel() * tensor.element_size()
-    )
+    return {"dense": n * size, "bitmask": math.ceil(n / 8) + nnz * size, "indices": nnz * (4 + size)}
+
+
+def encoding(tensor: Tensor) -> str:
+    """How the sparse layout stores ``tensor``: ``"dense"``, ``"bitmask"`` or ``"indices"``."""
+    costs = _costs(tensor)
+    return min(costs, key=lambda form: costs[form])
+
+
+def stored_bytes(tensor: Tensor) -> int:
+    """Bytes of ``tensor``'s data in the sparse layout (headers aside)."""
+    return min(_costs(tensor).values())
 
 
 def save_weights(path: str | os.PathLike[str], state: dict[str, Tensor], layout: str) -> Path:
@@ -76,13 +91,16 @@ def save_weights(path: str | os.PathLike[str], state: dict[str, Tensor], layout:
     tensors: dict[str, Tensor] = {}
     for name, value in state.items():
         tensor = value.detach().cpu().contiguous()
-        if layout == "sparse" and _stored_sparse(tensor):
-            flat = tensor.reshape(-1)
-            nonzero = flat != 0
-            tensors[name + _BITMASK] = pack_bits(nonzero)
-            tensors[name + _VALUES] = flat[nonzero].clone()
-        else:
+        form = encoding(tensor) if layout == "sparse" else "dense"
+        flat = tensor.reshape(-1)
+        if form == "bitmask":
+            tensors[name + _BITMASK] = pack_bits(flat != 0)
+        elif form == "indices":
+            tensors[name + _INDICES] = torch.nonzero(flat).reshape(-1).to(torch.int32)
+        if form == "dense":
             tensors[name] = tensor.clone()
+        else:
+            tensors[name + _VALUES] = flat[flat != 0].clone()
     shapes = {name: list(value.shape) for name, value in state.items()}
     metadata = {_FORMAT_KEY: layout, _SHAPES_KEY: json.dumps(shapes)}
     return replace_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
@@ -97,16 +115,21 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         for name, shape in shapes.items():
             if name in keys:
                 state[name] = handle.get_tensor(name)
-            elif layout == "sparse" and {name + _BITMASK, name + _VALUES} <= keys:
+            elif layout == "sparse" and name + _VALUES in keys:
                 values = handle.get_tensor(name + _VALUES)
-                nonzero = unpack_bits(handle.get_tensor(name + _BITMASK), math.prod(shape))
-                if int(nonzero.sum()) != values.numel():
+                if name + _BITMASK in keys:
+                    where = unpack_bits(handle.get_tensor(name + _BITMASK), math.prod(shape))
+                    count = int(where.sum())
+                else:
+                    where = handle.get_tensor(name + _INDICES).long()
+                    count = where.numel()
+                if count != values.numel():
                     raise ValueError(
-                        f"{path}: tensor {name!r} has {int(nonzero.sum())} set bits but "
-                        f"{values.numel()} values; the file is corrupt"
+                        f"{path}: tensor {name!r} has {count} positions but {values.numel()} values; "
+                        "the file is corrupt"
                     )
                 dense = torch.zeros(math.prod(shape), dtype=values.dtype)
-                dense[nonzero] = values
+                dense[where] = values
                 state[name] = dense.reshape(shape)
             else:
                 raise ValueError(f"{path} lists tensor {name!r} in its metadata but does not hold it")
