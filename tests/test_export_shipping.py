@@ -19,7 +19,7 @@ from safetensors import safe_open
 from fairprune.cli import main
 from fairprune.data.tabular import load_csv
 from fairprune.engine import logits_of, predict
-from fairprune.export import load_exported, load_weights, onnx_outputs
+from fairprune.export import export_model, load_exported, load_weights, onnx_outputs
 
 HIDDEN = [256, 128]  # wide enough that a file's header is noise next to its weights
 
@@ -308,3 +308,22 @@ def test_export_of_a_sweep_without_saved_models_says_how_to_save_them(unstructur
     frame.to_csv(copy / "results.csv", index=False)
     assert main(["export", str(copy), "--method", "dense", "--seed", "0", "--to", str(tmp_path / "y")]) == 2
     assert "needs the sensitive attribute at prediction time" in capsys.readouterr().err
+
+
+def test_evaluate_data_from_a_toml_table_and_a_card_without_data(unstructured, csv, tmp_path, capsys):
+    ship = _shipped(unstructured, tmp_path)
+    table = tmp_path / "data.toml"
+    table.write_text(
+        f'[data]\nname = "csv"\npath = "{csv}"\ntarget = "label"\nsensitive_attribute = "group"\n'
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(ship), "--data", str(table), "--split", "test"]) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.split()[0] == "accuracy")
+    assert line.split()[1] == line.split()[2]  # the card's own data and split: the same accuracy
+    model = load_exported(ship).model
+    bare = export_model(
+        model, tmp_path / "bare", architecture=json.loads((ship / "card.json").read_text())["model"]
+    )
+    assert main(["evaluate", str(bare)]) == 2
+    assert "names no data to re-check on" in capsys.readouterr().err

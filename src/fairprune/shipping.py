@@ -278,8 +278,9 @@ def _data_config(card: dict[str, Any], data: str | None) -> tuple[DataConfig, in
         base = {"name": "csv", "path": str(path), "fractions": base.get("fractions", (0.7, 0.15, 0.15))}
     if base.get("target") is None:
         base["target"] = names.get("target")
-    if base.get("sensitive_attribute") is None:
-        base["sensitive_attribute"] = names.get("sensitive_attribute")
+    if base.get("sensitive_attribute") is None:  # intersectional groups: "Male,Young"
+        attribute = str(names.get("sensitive_attribute"))
+        base["sensitive_attribute"] = attribute.split(",") if "," in attribute else attribute
     return config_from_dict({"data": base}).data, seed, False
 
 

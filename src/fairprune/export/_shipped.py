@@ -72,8 +72,9 @@ def export_model(
             without it, loading needs a module of the architecture.
         about: Provenance sections added to the card as they are (``pruning``, ``seeds``,
             ``data_source``, ``config``, ...); JSON-serialisable, not one of the computed sections.
-        weights: ``"dense"``, ``"sparse"`` (bitmask + values), or ``"auto"``: sparse when that
-            file is under 90% of the dense one (a model with masks baked in), else dense.
+        weights: ``"dense"``, ``"sparse"`` (bitmask or indices + values, see
+            :func:`~fairprune.export.save_weights`), or ``"auto"``: sparse when that file is
+            under 90% of the dense one (a model with masks baked in), else dense.
         onnx: Also write ``model.onnx``, checked against PyTorch on an example batch.
         example_input: A batch as the model takes it, for FLOPs, latency and the ONNX check;
             default: up to 64 validation samples of ``data``.
@@ -86,32 +87,19 @@ def export_model(
         raise ValueError(f"about= may not set the computed card sections {clashes}")
     if weights not in (*LAYOUTS, "auto"):
         raise ValueError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
+    example = _example(data, example_input)
+    if onnx and example is None:
+        raise ValueError("onnx=True needs data= or example_input= (a batch to check the export on)")
     shipped = bake_masks(copy.deepcopy(model)).cpu().eval()
     reference = bake_masks(copy.deepcopy(dense)).cpu().eval() if dense is not None else None
-    example = _example(data, example_input)
     spec = _model_spec(shipped, architecture, data, example)
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in [*WEIGHT_FILES.values(), ONNX_FILE, CARD_FILE, MARKDOWN_FILE]:
-        (out / stale).unlink(missing_ok=True)
-    state = shipped.state_dict()
-    layout = _layout(state, weights)
-    files: dict[str, dict[str, Any]] = {WEIGHT_FILES[layout]: {"layout": layout}}
-    save_weights(out / WEIGHT_FILES[layout], state, layout)
-    if onnx:
-        if example is None:
-            raise ValueError("onnx=True needs data= or example_input= (a batch to check the export on)")
-        diff = write_onnx(shipped, out / ONNX_FILE, example)
-        files[ONNX_FILE] = {"layout": "onnx", "max_abs_diff_vs_pytorch": diff}
-    for name, entry in files.items():
-        _readable(out / name)
-        entry.update(sha256=sha256_of(out / name), bytes=(out / name).stat().st_size)
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "model": spec,
-        "files": files,
+        "files": _write_files(shipped, out, weights, example if onnx else None),
         "footprint": _footprint(shipped, reference, example),
         **dict(about or {}),
     }
@@ -125,6 +113,24 @@ def export_model(
     _readable(write_atomic(out / MARKDOWN_FILE, render_markdown(card)))
     _readable(write_atomic(out / CARD_FILE, text + "\n"))  # last: a directory with a card is complete
     return out
+
+
+def _write_files(shipped: nn.Module, out: Path, weights: str, onnx_example: Tensor | None) -> dict[str, Any]:
+    """Write the weight file (and ``model.onnx`` given an example batch); their card entries."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*WEIGHT_FILES.values(), ONNX_FILE, CARD_FILE, MARKDOWN_FILE]:
+        (out / stale).unlink(missing_ok=True)
+    state = shipped.state_dict()
+    layout = _layout(state, weights)
+    files: dict[str, dict[str, Any]] = {WEIGHT_FILES[layout]: {"layout": layout}}
+    save_weights(out / WEIGHT_FILES[layout], state, layout)
+    if onnx_example is not None:
+        diff = write_onnx(shipped, out / ONNX_FILE, onnx_example)
+        files[ONNX_FILE] = {"layout": "onnx", "max_abs_diff_vs_pytorch": diff}
+    for name, entry in files.items():
+        _readable(out / name)
+        entry.update(sha256=sha256_of(out / name), bytes=(out / name).stat().st_size)
+    return files
 
 
 def _readable(path: Path) -> None:
