@@ -229,8 +229,9 @@ def _shipped(unstructured: Path, tmp_path: Path) -> Path:
             r"'head.weight' has shape \[2, 128\]",
         ),
         (lambda d: (d / "card.json").unlink(), "holds no card.json"),
+        (lambda d: _edit_card(d, ["files", "../x"], {"sha256": "0"}), "expected plain file names"),
     ],
-    ids=["missing-file", "tampered", "card-shapes", "no-card"],
+    ids=["missing-file", "tampered", "card-shapes", "no-card", "path-outside"],
 )
 def test_a_damaged_model_directory_is_a_clear_error(unstructured, tmp_path, capsys, damage, message):
     ship = _shipped(unstructured, tmp_path)

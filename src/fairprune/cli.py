@@ -75,7 +75,7 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
         "--weights",
         choices=["auto", "dense", "sparse"],
         default="auto",
-        help="weight layout (auto: sparse bitmask + values when that is under 90%% of dense)",
+        help="weight layout (auto: sparse, bitmask or indices + values, when that is under 90%% of dense)",
     )
     export.add_argument("--onnx", action="store_true", help="also write model.onnx, checked against PyTorch")
     evaluate = sub.add_parser("evaluate", help="re-check a shipped model's card on its data or on other data")

@@ -73,6 +73,8 @@ def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = N
 
 def _check_files(out: Path, files: Mapping[str, Any]) -> None:
     for name, entry in files.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"the card lists {name!r}; expected plain file names inside {out}")
         path = out / name
         if not path.is_file():
             raise ValueError(f"{out} misses {name}, which its card lists; the directory is incomplete")
