@@ -178,3 +178,26 @@ def test_evaluate_exported_needs_a_card_with_the_split(planted_splits, tmp_path)
         evaluate_exported(exported, planted_splits, split="train")
     with pytest.raises(ValueError, match=r"inputs have shape \[25\], the card's model takes \[7\]"):
         evaluate_exported(ExportedModel(nn.Linear(7, 2), {"model": {"input_shape": [7]}}), planted_splits)
+
+
+def test_an_onnx_file_that_disagrees_with_the_weights_fails_the_evaluation(planted_splits, tmp_path):
+    architecture = {"name": "mlp", "input_shape": [25], "n_classes": 2, "params": {"hidden": [8]}}
+    ships = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model("mlp", (25,), 2, hidden=[8])
+        ships.append(
+            export_model(
+                model, tmp_path / f"m{seed}", data=planted_splits, architecture=architecture, onnx=True
+            )
+        )
+    card = json.loads((ships[0] / "card.json").read_text())
+    (ships[0] / "model.onnx").write_bytes((ships[1] / "model.onnx").read_bytes())  # the other model's graph
+    card["files"]["model.onnx"]["sha256"] = json.loads((ships[1] / "card.json").read_text())["files"][
+        "model.onnx"
+    ]["sha256"]
+    (ships[0] / "card.json").write_text(json.dumps(card))
+    result = evaluate_exported(load_exported(ships[0]), planted_splits, directory=ships[0])
+    assert result.table["ok"].all() and not result.passed
+    assert len(result.failures) == 1 and result.failures[0].startswith("model.onnx differs from PyTorch by")
+    assert evaluate_exported(load_exported(ships[1]), planted_splits, directory=ships[1]).passed

@@ -211,7 +211,7 @@ def test_a_metric_that_disagrees_with_the_card_exits_1_with_the_difference(unstr
     captured = capsys.readouterr()
     rows = [x.split() for x in captured.out.splitlines()[1:] if x.strip()]
     assert [r[0] for r in rows] == ["accuracy_gap"] and float(rows[0][3]) == pytest.approx(0.01, abs=1e-6)
-    assert "disagree" in captured.err
+    assert "1 metric(s) disagree with the card beyond 1e-06: ['accuracy_gap']" in captured.err
     assert main(["evaluate", str(ship), "--tolerance", "0.02"]) == 0
 
 

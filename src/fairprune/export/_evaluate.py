@@ -56,11 +56,22 @@ class Evaluation:
     onnx_max_abs_diff: float | None = None
 
     @property
+    def failures(self) -> list[str]:
+        """What went wrong, one line each: metrics beyond the tolerance (on the card's data), an
+        ONNX file further than :data:`ONNX_TOLERANCE` from PyTorch."""
+        out = []
+        if self.compared and not self.table["ok"].all():
+            names = self.table.loc[~self.table["ok"], "metric"].tolist()
+            out.append(f"{len(names)} metric(s) disagree with the card beyond {self.tolerance:g}: {names}")
+        if self.onnx_max_abs_diff is not None and not self.onnx_max_abs_diff <= ONNX_TOLERANCE:
+            diff = self.onnx_max_abs_diff
+            out.append(f"model.onnx differs from PyTorch by {diff:.3g} (expected <= {ONNX_TOLERANCE:g})")
+        return out
+
+    @property
     def passed(self) -> bool:
-        """Every metric within the tolerance (always true for other data) and the ONNX file, if
-        any, within :data:`ONNX_TOLERANCE` of PyTorch."""
-        onnx_ok = self.onnx_max_abs_diff is None or self.onnx_max_abs_diff <= ONNX_TOLERANCE
-        return onnx_ok and (not self.compared or bool(self.table["ok"].all()))
+        """No :attr:`failures`."""
+        return not self.failures
 
     def format(self) -> str:
         """The table for the terminal (only the disagreements when some metric disagrees)."""
