@@ -57,7 +57,45 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     report = sub.add_parser("report", help="write report.md and plots from an output directory")
     report.add_argument("out", help="output directory of 'fairprune run'")
+    _add_shipping(sub)
     return parser
+
+
+def _add_shipping(sub: argparse._SubParsersAction) -> None:
+    """The ``export`` and ``evaluate`` subcommands (see ``fairprune.shipping``)."""
+    export = sub.add_parser("export", help="ship one run of a finished sweep: safetensors, model card, ONNX")
+    export.add_argument("out", help="output directory of 'fairprune run'")
+    export.add_argument("--method", help="method or variant label of the run (e.g. bifp)")
+    export.add_argument("--sparsity", type=float, help="target sparsity of the run (e.g. 0.9)")
+    export.add_argument("--seed", type=int, help="seed of the run (needed when the sweep has several)")
+    export.add_argument("--structure", choices=["unstructured", "channel"], help="structure of the run")
+    export.add_argument("--run-id", help="the run's id in results.csv (instead of the fields above)")
+    export.add_argument("--to", required=True, help="directory to write the shipped model into")
+    export.add_argument(
+        "--weights",
+        choices=["auto", "dense", "sparse"],
+        default="auto",
+        help="weight layout (auto: sparse, bitmask or indices + values, when that is under 90%% of dense)",
+    )
+    export.add_argument("--onnx", action="store_true", help="also write model.onnx, checked against PyTorch")
+    evaluate = sub.add_parser("evaluate", help="re-check a shipped model's card on its data or on other data")
+    evaluate.add_argument("directory", help="directory written by 'fairprune export'")
+    evaluate.add_argument(
+        "--data",
+        help="other data: a CSV file / image folder read like the card's data, or a TOML file with a "
+        "[data] table; the card's metrics are printed beside the new ones",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="split to evaluate (default: test on the card's data, all on --data)",
+    )
+    evaluate.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-6,
+        help="largest |recomputed - card| per metric that counts as agreement (default 1e-6)",
+    )
 
 
 def format_results(frame: pd.DataFrame) -> str:
@@ -92,12 +130,47 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from fairprune.shipping import export_run
+
+    to = export_run(
+        args.out,
+        args.to,
+        method=args.method,
+        sparsity=args.sparsity,
+        seed=args.seed,
+        structure=args.structure,
+        run_id=args.run_id,
+        weights=args.weights,
+        onnx=args.onnx,
+    )
+    print(f"shipped model: {to}  card: {to}/MODEL_CARD.md")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fairprune.shipping import evaluate_directory
+
+    result = evaluate_directory(args.directory, data=args.data, split=args.split, tolerance=args.tolerance)
+    print(result.format())
+    if result.onnx_max_abs_diff is not None:
+        print(f"\nmodel.onnx vs PyTorch on this split: max abs difference {result.onnx_max_abs_diff:.3g}")
+    if not result.compared:
+        print(f"\n'card' is the card's test split; 'measured' is the {result.split} split of the given data")
+    elif result.passed:
+        print(f"\nevery metric of the {result.split} split agrees with the card (tol. {result.tolerance:g})")
+    for failure in result.failures:
+        print(f"fairprune: {failure}", file=sys.stderr)
+    return 0 if result.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fairprune`` command."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return _run(args) if args.command == "run" else _report(args)
+        handlers = {"run": _run, "report": _report, "export": _export, "evaluate": _evaluate}
+        return handlers[args.command](args)
     except ValueError as err:
         print(f"fairprune: error: {err}", file=sys.stderr)
         return 2

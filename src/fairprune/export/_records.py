@@ -1,4 +1,4 @@
-"""Export: size, FLOPs and latency of a model; save / load a model with its masks and card.
+"""The run records of a sweep: save / load a model with its masks and card.
 
 A saved model is a directory::
 
@@ -18,109 +18,22 @@ from __future__ import annotations
 import copy
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils import parametrize
-from torch.utils.flop_counter import FlopCounterMode
 
 from fairprune.atomic import replace_atomically, write_atomic
 from fairprune.masks import Masks, bake_masks
 from fairprune.models import build_model
 
-__all__ = [
-    "count_parameters",
-    "count_flops",
-    "measure_latency",
-    "in_eval",
-    "save_model",
-    "load_model",
-    "SavedModel",
-]
+__all__ = ["save_model", "load_model", "SavedModel", "fit_shapes", "build_from_spec"]
 
 FORMAT = 1
 MODEL_FILE, MASKS_FILE, CARD_FILE = "model.pt", "masks.pt", "card.json"
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
-    """All parameters of ``model`` (BatchNorm and biases included; masks are buffers, not counted).
-
-    Args:
-        model: Any module, masked or not.
-        nonzero: Count only the entries that are non-zero after the masks are applied.
-    """
-    if not nonzero:
-        return sum(p.numel() for p in model.parameters())
-    masked = any(parametrize.is_parametrized(m) for m in model.modules())
-    baked = bake_masks(copy.deepcopy(model)) if masked else model
-    return sum(int(torch.count_nonzero(p)) for p in baked.parameters())
-
-
-def in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
-    """``run()`` under ``torch.no_grad()`` with ``model`` in eval mode, then restore its mode."""
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return run()
-    finally:
-        model.train(training)
-
-
-def count_flops(model: nn.Module, example_input: Tensor) -> int:
-    """Floating-point operations of one forward pass on ``example_input`` (eval mode).
-
-    Counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix multiplications and
-    convolutions, 2 per multiply-add (a ``Linear(i, o)`` on a batch of ``n`` is ``2 * i * o * n``);
-    element-wise ops, normalisation and pooling count zero. Masked weights still count: slim a
-    structured model first to see its savings.
-    """
-    counter = FlopCounterMode(display=False)
-
-    def forward() -> None:
-        with counter:
-            model(example_input)
-
-    in_eval(model, forward)
-    return int(counter.get_total_flops())
-
-
-def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall-clock seconds of one forward pass on ``example_input``.
-
-    Eval mode, ``torch.no_grad()``, on the device of ``example_input`` (CUDA is synchronised
-    around each pass); the thread settings of torch are left as they are.
-
-    Args:
-        model: The model, on the device of ``example_input``.
-        example_input: One batch.
-        repeats: Timed passes (at least 1).
-        warmup: Untimed passes first.
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    sync = torch.cuda.synchronize if example_input.is_cuda else (lambda: None)
-
-    def timed() -> list[float]:
-        for _ in range(warmup):
-            model(example_input)
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            model(example_input)
-            sync()
-            times.append(time.perf_counter() - start)
-        return times
-
-    return float(statistics.median(in_eval(model, timed)))
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, masks: Masks, card: dict[str, Any]) -> Path:
@@ -176,22 +89,25 @@ def load_model(path: str | os.PathLike[str], model: nn.Module | None = None) -> 
     if saved.get("format") != FORMAT:
         raise ValueError(f"{directory / MODEL_FILE} has format {saved.get('format')!r}, expected {FORMAT}")
     if model is None:
-        spec = card.get("model")
-        if not isinstance(spec, dict) or not {"name", "input_shape", "n_classes"} <= set(spec):
-            raise ValueError(
-                "no model given and the card has no 'model' entry with name, input_shape and n_classes; "
-                f"got {spec!r}"
-            )
-        model = build_model(
-            spec["name"], tuple(spec["input_shape"]), spec["n_classes"], **spec.get("params", {})
-        )
-    _fit_shapes(model, saved["state_dict"])
+        model = build_from_spec(card.get("model"))
+    fit_shapes(model, saved["state_dict"])
     model.load_state_dict(saved["state_dict"])
     masks = torch.load(directory / MASKS_FILE, map_location="cpu", weights_only=True)
     return SavedModel(model.eval(), masks, card)
 
 
-def _fit_shapes(model: nn.Module, state: dict[str, Tensor]) -> None:
+def build_from_spec(spec: object) -> nn.Module:
+    """The built-in model a card's ``"model"`` entry names (``name``, ``input_shape``,
+    ``n_classes``, optional ``params``), at its dense size."""
+    if not isinstance(spec, dict) or not {"name", "input_shape", "n_classes"} <= set(spec):
+        raise ValueError(
+            "no model given and the card has no 'model' entry with name, input_shape and n_classes; "
+            f"got {spec!r}"
+        )
+    return build_model(spec["name"], tuple(spec["input_shape"]), spec["n_classes"], **spec.get("params", {}))
+
+
+def fit_shapes(model: nn.Module, state: dict[str, Tensor]) -> None:
     """Resize the tensors of ``model``'s Conv / Linear / BatchNorm layers to those of ``state``."""
     own = model.state_dict()
     for key, value in state.items():

@@ -1,0 +1,162 @@
+"""The model card of a shipped model: its metrics in card form, checks, and ``MODEL_CARD.md``.
+
+``card.json`` sections (all written by :func:`fairprune.export.export_model`):
+
+- ``format``, ``created``, ``versions``: card format, UTC time, fairprune / torch / safetensors /
+  Python versions;
+- ``model``: architecture (``name``, ``input_shape``, ``n_classes``, ``params`` of a built-in
+  model, when known), ``shapes`` of every tensor (slimmed shapes for a channel-pruned model),
+  ``input`` (dtype and preprocessing of what the network takes);
+- ``files``: each weight file (``model.safetensors`` or ``model.sparse.safetensors``, and
+  ``model.onnx``) with its ``sha256``, ``bytes`` and ``layout``;
+- ``data``: data set, target and class names, sensitive attribute, group names and sizes per split;
+- ``metrics``: ``{split: {"dense": ..., "pruned": ...}}`` for ``val`` and ``test``, each the exact
+  metrics of :func:`fairprune.fairness.metrics.fairness_report` with per-group accuracies and sizes
+  keyed by group name;
+- ``footprint``: parameters, non-zero parameters, sparsity of the prunable weights, FLOPs, latency;
+- any provenance the caller adds (``pruning``: method, sparsity, fairness notion, tau and how it
+  was set, training iterations; ``seeds``: the interval over seeds; ``data_source``; ``config``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "CARD_FORMAT",
+    "card_metrics",
+    "flat_metrics",
+    "check_names",
+    "render_markdown",
+]
+
+CARD_FORMAT = "fairprune.card/1"
+_GROUPED = {"group_accuracy_": "group_accuracy", "group_size_": "group_size"}
+
+
+def card_metrics(report: Mapping[str, float], group_names: Sequence[str]) -> dict[str, Any]:
+    """A :func:`~fairprune.fairness.metrics.fairness_report` with its per-group entries keyed by
+    group name: ``{"accuracy": ..., "group_accuracy": {"Female": ...}, "group_size": {...}}``."""
+    out: dict[str, Any] = {}
+    grouped: dict[str, dict[str, float | int]] = {name: {} for name in _GROUPED.values()}
+    for key, value in report.items():
+        prefix = next((p for p in _GROUPED if key.startswith(p)), None)
+        if prefix is None:
+            out[key] = float(value)
+        else:
+            name = group_names[int(key[len(prefix) :])]
+            grouped[_GROUPED[prefix]][name] = int(value) if prefix == "group_size_" else float(value)
+    return {**out, **grouped}
+
+
+def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Card metrics as one flat mapping: ``group_accuracy[Female]`` for the per-group entries."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}[{name}]": float(v) for name, v in value.items()})
+        else:
+            out[key] = float(value)
+    return out
+
+
+def _difference(card: Sequence[str], data: Sequence[str]) -> str:
+    missing = [n for n in card if n not in data]
+    extra = [n for n in data if n not in card]
+    parts = [f"missing {missing}"] if missing else []
+    parts += [f"not in the card {extra}"] if extra else []
+    return "; ".join(parts) or "same names in another order"
+
+
+def check_names(card: Mapping[str, Any], class_names: Sequence[str], group_names: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless the data's class and group names are the card's, in order."""
+    data = card.get("data", {})
+    for what, ours, theirs in (
+        ("classes", list(class_names), data.get("class_names")),
+        ("groups", list(group_names), data.get("group_names")),
+    ):
+        if theirs is not None and ours != list(theirs):
+            raise ValueError(
+                f"the data's {what} {ours} differ from the card's {list(theirs)} "
+                f"({_difference(list(theirs), ours)}); expected the {what} the model was pruned for"
+            )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _metric_table(metrics: Mapping[str, Any]) -> list[str]:
+    lines = ["| split | model | " + " | ".join(_metric_names(metrics)) + " |"]
+    lines.append("|" + "---|" * (len(_metric_names(metrics)) + 2))
+    for split, models in metrics.items():
+        for which, values in models.items():
+            flat = flat_metrics(values)
+            cells = [_fmt(flat.get(name, math.nan)) for name in _metric_names(metrics)]
+            lines.append(f"| {split} | {which} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _metric_names(metrics: Mapping[str, Any]) -> list[str]:
+    names: list[str] = []
+    for models in metrics.values():
+        for values in models.values():
+            names += [n for n in flat_metrics(values) if n not in names and not n.startswith("group_size")]
+    return names
+
+
+def render_markdown(card: Mapping[str, Any]) -> str:
+    """``MODEL_CARD.md``: the card's essentials for a human reader (``card.json`` has everything)."""
+    data, model, pruning = card.get("data", {}), card.get("model", {}), card.get("pruning", {})
+    foot = card.get("footprint", {})
+    lines = [f"# Model card: {model.get('name', 'model')} pruned by {pruning.get('method', 'n/a')}", ""]
+    if data:
+        lines += [
+            f"- **Data**: {data.get('dataset')}; target `{data.get('target')}` "
+            f"(classes {data.get('class_names')})",
+            f"- **Sensitive attribute**: `{data.get('sensitive_attribute')}`, groups "
+            + ", ".join(
+                f"{name} ({', '.join(f'{s} {n[i]}' for s, n in data.get('group_sizes', {}).items())})"
+                for i, name in enumerate(data.get("group_names", []))
+            ),
+        ]
+    for key, label in (
+        ("fairness", "Fairness notion"),
+        ("tolerance", "Tolerance tau"),
+        ("tolerance_setting", "tau set by"),
+        ("sparsity", "Target sparsity"),
+        ("structure", "Structure"),
+        ("train_iterations", "Training iterations"),
+    ):
+        if key in pruning:
+            lines.append(f"- **{label}**: {_fmt(pruning[key])}")
+    lines += [
+        f"- **Sparsity of the prunable weights**: {_fmt(foot.get('sparsity', math.nan))}",
+        f"- **Parameters**: {foot.get('params')} stored, {foot.get('nonzero_params')} non-zero "
+        f"(dense: {foot.get('dense_params', 'n/a')})",
+        f"- **FLOPs per sample**: {foot.get('flops', 'n/a')} (dense: {foot.get('dense_flops', 'n/a')})",
+        f"- **Latency** (batch {foot.get('latency_batch', 'n/a')}, {foot.get('device', 'cpu')}): "
+        f"{_fmt(foot.get('latency_ms', math.nan))} ms "
+        f"(dense: {_fmt(foot.get('dense_latency_ms', math.nan))} ms)",
+        "",
+    ]
+    if card.get("metrics"):
+        lines += ["## Metrics", "", *_metric_table(card["metrics"]), ""]
+    seeds = card.get("seeds")
+    if seeds:
+        lines += [f"## Over {len(seeds['seeds'])} seeds ({seeds['seeds']}, test split)", ""]
+        lines += ["| metric | mean | std | 95% interval |", "|---|---|---|---|"]
+        for name, s in seeds["metrics"].items():
+            lines.append(
+                f"| {name} | {_fmt(s['mean'])} | {_fmt(s['std'])} | [{_fmt(s['low'])}, {_fmt(s['high'])}] |"
+            )
+        lines.append("")
+    lines += ["## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
+    lines += [f"| {name} | {f['bytes']} | `{f['sha256']}` |" for name, f in card.get("files", {}).items()]
+    versions = ", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items())
+    lines += ["", f"Created {card.get('created')} with {versions}. Re-check: `fairprune evaluate <dir>`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Size, FLOPs and latency of a model."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.utils.flop_counter import FlopCounterMode
+
+from fairprune.masks import bake_masks
+
+__all__ = ["count_parameters", "count_flops", "measure_latency", "in_eval"]
+
+
+def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
+    """All parameters of ``model`` (BatchNorm and biases included; masks are buffers, not counted).
+
+    Args:
+        model: Any module, masked or not.
+        nonzero: Count only the entries that are non-zero after the masks are applied.
+    """
+    if not nonzero:
+        return sum(p.numel() for p in model.parameters())
+    masked = any(parametrize.is_parametrized(m) for m in model.modules())
+    baked = bake_masks(copy.deepcopy(model)) if masked else model
+    return sum(int(torch.count_nonzero(p)) for p in baked.parameters())
+
+
+def in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
+    """``run()`` under ``torch.no_grad()`` with ``model`` in eval mode, then restore its mode."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return run()
+    finally:
+        model.train(training)
+
+
+def count_flops(model: nn.Module, example_input: Tensor) -> int:
+    """Floating-point operations of one forward pass on ``example_input`` (eval mode).
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix multiplications and
+    convolutions, 2 per multiply-add (a ``Linear(i, o)`` on a batch of ``n`` is ``2 * i * o * n``);
+    element-wise ops, normalisation and pooling count zero. Masked weights still count: slim a
+    structured model first to see its savings.
+    """
+    counter = FlopCounterMode(display=False)
+
+    def forward() -> None:
+        with counter:
+            model(example_input)
+
+    in_eval(model, forward)
+    return int(counter.get_total_flops())
+
+
+def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall-clock seconds of one forward pass on ``example_input``.
+
+    Eval mode, ``torch.no_grad()``, on the device of ``example_input`` (CUDA is synchronised
+    around each pass); the thread settings of torch are left as they are.
+
+    Args:
+        model: The model, on the device of ``example_input``.
+        example_input: One batch.
+        repeats: Timed passes (at least 1).
+        warmup: Untimed passes first.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    sync = torch.cuda.synchronize if example_input.is_cuda else (lambda: None)
+
+    def timed() -> list[float]:
+        for _ in range(warmup):
+            model(example_input)
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            model(example_input)
+            sync()
+            times.append(time.perf_counter() - start)
+        return times
+
+    return float(statistics.median(in_eval(model, timed)))

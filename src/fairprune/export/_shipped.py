@@ -1,0 +1,247 @@
+"""Ship a pruned model: a directory of safetensors weights, an optional ONNX file and a model card.
+
+A shipped directory::
+
+    model.safetensors          weights (dense layout), or
+    model.sparse.safetensors   weights of a model with many zeros (bitmask + values, see _weights)
+    model.onnx                 optional: the same network for onnxruntime
+    card.json                  the model card (see _card), with each file's sha256
+    MODEL_CARD.md              the card for a human reader
+
+Reloading never unpickles anything: safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import torch
+from torch import Tensor, nn
+
+import fairprune
+from fairprune.atomic import write_atomic
+from fairprune.data.base import Splits
+from fairprune.engine import model_inputs, predict
+from fairprune.export._card import CARD_FORMAT, card_metrics, render_markdown
+from fairprune.export._load import CARD_FILE, MARKDOWN_FILE
+from fairprune.export._measure import count_flops, count_parameters, measure_latency
+from fairprune.export._onnx import ONNX_FILE, write_onnx
+from fairprune.export._records import build_from_spec, fit_shapes
+from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, save_weights, sha256_of, stored_bytes
+from fairprune.fairness.metrics import fairness_report
+from fairprune.masks import bake_masks, prunable_parameters
+
+__all__ = ["export_model", "CARD_FILE", "MARKDOWN_FILE"]
+
+_COMPUTED = ("format", "created", "versions", "model", "files", "data", "metrics", "footprint")
+_SPLITS = ("val", "test")
+
+
+def export_model(
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    *,
+    data: Splits | None = None,
+    dense: nn.Module | None = None,
+    architecture: Mapping[str, Any] | None = None,
+    about: Mapping[str, Any] | None = None,
+    weights: str = "auto",
+    onnx: bool = False,
+    example_input: Tensor | None = None,
+) -> Path:
+    """Write ``model`` as a shipped directory with its model card.
+
+    Args:
+        model: The pruned model: a plain module (masks baked in, or physically slimmed); a
+            module still carrying mask parametrizations is baked on a copy.
+        directory: Where to write (created; existing shipped files are replaced).
+        data: The splits to measure the card's metrics on (``val`` and ``test``, dense and
+            pruned), and the class / group names. Without it the card holds no metrics.
+        dense: The dense model the pruned one came from: its metrics, parameters, FLOPs and
+            latency go beside the pruned model's, and the sparsity is measured against it.
+        architecture: ``{"name", "input_shape", "n_classes", "params"}`` of a built-in model
+            (:data:`fairprune.models.MODELS`), so that :func:`load_exported` can rebuild it;
+            without it, loading needs a module of the architecture.
+        about: Provenance sections added to the card as they are (``pruning``, ``seeds``,
+            ``data_source``, ``config``, ...); JSON-serialisable, not one of the computed sections.
+        weights: ``"dense"``, ``"sparse"`` (bitmask or indices + values, see
+            :func:`~fairprune.export.save_weights`), or ``"auto"``: sparse when that file is
+            under 90% of the dense one (a model with masks baked in), else dense.
+        onnx: Also write ``model.onnx``, checked against PyTorch on an example batch.
+        example_input: A batch as the model takes it, for FLOPs, latency and the ONNX check;
+            default: up to 64 validation samples of ``data``.
+
+    Returns:
+        The directory.
+    """
+    clashes = sorted(set(about or {}) & set(_COMPUTED))
+    if clashes:
+        raise ValueError(f"about= may not set the computed card sections {clashes}")
+    if weights not in (*LAYOUTS, "auto"):
+        raise ValueError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
+    example = _example(data, example_input)
+    if onnx and example is None:
+        raise ValueError("onnx=True needs data= or example_input= (a batch to check the export on)")
+    shipped = bake_masks(copy.deepcopy(model)).cpu().eval()
+    reference = bake_masks(copy.deepcopy(dense)).cpu().eval() if dense is not None else None
+    spec = _model_spec(shipped, architecture, data, example)
+    out = Path(directory)
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "model": spec,
+        "files": _write_files(shipped, out, weights, example if onnx else None),
+        "footprint": _footprint(shipped, reference, example),
+        **dict(about or {}),
+    }
+    if data is not None:
+        card["data"] = _data_section(data)
+        card["metrics"] = _metrics(shipped, reference, data)
+    try:
+        text = json.dumps(card, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the card must be JSON-serialisable (str keys, finite numbers): {err}") from err
+    _readable(write_atomic(out / MARKDOWN_FILE, render_markdown(card)))
+    _readable(write_atomic(out / CARD_FILE, text + "\n"))  # last: a directory with a card is complete
+    return out
+
+
+def _write_files(shipped: nn.Module, out: Path, weights: str, onnx_example: Tensor | None) -> dict[str, Any]:
+    """Write the weight file (and ``model.onnx`` given an example batch); their card entries."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*WEIGHT_FILES.values(), ONNX_FILE, CARD_FILE, MARKDOWN_FILE]:
+        (out / stale).unlink(missing_ok=True)
+    state = shipped.state_dict()
+    layout = _layout(state, weights)
+    files: dict[str, dict[str, Any]] = {WEIGHT_FILES[layout]: {"layout": layout}}
+    save_weights(out / WEIGHT_FILES[layout], state, layout)
+    if onnx_example is not None:
+        diff = write_onnx(shipped, out / ONNX_FILE, onnx_example)
+        files[ONNX_FILE] = {"layout": "onnx", "max_abs_diff_vs_pytorch": diff}
+    for name, entry in files.items():
+        _readable(out / name)
+        entry.update(sha256=sha256_of(out / name), bytes=(out / name).stat().st_size)
+    return files
+
+
+def _readable(path: Path) -> None:
+    """Give a shipped file the usual permissions (``0o666`` less the umask; temp files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+
+
+def _example(data: Splits | None, example_input: Tensor | None) -> Tensor | None:
+    if example_input is not None:
+        return example_input.detach().cpu()
+    if data is None:
+        return None
+    return model_inputs(data.val.x[:64], "cpu")
+
+
+def _model_spec(
+    shipped: nn.Module, architecture: Mapping[str, Any] | None, data: Splits | None, example: Tensor | None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if architecture is not None:
+        dense = build_from_spec(dict(architecture))  # checks the name and parameters
+        fit_shapes(dense, shipped.state_dict())
+        dense.load_state_dict(shipped.state_dict())  # checks that the architecture is this model's
+        spec.update(
+            name=architecture["name"],
+            input_shape=list(architecture["input_shape"]),
+            n_classes=int(architecture["n_classes"]),
+            params=dict(architecture.get("params", {})),
+        )
+    spec["class"] = f"{type(shipped).__module__}.{type(shipped).__qualname__}"
+    spec["shapes"] = {k: list(v.shape) for k, v in shipped.state_dict().items()}
+    if example is not None:
+        spec.setdefault("input_shape", list(example.shape[1:]))
+        raw = data.val.x.dtype if data is not None else example.dtype
+        spec["input"] = {
+            "dtype": "float32",
+            "preprocessing": "uint8 pixels x -> x / 127.5 - 1 (channels first)"
+            if raw == torch.uint8
+            else "none (the features as the data loader returns them)",
+        }
+    return spec
+
+
+def _layout(state: dict[str, Tensor], weights: str) -> str:
+    if weights != "auto":
+        return weights
+    dense_bytes = sum(t.numel() * t.element_size() for t in state.values())
+    sparse_bytes = sum(stored_bytes(t) for t in state.values())
+    return "sparse" if sparse_bytes < 0.9 * dense_bytes else "dense"
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "fairprune": fairprune.__version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _data_section(data: Splits) -> dict[str, Any]:
+    sizes = {
+        split: torch.bincount(getattr(data, split).groups, minlength=data.n_groups).tolist()
+        for split in ("train", "val", "test")
+    }
+    return {
+        "dataset": data.name,
+        "target": data.target,
+        "class_names": list(data.class_names),
+        "sensitive_attribute": data.sensitive_attribute,
+        "group_names": list(data.group_names),
+        "group_sizes": sizes,
+    }
+
+
+def _metrics(shipped: nn.Module, dense: nn.Module | None, data: Splits) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in _SPLITS:
+        part = getattr(data, split)
+        pred = predict(shipped, part)
+        dense_pred = predict(dense, part) if dense is not None else None
+        models = {}
+        if dense_pred is not None:
+            report = fairness_report(part.y, dense_pred, groups=part.groups, n_groups=data.n_groups)
+            models["dense"] = card_metrics(report, data.group_names)
+        report = fairness_report(
+            part.y, pred, groups=part.groups, n_groups=data.n_groups, y_pred_dense=dense_pred
+        )
+        models["pruned"] = card_metrics(report, data.group_names)
+        out[split] = models
+    return out
+
+
+def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Tensor | None) -> dict[str, Any]:
+    prunable = prunable_parameters(shipped)
+    kept = sum(int(torch.count_nonzero(p)) for p in prunable.values())
+    total = sum(p.numel() for p in (prunable_parameters(dense) if dense is not None else prunable).values())
+    foot: dict[str, Any] = {
+        "params": count_parameters(shipped),
+        "nonzero_params": count_parameters(shipped, nonzero=True),
+        "sparsity": 1.0 - kept / total,
+    }
+    if dense is not None:
+        foot["dense_params"] = count_parameters(dense)
+    if example is not None:
+        foot.update(flops=count_flops(shipped, example[:1]), latency_batch=int(example.shape[0]))
+        foot.update(latency_ms=1000 * measure_latency(shipped, example, repeats=10), device="cpu")
+        foot["threads"] = torch.get_num_threads()
+        if dense is not None:
+            foot["dense_flops"] = count_flops(dense, example[:1])
+            foot["dense_latency_ms"] = 1000 * measure_latency(dense, example, repeats=10)
+    return foot

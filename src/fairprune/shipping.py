@@ -1,0 +1,303 @@
+"""Ship a model out of a finished sweep, and re-check a shipped model on data.
+
+:func:`export_run` picks one run of ``fairprune run``'s output (``results.csv``, ``config.json``,
+``dense/``, and ``models/<run_id>/`` when the sweep ran with ``export.save_models = true``),
+rebuilds its data, dense and shipped models, and writes them with
+:func:`fairprune.export.export_model`. :func:`evaluate_directory` reloads a shipped directory and
+recomputes its card on the card's data or on other data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from fairprune.config import DataConfig, ExperimentConfig, config_from_dict
+from fairprune.data.base import Splits
+from fairprune.data.registry import IMAGE_DATASETS
+from fairprune.engine import evaluate
+from fairprune.experiment import Job, grid, load_splits
+from fairprune.export import (
+    DEFAULT_TOLERANCE,
+    Evaluation,
+    evaluate_exported,
+    export_model,
+    load_exported,
+    load_model,
+)
+from fairprune.fairness.metrics import METRIC_COLUMNS
+from fairprune.models import build_model
+from fairprune.stats import bootstrap_ci, mean_std
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["find_run", "export_run", "evaluate_directory", "seed_intervals"]
+
+logger = logging.getLogger(__name__)
+
+SEED_METRICS = ["accuracy", "worst_group_accuracy", "degradation_gap", *METRIC_COLUMNS.values()]
+_KEYS = ["label", "structure", "sparsity", "seed"]
+
+
+def _sweep(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    missing = [name for name in ("results.csv", "config.json") if not (out / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{out} holds no finished sweep (no {' or '.join(missing)}); expected the --out directory "
+            "of 'fairprune run'"
+        )
+    frame = pd.read_csv(out / "results.csv")
+    if frame.empty:
+        raise ValueError(f"{out}/results.csv records no run yet; expected a finished sweep")
+    return frame, json.loads((out / "config.json").read_text())
+
+
+def _available(frame: pd.DataFrame) -> str:
+    keys = [k for k in _KEYS if k in frame.columns]
+    cells = [k for k in ("target", "sensitive_attribute") if k in frame and frame[k].nunique() > 1]
+    rows = frame[keys + cells].drop_duplicates().itertuples(index=False)
+    return "; ".join("(" + ", ".join(str(v) for v in row) + ")" for row in rows)
+
+
+def find_run(
+    frame: pd.DataFrame,
+    *,
+    method: str | None = None,
+    sparsity: float | None = None,
+    seed: int | None = None,
+    structure: str | None = None,
+    run_id: str | None = None,
+) -> pd.Series:
+    """The one row of a results table matching the choice (``method`` matches a label first, then
+    a method name); a ``ValueError`` listing the available (label, structure, sparsity, seed)
+    when none or several match."""
+    chosen = frame
+    if run_id is not None:
+        chosen = chosen[chosen["run_id"] == run_id]
+    if method is not None:
+        by_label = chosen[chosen["label"] == method]
+        chosen = by_label if not by_label.empty else chosen[chosen["method"] == method]
+    if sparsity is not None:
+        chosen = chosen[(chosen["sparsity"] - sparsity).abs() < 1e-9]
+    if seed is not None:
+        chosen = chosen[chosen["seed"] == seed]
+    if structure is not None:
+        chosen = chosen[chosen["structure"] == structure]
+    if len(chosen) != 1:
+        what = "no run matches" if chosen.empty else f"{len(chosen)} runs match"
+        raise ValueError(
+            f"{what} method={method!r}, sparsity={sparsity}, seed={seed}, structure={structure}"
+            f"{f', run_id={run_id!r}' if run_id else ''}; available (label, structure, sparsity, seed): "
+            f"{_available(frame)}. Narrow it with --seed / --structure / --run-id"
+        )
+    return chosen.iloc[0]
+
+
+def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None:
+    """Mean, std and 95% bootstrap interval over the seeds of ``row``'s (label, structure,
+    sparsity, data cell) for each test metric; ``None`` with a single seed."""
+    same = frame
+    for key in ("label", "structure", "target", "sensitive_attribute"):
+        if key in frame.columns:
+            same = same[same[key] == row[key]]
+    same = same[(same["sparsity"] - row["sparsity"]).abs() < 1e-9]
+    if same["seed"].nunique() < 2:
+        return None
+    metrics = {}
+    for name in SEED_METRICS:
+        values = same[name].dropna().to_numpy(float) if name in same.columns else []
+        if len(values) >= 2:
+            mean, std = mean_std(values)
+            low, high = bootstrap_ci(values)
+            metrics[name] = {"mean": mean, "std": std, "low": low, "high": high}
+    return {
+        "seeds": sorted(int(s) for s in same["seed"]),
+        "split": "test",
+        "interval": "95% bootstrap",
+        "metrics": metrics,
+    }
+
+
+def _job(cfg: ExperimentConfig, run_id: str) -> Job:
+    jobs = [job for job in grid(cfg) if job.run_id == run_id]
+    if not jobs:
+        raise ValueError(
+            f"run {run_id!r} of results.csv is not in the sweep's config.json; the records are inconsistent"
+        )
+    return jobs[0]
+
+
+def _models(
+    out: Path, cfg: ExperimentConfig, splits: Splits, job: Job, row: pd.Series
+) -> tuple[nn.Module, nn.Module, int]:
+    """The dense model, the shipped model and the dense training iterations of a run."""
+    dense = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    dense_path = out / "dense" / f"{job.dense_key}.pt"
+    if not dense_path.is_file():
+        raise ValueError(f"{dense_path} is missing: the sweep's dense model of seed {job.seed} is gone")
+    saved = torch.load(dense_path, map_location="cpu", weights_only=True)
+    dense.load_state_dict(saved["state"])
+    if job.variant.method == "dense":
+        return dense, dense, int(saved["iterations"])
+    model_dir = out / "models" / job.run_id
+    if not (model_dir / "card.json").is_file():
+        raise ValueError(
+            f"the sweep did not save the model of run {job.run_id!r} ({model_dir} is missing); its records "
+            "keep the metrics, not the weights. Run the sweep with --set export.save_models=true (into a "
+            "new --out, or with --restart), then export"
+        )
+    return dense, load_model(model_dir).model, int(saved["iterations"])
+
+
+def export_run(
+    out: str | Path,
+    to: str | Path,
+    *,
+    method: str | None = None,
+    sparsity: float | None = None,
+    seed: int | None = None,
+    structure: str | None = None,
+    run_id: str | None = None,
+    weights: str = "auto",
+    onnx: bool = False,
+) -> Path:
+    """Export one run of the finished sweep in ``out`` to the directory ``to`` (see
+    :func:`fairprune.export.export_model`); the choice as in :func:`find_run`."""
+    out = Path(out)
+    frame, resolved = _sweep(out)
+    row = find_run(frame, method=method, sparsity=sparsity, seed=seed, structure=structure, run_id=run_id)
+    if bool(row.get("needs_sensitive_attribute", False)):
+        raise ValueError(
+            f"run {row['run_id']!r} predicts through group-specific thresholds (it needs the sensitive "
+            "attribute at prediction time), which a weight file cannot carry; export another method"
+        )
+    cfg = config_from_dict(resolved)
+    job = _job(cfg, str(row["run_id"]))
+    splits = load_splits(job.data, job.seed)
+    dense, shipped, dense_iterations = _models(out, cfg, splits, job, row)
+    _check_record(shipped, splits, row)
+    record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.to_dict().items()}
+    pruning = {
+        key: record.get(key)
+        for key in (
+            "method",
+            "label",
+            "structure",
+            "sparsity",
+            "achieved_sparsity",
+            "fairness",
+            "tolerance",
+            "tolerance_setting",
+            "fair",
+            "train_iterations",
+            "wall_seconds",
+            "run_id",
+            "seed",
+        )
+    }
+    pruning["dense_train_iterations"] = dense_iterations
+    about = {
+        "pruning": _plain(pruning),
+        "seeds": seed_intervals(frame, row),
+        "data_source": {"config": dataclasses.asdict(job.data), "seed": job.seed},
+        "sweep": {"directory": str(out.resolve()), "record": _plain(record)},
+        "config": resolved,
+    }
+    architecture = {
+        "name": cfg.model.name,
+        "input_shape": list(splits.train.x.shape[1:]),
+        "n_classes": splits.n_classes,
+        "params": cfg.model.params,
+    }
+    return export_model(
+        shipped,
+        to,
+        data=splits,
+        dense=dense,
+        architecture=architecture,
+        about=about,
+        weights=weights,
+        onnx=onnx,
+    )
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars as Python numbers (for JSON)."""
+    return {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
+
+
+def _check_record(shipped: nn.Module, splits: Splits, row: pd.Series) -> None:
+    test = evaluate(shipped, splits.test, splits.n_groups)
+    if abs(test["accuracy"] - float(row["accuracy"])) > 1e-6:
+        logger.warning(
+            "the shipped model's test accuracy %.6f differs from the run record's %.6f (a slimmed model's "
+            "borderline predictions, or data changed since the sweep); the card holds the shipped model's",
+            test["accuracy"],
+            row["accuracy"],
+        )
+
+
+def _data_config(card: dict[str, Any], data: str | None) -> tuple[DataConfig, int, bool]:
+    """The data to evaluate on: the card's (``data`` None), a TOML file's ``[data]`` table, or the
+    card's data config with its file / folder replaced by ``data``."""
+    source = card.get("data_source")
+    if data is None:
+        if not source:
+            raise ValueError(
+                "the card names no data to re-check on (exported without a data source); pass --data"
+            )
+        return config_from_dict({"data": source["config"]}).data, int(source["seed"]), True
+    seed = int(source["seed"]) if source else 0
+    path = Path(data)
+    if not path.exists():
+        raise ValueError(f"--data {data}: no such file or directory")
+    if path.suffix == ".toml":
+        table = tomllib.loads(path.read_text()).get("data")
+        if not isinstance(table, dict):
+            raise ValueError(f"{path} has no [data] table; expected the keys of a config's [data] section")
+        return config_from_dict({"data": table}).data, seed, False
+    base = dict(source["config"]) if source else {"name": "csv"}
+    names = card.get("data", {})
+    if base["name"] in IMAGE_DATASETS and base["name"] != "image_csv":
+        base["root"] = str(path)  # the same loader on another folder
+    elif base["name"] == "csv":
+        base["path"] = str(path)
+    else:  # a built-in or image_csv data set: the user's file through the generic CSV loader
+        base = {"name": "csv", "path": str(path), "fractions": base.get("fractions", (0.7, 0.15, 0.15))}
+    if base.get("target") is None:
+        base["target"] = names.get("target")
+    if base.get("sensitive_attribute") is None:  # intersectional groups: "Male,Young"
+        attribute = str(names.get("sensitive_attribute"))
+        base["sensitive_attribute"] = attribute.split(",") if "," in attribute else attribute
+    return config_from_dict({"data": base}).data, seed, False
+
+
+def evaluate_directory(
+    directory: str | Path,
+    *,
+    data: str | None = None,
+    split: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Evaluation:
+    """Reload the shipped ``directory`` (checking files, hashes and shapes) and recompute its card's
+    metrics on ``split`` (default ``test``) of the card's data, or on ``data`` (default split
+    ``all``) beside the card's test metrics."""
+    exported = load_exported(directory)
+    config, seed, same = _data_config(exported.card, data)
+    splits = load_splits(config, seed)
+    chosen = split or ("test" if same else "all")
+    return evaluate_exported(
+        exported, splits, split=chosen, same_data=same, tolerance=tolerance, directory=directory
+    )
