@@ -70,6 +70,7 @@ class FairnessConfig:
     mode: str = "lagrangian"
     strength: float = 5.0
     temperature: float = 1.0
+    confidence: float = 0.0
 
 
 @dataclass
@@ -216,7 +217,12 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ValueError(f"fairness.dense_factor scales tolerance = 'dense'; got tolerance = {tol!r}")
     f = cfg.fairness
     objective = FairnessObjective(
-        f.metric, 0.0 if tol == "dense" else float(tol), f.mode, f.strength, f.temperature
+        f.metric,
+        0.0 if tol == "dense" else float(tol),
+        f.mode,
+        f.strength,
+        f.temperature,
+        confidence=f.confidence,
     )
     if objective.per_group and tol == "dense":
         raise ValueError(

@@ -387,14 +387,17 @@ def _validate(
     if constraint is None:
         row["multiplier"] = math.nan
     else:
-        violations = constraint.violations(val.y, pred, val.groups, y_pred_dense=dense_pred)
+        violations = constraint.checked_violations(val.y, pred, val.groups, y_pred_dense=dense_pred)
         constraint.dual_step(violations)
         row.update(constraint.state())
     # the task's metric, measured for every loop (enforced only by a constraint on it), so that
     # "iterations to a fair model" can be read off any method's history
     objective = task.objective
     same = (
-        constraint is not None and objective is not None and constraint.objective.metric == objective.metric
+        constraint is not None
+        and objective is not None
+        and constraint.objective.metric == objective.metric
+        and constraint.objective.confidence == 0.0  # else the row's violation is the plain metric
     )
     if violations is not None and same:
         row["violation"] = float(violations.max())

@@ -318,7 +318,9 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
     variant, s, seed = job.variant, job.sparsity, job.seed
     fc = cfg.fairness
     tau = variant.tolerance if variant.tolerance is not None else tau
-    objective = FairnessObjective(fc.metric, tau, fc.mode, fc.strength, fc.temperature)
+    objective = FairnessObjective(
+        fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence
+    )
     task = Task(splits, objective, cfg.train, seed, progress, dense=dense)
     model = copy.deepcopy(dense)
     pruner = build_pruner(variant.method, **variant.params)

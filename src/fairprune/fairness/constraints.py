@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fairprune.fairness.bounds import BOUNDED_METRICS, violation_upper_bound
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.surrogates import SURROGATES
 
@@ -46,6 +47,10 @@ class FairnessObjective:
             every logit towards 0 (all rates -> 1/2), a degenerate direction that drives a heavily
             pruned model to a constant predictor; with the scale detached, only *relative*
             changes between groups lower Phi.
+        confidence: 0 (default): the constraint is checked on the measured validation value.
+            In [0.5, 1): on its one-sided upper confidence bound at this level
+            (:func:`~fairprune.fairness.bounds.violation_upper_bound`), for the dual step and
+            for which checkpoints count as within tau — so that tau also holds on unseen data.
     """
 
     metric: str = "equalized_odds"
@@ -54,8 +59,16 @@ class FairnessObjective:
     strength: float = 5.0
     temperature: float = 1.0
     scale_free: bool = True
+    confidence: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.confidence != 0.0:
+            if not 0.5 <= self.confidence < 1.0:
+                raise ValueError(f"fairness confidence must be 0 (off) or in [0.5, 1), got {self.confidence}")
+            if self.metric not in BOUNDED_METRICS:
+                raise ValueError(
+                    f"fairness confidence supports the metrics {list(BOUNDED_METRICS)}; got {self.metric!r}"
+                )
         if self.metric not in SURROGATES:
             raise ValueError(f"unknown fairness metric {self.metric!r}; expected one of {sorted(SURROGATES)}")
         if self.mode not in CONSTRAINT_MODES:
@@ -128,6 +141,23 @@ class Constraint:
             fn = PER_GROUP_METRICS[metric]
             return fn(y_true, y_pred, groups=groups, y_pred_dense=y_pred_dense, n_groups=self.n_groups)
         return np.array([METRICS[metric](y_true, y_pred, groups=groups, n_groups=self.n_groups)])
+
+    def checked_violations(
+        self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
+    ) -> np.ndarray:
+        """What the dual step and the checkpoint selection compare with tau: :meth:`violations`,
+        or with ``objective.confidence`` its upper confidence bound, ``(1,)``."""
+        if self.objective.confidence == 0.0:
+            return self.violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense)
+        bound = violation_upper_bound(
+            self.objective.metric,
+            y_true,
+            y_pred,
+            groups=groups,
+            n_groups=self.n_groups,
+            confidence=self.objective.confidence,
+        )
+        return np.array([bound])
 
     def violation(
         self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
