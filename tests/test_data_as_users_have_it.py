@@ -250,9 +250,11 @@ def test_limit_is_a_stratified_seeded_subset_spanning_every_age(tmp_path: Path) 
     assert indices_of(again.train) == indices_of(train) != indices_of(other_seed.train)
 
 
-def test_limit_per_split_and_bad_limits(tmp_path: Path) -> None:
+def test_limit_per_split_and_bad_limits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     make_utkface(tmp_path / "utk")
-    kept = load_dataset("utkface", root=tmp_path / "utk", resolution=R, limit={"train": 10})
+    with caplog.at_level(logging.INFO, logger="fairprune.data.labelled_images"):
+        kept = load_dataset("utkface", root=tmp_path / "utk", resolution=R, limit={"train": 10})
+    assert "limit {'train': 10}: stratified subsets of [10, 10, 10] of [20, 10, 10] images" in caplog.text
     whole = load_utkface(tmp_path / "utk", resolution=R)
     assert [len(s) for s in parts(kept)] == [10, len(whole.val), len(whole.test)]
     assert read_back(kept.val.x) == read_back(whole.val.x)

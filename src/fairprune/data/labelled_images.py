@@ -194,6 +194,13 @@ class LabelledImages:
             idx if cap is None else idx[stratified_sample(strata[idx], cap, rng)]
             for idx, cap in zip(indices, limit_per_split(limit), strict=True)
         ]
+        if limit is not None:
+            logger.info(
+                "limit %r: stratified subsets of %s of %s images (train, val, test)",
+                limit,
+                [len(k) for k in kept],
+                [len(i) for i in indices],
+            )
         indices = (kept[0], kept[1], kept[2])
         used = np.unique(np.concatenate(indices))
         paths = [self.paths[i] for i in used]
