@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -34,3 +35,59 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
         exec(compile("from fairprune.models import build_model\n" + code, str(README), "exec"), namespace)
     assert isinstance(namespace["small"], torch.nn.Module)
     assert (tmp_path / "bifp_slim" / "card.json").is_file()
+
+
+def _readme_names() -> set[tuple[str, str | None]]:
+    """Every ``(module, name)`` the README names: the imports of its code blocks (any language),
+    dotted ``fairprune.x.y`` in backticks, and backticked names listed right after a module
+    (``fairprune.masks``: ``apply_masks``, ...; ``fairprune.data``, ``load_dataset(...)``)."""
+    text = README.read_text()
+    names: set[tuple[str, str | None]] = set()
+    imports = r"^\s*from (fairprune[\w.]*) import (?:\(([^)]*)\)|([^\n(]+)$)"
+    for module, wrapped, inline in re.findall(imports, text, re.M):
+        for item in (wrapped or inline).split(","):
+            name = item.split("#")[0].split(" as ")[0].strip()
+            if name:
+                names.add((module, name))
+    for dotted in re.findall(r"`(fairprune(?:\.\w+)+)", text):
+        names.add((dotted, None))
+    listing = r"`(fairprune(?:\.\w+)+)`(?::|,| \()\s*((?:`\w+(?:\([^`]*\))?`(?:,? and |, |,\s*\n\s*)?)+)"
+    for module, listed in re.findall(listing, text):
+        names.update((module, name) for name in re.findall(r"`(\w+)", listed))
+    return names
+
+
+def _resolve(dotted: str) -> object:
+    """A module, or an attribute of the longest importable module prefix of ``dotted``."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ModuleNotFoundError(dotted)
+
+
+def test_every_fairprune_name_the_readme_uses_imports():
+    names = _readme_names()
+    assert ("fairprune.data", "load_dataset") in names  # the listing "`fairprune.data`, `load_dataset(...)`"
+    assert ("fairprune.masks", "bake_masks") in names and ("fairprune.engine", "Task") in names
+    missing = []
+    for module, name in sorted(names, key=str):
+        try:
+            target = _resolve(module)
+            if name is not None:
+                getattr(target, name)
+        except (ImportError, AttributeError) as error:
+            missing.append(f"{module}.{name or ''}: {error}")
+    assert not missing, missing
+
+
+def test_load_dataset_is_exported_by_fairprune_data():
+    from fairprune.data import load_dataset
+    from fairprune.data.registry import load_dataset as registered
+
+    assert load_dataset is registered

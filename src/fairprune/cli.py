@@ -22,7 +22,9 @@ TABLE_COLUMNS = [
     "demographic_parity_difference",
     "accuracy_gap",
     "worst_group_accuracy",
+    "val_violation",
     "fair",
+    "trivial",
     "params_ratio",
     "latency_ratio",
     "train_iterations",
@@ -52,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: one seed, two sparsities, 1/10 of every iteration budget, 32 px images",
+        help="smoke run: one seed, two sparsities, 1/10 of every iteration budget, 32 px images, "
+        "image splits capped at stratified subsets (10,000 train, 2,500 val/test); prints what it "
+        "scaled down",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     report = sub.add_parser("report", help="write report.md and plots from an output directory")
@@ -98,21 +102,45 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
     )
 
 
+_GROUP_PREFIX = "group_accuracy_"
+_FLAGS = ("fair", "trivial")
+"""Yes/no columns, shown as ``yes`` / ``-`` so that the exceptions stand out."""
+
+
+def _group_line(frame: pd.DataFrame) -> str | None:
+    """``"groups of race: White, Black, ..."`` from the per-group columns, when they are named."""
+    groups = [c[len(_GROUP_PREFIX) :] for c in frame.columns if c.startswith(_GROUP_PREFIX)]
+    if not groups or all(g.isdigit() for g in groups):
+        return None
+    attributes = frame["sensitive_attribute"].dropna().unique() if "sensitive_attribute" in frame else []
+    return f"groups of {' / '.join(map(str, attributes)) or 'the sensitive attribute'}: {', '.join(groups)}"
+
+
 def format_results(frame: pd.DataFrame) -> str:
-    """The results table for the terminal."""
+    """The results table for the terminal: the main columns, ``fair`` and ``trivial`` as ``yes`` or
+    ``-``, and a line naming the groups when the results name them."""
     if frame.empty:
         return "(no runs)"
     cols = [c for c in TABLE_COLUMNS if c in frame.columns and frame[c].notna().any()]
     if "structure" in cols and frame["structure"].nunique() < 2:
         cols.remove("structure")  # says nothing when every run has the same
-    return frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    shown = frame[cols].copy()
+    for flag in _FLAGS:
+        if flag in shown:
+            shown[flag] = shown[flag].map(lambda v: "yes" if str(v).lower() in ("true", "1", "1.0") else "-")
+    table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    line = _group_line(frame)
+    return table if line is None else f"{table}\n{line}"
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fairprune.config import load_config
+    from fairprune.config import load_config, quick, quick_changes
     from fairprune.experiment import run_experiment
 
-    cfg = load_config(args.config, args.overrides, quick_run=args.quick)
+    cfg = load_config(args.config, args.overrides)
+    if args.quick:
+        cfg, full = quick(cfg), cfg
+        print("--quick scaled down:\n  " + "\n  ".join(quick_changes(full, cfg)), flush=True)
     start = time.perf_counter()
     frame = run_experiment(cfg, args.out, restart=args.restart, progress=not args.quiet)
     print(format_results(frame))

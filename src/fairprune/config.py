@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairprune.data.labelled_images import SPLIT_NAMES, limit_per_split
 from fairprune.engine import TrainConfig
 from fairprune.fairness.constraints import FairnessObjective
 
@@ -26,6 +27,7 @@ __all__ = [
     "ExperimentConfig",
     "ExportConfig",
     "quick",
+    "quick_changes",
     "method_params",
     "load_config",
     "apply_overrides",
@@ -239,6 +241,10 @@ QUICK_BATCH = 64
 # paper config stays under 10 minutes on a 2-core machine
 QUICK_BATCH_BY_MODEL = {"mobilenet_v2": 32}
 QUICK_EVAL_SAMPLES = 300
+# image data: at most this many samples per split (a seeded subset stratified by (target, group),
+# the loaders' ``limit``), so that a quick run's time does not grow with the data set: the final
+# evaluations of every run and the decoding scale with the splits, the training does not
+QUICK_LIMIT = {"train": 10_000, "val": 2_500, "test": 2_500}
 QUICK_LATENCY_REPEATS = 4
 QUICK_MIN_EVAL_EVERY = 20  # validating a CNN more often costs more than the quick run trains
 STEP_FIELDS = ("steps", "finetune_steps", "round_steps", "fair_steps")  # iteration budgets of methods
@@ -256,8 +262,10 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     (``QUICK_BATCH_BY_MODEL`` for models slow on a CPU);
     in-training validation on at most ``QUICK_EVAL_SAMPLES`` samples; at most
     ``QUICK_LATENCY_REPEATS`` timed passes per model. Image data: at most
-    ``QUICK_RESOLUTION`` px, and the CNNs keep torchvision's downsampling stem
-    (``small_input = false``), 10x cheaper at 32 px.
+    ``QUICK_RESOLUTION`` px, at most ``QUICK_LIMIT`` samples per split (the loaders' ``limit``:
+    seeded subsets stratified by (target, group); a smaller ``limit`` given stays), and the CNNs
+    keep torchvision's downsampling stem (``small_input = false``), 10x cheaper at 32 px.
+    :func:`quick_changes` lists what changed.
     """
     from fairprune.pruners import build_pruner
 
@@ -277,7 +285,12 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     data, model = cfg.data, cfg.model
     if data.name in _image_datasets():
         resolution = min(int(data.params.get("resolution", QUICK_RESOLUTION)), QUICK_RESOLUTION)
-        data = dataclasses.replace(data, params={**data.params, "resolution": resolution})
+        given = limit_per_split(data.params.get("limit"))
+        limit = {
+            name: QUICK_LIMIT[name] if cap is None else min(cap, QUICK_LIMIT[name])
+            for name, cap in zip(SPLIT_NAMES, given, strict=True)
+        }
+        data = dataclasses.replace(data, params={**data.params, "resolution": resolution, "limit": limit})
         if model.name in _FAST_STEM_MODELS:
             model = dataclasses.replace(model, params={**model.params, "small_input": False})
     t = cfg.train
@@ -307,6 +320,33 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     )
     _validate(out)
     return out
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict of dotted keys (``{"train.dense_steps": 4000, ...}``)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key != "limit":
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        return f"[{value[0]!r}, {value[1]!r}, ... {value[-1]!r}] ({len(value)} values)"
+    return repr(value)
+
+
+def quick_changes(cfg: ExperimentConfig, quick_cfg: ExperimentConfig) -> list[str]:
+    """What :func:`quick` changed, one ``"key: before -> after"`` line per config key."""
+    before, after = _flat(cfg.to_dict()), _flat(quick_cfg.to_dict())
+    return [
+        f"{key}: {_short(before[key]) if key in before else '(not set)'} -> {_short(after[key])}"
+        for key in after
+        if before.get(key, dataclasses.MISSING) != after[key] and after[key] != {}
+    ]
 
 
 def _image_datasets() -> frozenset[str]:

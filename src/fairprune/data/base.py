@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["GroupData", "Splits", "stratified_split_indices"]
+__all__ = ["GroupData", "Splits", "stratified_sample", "stratified_split_indices"]
 
 _SHOWN = 6
 """Groups whose per-split sizes a ``check_groups`` message shows."""
@@ -138,3 +138,50 @@ def stratified_split_indices(
         parts[2].append(idx[n_train + n_val :])
     out = tuple(np.sort(np.concatenate(p)) for p in parts)
     return out[0], out[1], out[2]
+
+
+def _cell_quotas(counts: np.ndarray, n: int) -> np.ndarray:
+    """How many of each cell's ``counts`` samples a subset of ``n`` takes: the cell's share of
+    ``n`` rounded by largest remainder, at least one per cell when ``n`` allows, summing to ``n``."""
+    share = n * counts / counts.sum()
+    take = np.floor(share).astype(np.int64)
+    if n >= len(counts):
+        take = np.maximum(take, 1)
+    while take.sum() > n:  # the minimum of one overshot: shrink the cell furthest above its share
+        surplus = np.where(take > 1, take - share, -np.inf)
+        take[int(np.argmax(surplus))] -= 1
+    shortfall = n - int(take.sum())
+    if shortfall > 0:  # largest remainders first, among cells with samples left
+        remainder = np.where(take < counts, share - take, -np.inf)
+        take[np.argsort(-remainder, kind="stable")[:shortfall]] += 1
+    return take
+
+
+def stratified_sample(strata: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of a random subset of ``n`` of ``range(len(strata))``, stratified by ``strata``.
+
+    Each stratum (a (target, group) cell) keeps its share of the subset, rounded by largest
+    remainder, and at least one sample when ``n`` is at least the number of strata; the samples
+    of a stratum are drawn without replacement with ``rng``. All positions when ``n`` is at least
+    ``len(strata)``.
+
+    Args:
+        strata: ``(N,)`` stratum of each sample.
+        n: Size of the subset.
+        rng: Source of randomness.
+
+    Returns:
+        ``(min(n, N),)`` sorted positions.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"expected a positive integer subset size; received {n!r}")
+    if n >= len(strata):
+        return np.arange(len(strata))
+    values, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    take = _cell_quotas(counts, int(n))
+    picked = [
+        rng.choice(np.flatnonzero(inverse == cell), size=int(k), replace=False)
+        for cell, k in enumerate(take)
+        if k > 0
+    ]
+    return np.sort(np.concatenate(picked))

@@ -10,6 +10,10 @@ torchvision's layout (the official text files)::
 The CSV variant (as on Kaggle) has ``list_attr_celeba.csv`` (an ``image_id`` column and the 40
 attributes as +-1), ``list_eval_partition.csv`` (``image_id,partition``), and may nest the images in
 ``img_align_celeba/img_align_celeba/``; the text files win when both are present.
+
+Files that went through an editor or a spreadsheet are read as intended when that is unambiguous:
+stray whitespace (runs of spaces or tabs, at line ends too, around CSV fields), CRLF line ends, and
+a missing image-count line (logged); a missing names line or header is an error.
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from fairprune.data.groups import (
     joined_name,
     product_groups,
 )
-from fairprune.data.labelled_images import LabelledImages, grouped_split_indices, present_mask
+from fairprune.data.labelled_images import (
+    LabelledImages,
+    Limit,
+    grouped_split_indices,
+    present_mask,
+    setting_hint,
+)
 
 __all__ = ["load_celeba"]
 
@@ -51,21 +61,78 @@ def _image_dir(root: Path) -> Path:
         if directory.is_dir():
             return directory
     raise ValueError(
-        f"expected CelebA's images in the folder {str(root / 'img_align_celeba')!r}; it is absent"
+        f"expected CelebA's images in the folder {str(root / 'img_align_celeba')!r}; it is absent "
+        f"(the folder that holds img_align_celeba/ is set by {setting_hint('root', 'data.root')})"
     )
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _attribute_layout(path: Path) -> tuple[int, list[str]]:
+    """Where ``list_attr_celeba.txt``'s rows start, and the attribute names.
+
+    The file is an image count, a line of names, then rows of a file name and one value per
+    name; whitespace of any kind and length separates fields, lines may end in CRLF. A missing
+    count line is repaired (logged); a missing or malformed names line is an error.
+    """
+    with path.open() as file:  # universal newlines: CRLF reads as LF
+        lines = [file.readline().split() for _ in range(3)]
+    skip = 2
+    if len(lines[0]) != 1 or not lines[0][0].isdigit():
+        logger.warning("%s has no image-count line; reading its first line as the attribute names", path)
+        lines, skip = lines[:2], 1
+    names, first_row = lines[-2], lines[-1]
+    if not names or any(_is_number(t) or "." in t for t in names):
+        raise ValueError(
+            f"expected line {skip} of CelebA's attribute file {str(path)!r} to hold the attribute names "
+            f"(Blond_Hair Male ...); received {names[:5]}"
+        )
+    if len(first_row) == len(names) and not _is_number(first_row[0]):
+        names = names[1:]  # the names line also names the file column ("image_id")
+    if len(first_row) != len(names) + 1:
+        raise ValueError(
+            f"expected the rows of {str(path)!r} to hold a file name and {len(names)} values (one per "
+            f"attribute name); its first row has {len(first_row)} fields"
+        )
+    return skip, names
 
 
 def _read_table(path: Path, what: str) -> pd.DataFrame:
     """An annotation file as a frame indexed by image file name (text or CSV, by suffix)."""
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path).set_index("image_id")
+            frame = pd.read_csv(path, skipinitialspace=True, dtype={"image_id": str})
+            frame.columns = [str(c).strip() for c in frame.columns]
+            if "image_id" not in frame.columns:
+                raise ValueError(
+                    f"expected a header line naming the columns, the first 'image_id'; received "
+                    f"{list(frame.columns)[:5]}"
+                )
+            return frame.assign(image_id=frame["image_id"].str.strip()).set_index("image_id")
         if what == "attributes":
-            with path.open() as file:
-                count = file.readline().strip()
-            frame = pd.read_csv(path, sep=r"\s+", skiprows=1, header=0)  # rows have 1 more field
-            if not count.isdigit() or len(frame) != int(count):
-                logger.warning("%s announces %r images but lists %d", path, count, len(frame))
+            skip, names = _attribute_layout(path)
+            frame = pd.read_csv(
+                path,
+                sep=r"\s+",
+                skiprows=skip,
+                header=None,
+                names=["image_id", *names],
+                dtype={"image_id": str},
+            ).set_index("image_id")
+            if frame.isna().any().any():
+                short = frame.index[frame.isna().any(axis=1)]
+                raise ValueError(f"rows with fewer than {len(names)} values, e.g. {list(short[:3])}")
+            if skip == 2:
+                with path.open() as file:
+                    count = file.readline().strip()
+                if len(frame) != int(count):
+                    logger.warning("%s announces %s images but lists %d", path, count, len(frame))
             return frame
         return pd.read_csv(path, sep=r"\s+", header=None, index_col=0, dtype={0: str})
     except (ValueError, KeyError, pd.errors.ParserError) as error:
@@ -104,7 +171,7 @@ def load_celeba(
     split_mode: str = "official",
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
+    limit: Limit = None,
     missing: str = "error",
     min_group_size: int = 1,
 ) -> Splits:
@@ -127,9 +194,10 @@ def load_celeba(
         split_mode: ``"official"`` (``list_eval_partition``), or ``"identity"``: a seeded re-split
             0.7/0.15/0.15 in which each identity (``identity_CelebA.txt``) lies in one split,
             near-stratified by (target, group) cell (see ``grouped_split_indices``).
-        seed: Seed of the identity re-split.
+        seed: Seed of the identity re-split and of the ``limit`` subsets.
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
-        limit: Keep only the first ``limit`` images of each split, in file order (for quick runs).
+        limit: At most this many images of each split, or a cap per split by name
+            (``{"train": 10000}``): a seeded random subset stratified by (target, group) cell.
         missing: What to do with images that the attribute file lists but the image folder lacks
             (e.g. a subset of CelebA's images with the full attribute file): ``"error"``, or
             ``"skip"`` them (logged). The default is ``"error"`` because a silently smaller dataset
@@ -155,7 +223,13 @@ def load_celeba(
     sensitive = [binary_attribute(n, _attribute(attributes, n, "sensitive attribute")) for n in names]
     image_dir = _image_dir(root)
     paths = [image_dir / str(name) for name in attributes.index]
-    keep = present_mask(paths, missing=missing, listed_in=str(attr_path))
+    keep = present_mask(
+        paths,
+        missing=missing,
+        listed_in=str(attr_path),
+        root=image_dir,
+        setting=setting_hint("root", "data.root") + " (the folder that holds img_align_celeba/)",
+    )
     files = attributes.index[keep]
     groups, group_names = product_groups([a.restrict(keep) for a in sensitive])
     if split_mode == "official":
@@ -187,5 +261,10 @@ def load_celeba(
         root=root,
     )
     return images.to_splits(
-        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+        indices,
+        resolution=resolution,
+        cache_dir=cache_dir,
+        limit=limit,
+        seed=seed,
+        min_group_size=min_group_size,
     )

@@ -14,6 +14,7 @@ data as FairFace intends, and no training image is ever evaluated on.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -24,9 +25,11 @@ import pandas as pd
 from fairprune.data.base import Splits, stratified_split_indices
 from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 from fairprune.data.image_csv import categorical_codes, check_columns, read_label_csv
-from fairprune.data.labelled_images import LabelledImages, present_mask
+from fairprune.data.labelled_images import LabelledImages, Limit, present_mask, setting_hint
 
-__all__ = ["load_fairface"]
+__all__ = ["load_fairface", "repair_age_bins"]
+
+logger = logging.getLogger(__name__)
 
 ORDERS: dict[str, tuple[str, ...]] = {
     "gender": ("Male", "Female"),
@@ -44,6 +47,61 @@ ORDERS: dict[str, tuple[str, ...]] = {
 """Id order of FairFace's labels; values outside these follow, sorted."""
 _AGE_EDGES = {"0-2": 0, "3-9": 3, "10-19": 10, "20-29": 20, "30-39": 30, "40-49": 40, "50-59": 50}
 _AGE_EDGES |= {"60-69": 60, "more than 70": 70}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAY_MONTH = re.compile(r"(\d{1,2})-([a-z]{3})[a-z]*")  # "03-Sep": the range 3-9 as day-month
+_MONTH_YEAR = re.compile(r"([a-z]{3})[a-z]*-(\d{2})")  # "Oct-19": the range 10-19 as month-year
+
+
+def _undamaged(value: str) -> str | None:
+    """The age bin a spreadsheet's date rendering of it stands for (``"03-Sep"`` -> ``"3-9"``),
+    or ``None`` when ``value`` is no such rendering or reads as no bin, or as two."""
+    text = value.strip().lower()
+    if (match := _DAY_MONTH.fullmatch(text)) is not None:
+        number, month = int(match.group(1)), match.group(2)
+    elif (match := _MONTH_YEAR.fullmatch(text)) is not None:
+        month, number = match.group(1), int(match.group(2))
+    else:
+        return None
+    if month not in _MONTHS:
+        return None
+    m = _MONTHS.index(month) + 1
+    readings = {f"{number}-{m}", f"{m}-{number}"} & set(_AGE_EDGES)  # either order of the range
+    return readings.pop() if len(readings) == 1 else None
+
+
+def repair_age_bins(ages: pd.Series, source: str) -> pd.Series:
+    """FairFace age bins with spreadsheet damage repaired (logged); other unknown bins raise.
+
+    A label CSV opened and saved in a spreadsheet commonly has the ranges that read as dates
+    turned into them: ``3-9`` into ``03-Sep`` (day-month) and ``10-19`` into ``Oct-19``
+    (month-year). Such a rendering is mapped back to the one bin whose two numbers it holds (in
+    either order), with a warning naming each repair and its row count; stray whitespace is
+    dropped. Any other value outside FairFace's bins raises, listing the valid ones.
+
+    Args:
+        ages: The ``age`` column.
+        source: Where the column was read, for the messages.
+
+    Returns:
+        The column as strings, every value one of ``ORDERS["age"]``.
+    """
+    strings = ages.astype(str).str.strip()
+    unknown = sorted(set(strings) - set(_AGE_EDGES))
+    repairs = {value: _undamaged(value) for value in unknown}
+    left = [value for value, bin_ in repairs.items() if bin_ is None]
+    if left:
+        raise ValueError(
+            f"unknown FairFace age bins {left} in {source}; expected one of {list(_AGE_EDGES)} "
+            "(or a spreadsheet's date rendering of one, such as '03-Sep' for '3-9')"
+        )
+    if repairs:
+        counts = strings.value_counts()
+        logger.warning(
+            "repaired spreadsheet-damaged FairFace age bins in %s (date renderings of ranges): %s",
+            source,
+            ", ".join(f"{v!r} -> {b!r} ({counts[v]} rows)" for v, b in repairs.items()),
+        )
+    return strings.replace({v: b for v, b in repairs.items() if b is not None})
 
 
 def _labels(frame: pd.DataFrame, name: str, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -57,10 +115,7 @@ def _labels(frame: pd.DataFrame, name: str, source: str) -> tuple[np.ndarray, tu
         raise ValueError(
             f"'age>=N' needs N at a FairFace age bin edge {sorted(_AGE_EDGES.values())}; received {name!r}"
         )
-    unknown = sorted(set(frame["age"].astype(str)) - set(_AGE_EDGES))
-    if unknown:
-        raise ValueError(f"unknown FairFace age bins {unknown} in {source}; expected {list(_AGE_EDGES)}")
-    ids = (frame["age"].astype(str).map(_AGE_EDGES) >= threshold).to_numpy(np.int64)
+    ids = (frame["age"].map(_AGE_EDGES) >= threshold).to_numpy(np.int64)
     return ids, (f"age<{threshold}", f"age>={threshold}")
 
 
@@ -81,7 +136,7 @@ def load_fairface(
     test_fraction: float = 0.5,
     image_root: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
+    limit: Limit = None,
     missing: str = "error",
     min_group_size: int = 1,
 ) -> Splits:
@@ -90,7 +145,9 @@ def load_fairface(
     Ids follow FairFace's orders (``ORDERS``): gender ``Male``, ``Female``; race ``White``,
     ``Black``, ``Latino_Hispanic``, ``East Asian``, ``Southeast Asian``, ``Indian``,
     ``Middle Eastern``; age bins ``0-2`` ... ``more than 70``; labels absent from the data are
-    left out. ``"age>=N"`` (N a bin edge) is binary: ``age<N``, ``age>=N``. A list of sensitive
+    left out. ``"age>=N"`` (N a bin edge) is binary: ``age<N``, ``age>=N``. Age bins that a
+    spreadsheet turned into dates (``03-Sep``, ``Oct-19``) are repaired with a warning, and other
+    unknown bins are an error (see :func:`repair_age_bins`). A list of sensitive
     attributes makes the intersectional groups that occur, named by those values, ``age>=N`` by
     0/1: ``["gender", "race"]`` gives ``"gender=Male,race=White"``, ``"gender=Male,race=Black"``,
     ... (ids in that order; see ``fairprune.data.groups``).
@@ -100,11 +157,12 @@ def load_fairface(
         target: ``"gender"``, ``"race"``, ``"age"``, ``"age>=N"`` or another column.
         sensitive_attribute: As ``target``; default ``"race"`` (7 groups); or a list of them.
         resolution: Side ``R`` of the square images.
-        seed: Seed of the cut of the official validation set.
+        seed: Seed of the cut of the official validation set and of the ``limit`` subsets.
         test_fraction: Share of the official validation set that becomes the test split.
         image_root: Folder the ``file`` paths are relative to (default ``root``).
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
-        limit: Keep only the first ``limit`` images of each split (for quick runs).
+        limit: At most this many images of each split, or a cap per split by name
+            (``{"train": 10000}``): a seeded random subset stratified by (target, group) cell.
         missing: Images named in the CSVs but absent: ``"error"`` or ``"skip"`` (logged).
         min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
@@ -127,8 +185,17 @@ def load_fairface(
     frame = pd.concat(tables, ignore_index=True)
     images_root = root if image_root is None else Path(image_root)
     paths = [images_root / str(p) for p in frame["file"]]
-    keep = present_mask(paths, missing=missing, listed_in=f"FairFace's label CSVs in {str(root)!r}")
+    keep = present_mask(
+        paths,
+        missing=missing,
+        listed_in=f"FairFace's label CSVs in {str(root)!r}",
+        root=images_root,
+        setting=setting_hint("image_root", "data.params.image_root"),
+    )
     frame = frame[keep].reset_index(drop=True)
+    if any(re.fullmatch(r"age(>=\d+)?", n.replace(" ", "")) for n in (target, *names)):
+        check_columns(frame, {"label": "age"}, "FairFace's label CSVs")
+        frame = frame.assign(age=repair_age_bins(frame["age"], f"FairFace's label CSVs in {str(root)!r}"))
     y, class_names = _labels(frame, target, "FairFace's label CSVs")
     sensitive = [_sensitive(frame, name, "FairFace's label CSVs") for name in names]
     groups, group_names = product_groups(sensitive)
@@ -155,5 +222,6 @@ def load_fairface(
         resolution=resolution,
         cache_dir=cache_dir,
         limit=limit,
+        seed=seed,
         min_group_size=min_group_size,
     )

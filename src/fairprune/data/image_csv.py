@@ -11,7 +11,7 @@ import pandas as pd
 
 from fairprune.data.base import Splits, stratified_split_indices
 from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
-from fairprune.data.labelled_images import LabelledImages, present_mask
+from fairprune.data.labelled_images import LabelledImages, Limit, present_mask, setting_hint
 
 __all__ = ["categorical_codes", "check_columns", "load_image_csv", "read_label_csv"]
 
@@ -85,7 +85,7 @@ def load_image_csv(
     resolution: int = 64,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
+    limit: Limit = None,
     missing: str = "error",
     min_group_size: int = 1,
 ) -> Splits:
@@ -107,9 +107,10 @@ def load_image_csv(
         positive: If given, class 1 where the target equals it (as a string), class 0 elsewhere.
         split_column: Optional column of ``"train"``/``"val"``/``"test"`` giving the split.
         resolution: Side ``R`` of the square images.
-        seed: Seed of the split.
+        seed: Seed of the split and of the ``limit`` subsets.
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
-        limit: Keep only the first ``limit`` images of each split (for quick runs).
+        limit: At most this many images of each split, or a cap per split by name
+            (``{"train": 10000}``): a seeded random subset stratified by (target, group) cell.
         missing: Images named in the CSV but absent: ``"error"`` or ``"skip"`` (logged).
         min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
@@ -134,7 +135,13 @@ def load_image_csv(
     frame = frame.dropna(subset=used).reset_index(drop=True)
     root = Path(image_root)
     paths = [root / str(p) for p in frame[path_column]]
-    keep = present_mask(paths, missing=missing, listed_in=repr(str(csv_path)))
+    keep = present_mask(
+        paths,
+        missing=missing,
+        listed_in=repr(str(csv_path)),
+        root=root,
+        setting=setting_hint("image_root", "data.root"),
+    )
     frame = frame[keep].reset_index(drop=True)
     y, class_names = categorical_codes(frame[target], positive=positive)
     groups, group_names = product_groups([Attribute(name, *categorical_codes(frame[name])) for name in names])
@@ -164,5 +171,10 @@ def load_image_csv(
             np.flatnonzero(split == "test"),
         )
     return images.to_splits(
-        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+        indices,
+        resolution=resolution,
+        cache_dir=cache_dir,
+        limit=limit,
+        seed=seed,
+        min_group_size=min_group_size,
     )

@@ -5,31 +5,50 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fairprune.data.base import GroupData, Splits
+from fairprune.data.base import GroupData, Splits, stratified_sample
 from fairprune.data.images import cached_images, first_names
 
-__all__ = ["LabelledImages", "grouped_split_indices", "present_mask"]
+__all__ = [
+    "SPLIT_NAMES",
+    "Limit",
+    "LabelledImages",
+    "grouped_split_indices",
+    "limit_per_split",
+    "present_mask",
+    "setting_hint",
+]
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 Indices = tuple[np.ndarray, np.ndarray, np.ndarray]
+Limit = int | Mapping[str, int] | None
+"""A loader's ``limit``: at most this many samples of each split, or per split by name
+(``{"train": 10000, "val": 2500}``; a split not named is kept whole), or ``None`` (all)."""
+SPLIT_NAMES = ("train", "val", "test")
 
 
-def present_mask(paths: Sequence[PathLike], *, missing: str, listed_in: str) -> np.ndarray:
+def present_mask(
+    paths: Sequence[PathLike], *, missing: str, listed_in: str, root: PathLike, setting: str
+) -> np.ndarray:
     """Which listed images exist; the others raise (``missing="error"``) or are logged (``"skip"``).
+
+    When no listed image exists the error says where the loader looked and which setting changes
+    it, whatever ``missing`` says: a wrong image folder is more likely than a dataset of none.
 
     Args:
         paths: Image files named by an annotation file.
         missing: ``"error"`` or ``"skip"``.
         listed_in: Where the images are listed, for the messages.
+        root: The folder the paths were resolved under, for the messages.
+        setting: How the user changes ``root`` (see :func:`setting_hint`), for the messages.
 
     Returns:
         ``(N,)`` bool, True where the file exists.
@@ -38,17 +57,47 @@ def present_mask(paths: Sequence[PathLike], *, missing: str, listed_in: str) -> 
         raise ValueError(f"missing must be 'error' or 'skip'; received {missing!r}")
     present = np.array([Path(p).is_file() for p in paths], dtype=bool)
     absent = [p for p, ok in zip(paths, present, strict=True) if not ok]
-    if absent and (missing == "error" or len(absent) == len(present)):
-        hint = "; pass missing='skip' to drop them" if len(absent) < len(present) else ""
+    if absent and not present.any():
+        raise ValueError(
+            f"none of the {len(present)} images listed in {listed_in} exists under {str(root)!r}, "
+            f"e.g. {first_names(absent, 3)}; point the loader at the folder that holds them with "
+            f"{setting}"
+        )
+    if absent and missing == "error":
         raise ValueError(
             f"{len(absent)} of {len(present)} images listed in {listed_in} are absent: "
-            f"{first_names(absent)}{hint}"
+            f"{first_names(absent)}; pass missing='skip' to drop them"
         )
     if absent:
         logger.warning(
             "skipping %d of %d images listed in %s that are absent", len(absent), len(present), listed_in
         )
     return present
+
+
+def setting_hint(argument: str, config_key: str) -> str:
+    """How a user changes a folder: ``"image_root= (in a config: data.params.image_root)"``."""
+    return f"{argument}= (in a config: {config_key})"
+
+
+def limit_per_split(limit: Limit) -> tuple[int | None, int | None, int | None]:
+    """The cap of each split (train, val, test) that a ``limit`` sets (``None``: no cap)."""
+    if limit is None:
+        return None, None, None
+    if isinstance(limit, Mapping):
+        unknown = sorted(set(limit) - set(SPLIT_NAMES))
+        if unknown:
+            raise ValueError(f"limit names unknown splits {unknown}; expected some of {list(SPLIT_NAMES)}")
+        caps = tuple(limit.get(name) for name in SPLIT_NAMES)
+    else:
+        caps = (limit, limit, limit)
+    for cap in caps:
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(
+                f"expected limit None, a positive integer or a mapping of split names to positive "
+                f"integers; received {limit!r}"
+            )
+    return caps[0], caps[1], caps[2]
 
 
 def grouped_split_indices(
@@ -118,7 +167,8 @@ class LabelledImages:
         *,
         resolution: int,
         cache_dir: PathLike | None,
-        limit: int | None = None,
+        limit: Limit = None,
+        seed: int = 0,
         progress: bool = False,
         min_group_size: int = 1,
     ) -> Splits:
@@ -128,7 +178,9 @@ class LabelledImages:
             indices: Train, val and test indices into ``paths``.
             resolution: Side ``R`` of the square images.
             cache_dir: Cache directory (default :func:`default_cache_dir`).
-            limit: Keep only the first ``limit`` samples of each split (for quick runs).
+            limit: At most this many samples of each split, or a cap per split by name (see
+                :data:`Limit`): a seeded random subset stratified by (target, group) cell.
+            seed: Seed of the ``limit`` subsets.
             progress: Show a progress bar while decoding.
             min_group_size: Fewest samples of every group in every split (see
                 ``Splits.check_groups``).
@@ -136,10 +188,20 @@ class LabelledImages:
         Returns:
             Splits whose ``x`` are uint8 ``(N, 3, R, R)``, kept uint8 in memory.
         """
+        rng = np.random.default_rng(seed)
+        strata = self.strata
+        kept = [
+            idx if cap is None else idx[stratified_sample(strata[idx], cap, rng)]
+            for idx, cap in zip(indices, limit_per_split(limit), strict=True)
+        ]
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"expected limit None or a positive integer; received {limit}")
-            indices = (indices[0][:limit], indices[1][:limit], indices[2][:limit])
+            logger.info(
+                "limit %r: stratified subsets of %s of %s images (train, val, test)",
+                limit,
+                [len(k) for k in kept],
+                [len(i) for i in indices],
+            )
+        indices = (kept[0], kept[1], kept[2])
         used = np.unique(np.concatenate(indices))
         paths = [self.paths[i] for i in used]
         images = cached_images(cache_dir, (self.name,), paths, resolution, root=self.root, progress=progress)

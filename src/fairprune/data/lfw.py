@@ -10,10 +10,13 @@ Layout::
 The attributes are real-valued scores (classifier outputs); a score above 0 is the attribute
 present. Attribute names may be given in the file's spelling (``"Wavy Hair"``) or with
 underscores (``"Wavy_Hair"``): names are matched ignoring case, spaces, underscores and punctuation.
+A file that went through an editor is read as intended when that is unambiguous (CRLF, stray
+whitespace, blank lines, TABs turned into spaces in the rows, a missing first comment line).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -29,9 +32,17 @@ from fairprune.data.groups import (
     joined_name,
     product_groups,
 )
-from fairprune.data.labelled_images import LabelledImages, grouped_split_indices, present_mask
+from fairprune.data.labelled_images import (
+    LabelledImages,
+    Limit,
+    grouped_split_indices,
+    present_mask,
+    setting_hint,
+)
 
 __all__ = ["load_lfw"]
+
+logger = logging.getLogger(__name__)
 
 _IMAGE_DIRS = ("lfw", "lfw-deepfunneled", "lfw_funneled")
 
@@ -40,29 +51,80 @@ def _key(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
+def _header(lines: list[str], path: Path) -> tuple[int, list[str]]:
+    """The position of the header line among the first two lines, and its fields.
+
+    The header is ``#<TAB>person<TAB>imagenum<TAB><names>``, after a ``# N images, K attributes``
+    comment; a missing comment line or a header without its ``#`` is repaired (logged).
+    """
+    for position, line in enumerate(lines[:2]):
+        fields = [f.strip() for f in line.lstrip("#").strip().split("\t")]
+        if fields[:2] == ["person", "imagenum"] and len(fields) > 2:
+            if position == 0 or not line.startswith("#"):
+                logger.warning(
+                    "%s: the header is line %d%s; read it as the header",
+                    path,
+                    position + 1,
+                    "" if line.startswith("#") else " without its '#'",
+                )
+            return position, fields
+    raise ValueError(
+        f"expected line 2 of {str(path)!r} (after a '# N images, K attributes' comment) to be "
+        f"'#<TAB>person<TAB>imagenum<TAB><attribute names>'; received {[line[:60] for line in lines[:2]]}"
+    )
+
+
+def _row(line: str, width: int) -> list[str] | None:
+    """The ``width`` fields of a data row, or ``None`` when it cannot be read.
+
+    Fields are TAB-separated (trailing empty fields dropped); a row without TABs (they became spaces) is
+    read from the right: the last ``width - 2`` fields are the scores, the one before them the
+    image number, the rest the person's name.
+    """
+    fields = [f.strip() for f in line.split("\t")]
+    while len(fields) > width and fields[-1] == "":
+        fields.pop()
+    if len(fields) == width:
+        return fields
+    tokens = line.split()
+    if "\t" in line.strip() or len(tokens) < width:
+        return None
+    return [" ".join(tokens[: len(tokens) - width + 1]), *tokens[len(tokens) - width + 1 :]]
+
+
 def _read_attributes(path: Path) -> pd.DataFrame:
-    """The attribute file as a frame with columns ``person``, ``imagenum`` and the attributes."""
+    """The attribute file as a frame with columns ``person``, ``imagenum`` and the attributes.
+
+    CRLF line ends, stray whitespace around fields and at line ends, blank lines, rows whose TABs
+    became spaces and a missing first (comment) line are read as intended; other damage raises.
+    """
     if not path.is_file():
         raise ValueError(f"expected LFW's attribute file at {str(path)!r} (lfw_attributes.txt); it is absent")
-    with path.open() as file:
-        file.readline()  # "# 13143 images, 73 attributes"
-        header = file.readline().rstrip("\n").lstrip("#").strip("\t ").split("\t")
-    if header[:2] != ["person", "imagenum"] or len(header) < 3:
+    lines = [line for line in path.read_text().splitlines() if line.strip()]  # CRLF, blank lines
+    position, header = _header(lines, path)
+    rows, bad = [], []
+    for number, line in enumerate(lines[position + 1 :], start=position + 2):
+        row = _row(line, len(header))
+        if row is None:
+            bad.append(number)
+        else:
+            rows.append(row)
+    if bad:
         raise ValueError(
-            f"expected line 2 of {str(path)!r} to be '#<TAB>person<TAB>imagenum<TAB><attribute names>'; "
-            f"received fields {header[:5]}"
+            f"{len(bad)} rows of LFW's attribute file {str(path)!r} do not have the {len(header)} "
+            f"fields of its header, e.g. (non-blank) lines {bad[:5]}"
         )
+    frame = pd.DataFrame(rows, columns=header)
     try:
-        frame = pd.read_csv(
-            path, sep="\t", skiprows=2, header=None, names=header, keep_default_na=False, na_values=[""]
-        )
         scores = frame[header[2:]].astype(np.float64)
-        imagenum = frame["imagenum"].astype(np.int64)
-    except (ValueError, pd.errors.ParserError) as error:
+        imagenum = frame["imagenum"].astype(np.float64)
+    except ValueError as error:
         raise ValueError(f"could not parse LFW's attribute file {str(path)!r}: {error}") from error
-    if scores.isna().any().any():
-        raise ValueError(f"LFW's attribute file {str(path)!r} has missing scores (rows with too few fields)")
-    return pd.concat([frame["person"].astype(str), imagenum, scores], axis=1)
+    if not (imagenum == imagenum.round()).all():
+        raise ValueError(
+            f"expected whole image numbers in {str(path)!r}; received {imagenum.head(3).tolist()}"
+        )
+    return pd.concat([frame["person"], imagenum.astype(np.int64), scores], axis=1)
 
 
 def _attribute(frame: pd.DataFrame, name: str, role: str) -> tuple[str, np.ndarray]:
@@ -78,7 +140,11 @@ def _image_dir(root: Path, image_dir: str | None) -> Path:
     for name in names:
         if (root / name).is_dir():
             return root / name
-    raise ValueError(f"expected LFW's images in a folder {list(names)} under {str(root)!r}; none exists")
+    raise ValueError(
+        f"expected LFW's images in a folder {list(names)} under {str(root)!r}; none exists (set the "
+        f"folder with {setting_hint('root', 'data.root')} and its name with "
+        f"{setting_hint('image_dir', 'data.params.image_dir')})"
+    )
 
 
 def load_lfw(
@@ -90,7 +156,7 @@ def load_lfw(
     seed: int = 0,
     split_by_person: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
+    limit: Limit = None,
     missing: str = "error",
     image_dir: str | None = None,
     min_group_size: int = 1,
@@ -115,10 +181,11 @@ def load_lfw(
         sensitive_attribute: Attribute whose values are the groups, e.g. ``"Male"``, or a list of
             attributes (``["Male", "Big_Nose"]``) whose combinations are (at most 16).
         resolution: Side ``R`` of the square images.
-        seed: Seed of the split.
+        seed: Seed of the split and of the ``limit`` subsets.
         split_by_person: Keep each person within one split.
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
-        limit: Keep only the first ``limit`` images of each split (for quick runs).
+        limit: At most this many images of each split, or a cap per split by name
+            (``{"train": 10000}``): a seeded random subset stratified by (target, group) cell.
         missing: Images listed in the attribute file but absent: ``"error"`` or ``"skip"`` (logged).
         image_dir: Name of the image folder under ``root`` (default: the first of ``lfw``,
             ``lfw-deepfunneled``, ``lfw_funneled`` that exists).
@@ -144,7 +211,15 @@ def load_lfw(
         images_root / person / f"{person}_{number:04d}.jpg"
         for person, number in zip(people, frame["imagenum"], strict=True)
     ]
-    keep = present_mask(paths, missing=missing, listed_in=str(attr_path))
+    keep = present_mask(
+        paths,
+        missing=missing,
+        listed_in=str(attr_path),
+        root=images_root,
+        setting=setting_hint("root", "data.root")
+        + " and "
+        + setting_hint("image_dir", "data.params.image_dir"),
+    )
     groups, group_names = product_groups([a.restrict(keep) for a in sensitive])
     images = LabelledImages(
         name="lfw",
@@ -163,5 +238,10 @@ def load_lfw(
     else:
         indices = stratified_split_indices(images.strata, fractions, seed)
     return images.to_splits(
-        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+        indices,
+        resolution=resolution,
+        cache_dir=cache_dir,
+        limit=limit,
+        seed=seed,
+        min_group_size=min_group_size,
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from fairprune.data.base import Splits, stratified_split_indices
 from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
-from fairprune.data.labelled_images import LabelledImages
+from fairprune.data.labelled_images import LabelledImages, Limit, setting_hint
 
 __all__ = ["load_utkface"]
 
@@ -90,7 +90,7 @@ def load_utkface(
     resolution: int = 64,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
+    limit: Limit = None,
     min_group_size: int = 1,
 ) -> Splits:
     """Load UTKFace with a target and a sensitive attribute read from the file names.
@@ -107,9 +107,10 @@ def load_utkface(
         target: ``"gender"``, ``"race"`` or ``"age>=N"``.
         sensitive_attribute: ``"race"``, ``"gender"`` or ``"age>=N"``, or a list of them.
         resolution: Side ``R`` of the square images.
-        seed: Seed of the split.
+        seed: Seed of the split and of the ``limit`` subsets.
         cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
-        limit: Keep only the first ``limit`` images of each split (for quick runs).
+        limit: At most this many images of each split, or a cap per split by name
+            (``{"train": 10000}``): a seeded random subset stratified by (target, group) cell.
         min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
 
     Returns:
@@ -118,10 +119,16 @@ def load_utkface(
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"expected UTKFace's image folder at {str(root)!r}; it is not a directory")
+        raise ValueError(
+            f"expected UTKFace's image folder at {str(root)!r}; it is not a directory (set it with "
+            f"{setting_hint('root', 'data.root')})"
+        )
     files = sorted(f for f in root.rglob("*") if f.suffix.lower() in _SUFFIXES and f.is_file())
     if not files:
-        raise ValueError(f"expected UTKFace images (*.jpg) under {str(root)!r}; found none")
+        raise ValueError(
+            f"expected UTKFace images (*.jpg, *.jpeg, *.png, in any subfolder) under {str(root)!r}; "
+            f"found none (set the folder with {setting_hint('root', 'data.root')})"
+        )
     kept, labels = _parse(files)
     ages, genders, races = labels[:, 0], labels[:, 1], labels[:, 2]
     y, class_names = _labels(target, ages, genders, races)
@@ -147,5 +154,10 @@ def load_utkface(
     )
     indices = stratified_split_indices(images.strata, (0.7, 0.15, 0.15), seed)
     return images.to_splits(
-        indices, resolution=resolution, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+        indices,
+        resolution=resolution,
+        cache_dir=cache_dir,
+        limit=limit,
+        seed=seed,
+        min_group_size=min_group_size,
     )
