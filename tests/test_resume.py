@@ -63,3 +63,23 @@ def test_sigkill_mid_sweep_then_resume_records_every_run_once(tmp_path, planted_
     frame = pd.read_csv(out / "results.csv")
     assert len(frame) == 5 and frame["run_id"].is_unique
     assert sorted(frame["run_id"]) == sorted(Path(p).stem for p in records)
+
+
+def test_a_sweep_recorded_before_a_setting_existed_resumes(tmp_path):
+    """A config.json written before a setting was added (here: fairness.confidence) resumes:
+    the missing setting counts at its default; a recorded value that differs still refuses."""
+    from fairprune.config import ExperimentConfig
+    from fairprune.experiment import prepare_out_dir
+
+    cfg = ExperimentConfig()
+    out = tmp_path / "out"
+    out.mkdir()
+    recorded = cfg.to_dict()
+    del recorded["fairness"]["confidence"]
+    (out / "config.json").write_text(json.dumps(recorded))
+    prepare_out_dir(out, cfg, restart=False)  # no error
+    assert json.loads((out / "config.json").read_text())["fairness"]["confidence"] == 0.0
+    recorded["fairness"]["strength"] = 1.0
+    (out / "config.json").write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match="holds results of a different config"):
+        prepare_out_dir(out, cfg, restart=False)

@@ -168,13 +168,28 @@ def extends(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(old_params.get(m) == new_params.get(m) for m in used)
 
 
+def with_new_defaults(old: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``old`` (a recorded config) with every setting it lacks — one added to fairprune after
+    it was written — at its default, recursively: such a setting changed nothing for the
+    recorded runs, so it must not stop them from resuming."""
+    out = dict(old)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif isinstance(out[key], dict) and isinstance(default, dict) and default:
+            out[key] = with_new_defaults(out[key], default)
+    return out
+
+
 def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
     """Create ``out`` or check that it holds the same resolved config, or one that ``cfg`` only
-    extends with more runs (see :func:`extends`); refuse otherwise."""
+    extends with more runs (see :func:`extends`); refuse otherwise. Settings the recorded config
+    lacks count at their defaults (:func:`with_new_defaults`)."""
     resolved = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     cfg_path = out / "config.json"
     if cfg_path.exists() and not restart:
-        previous = json.loads(cfg_path.read_text())
+        recorded = json.loads(cfg_path.read_text())
+        previous = json.loads(json.dumps(with_new_defaults(recorded, ExperimentConfig().to_dict())))
         if previous != json.loads(resolved) and not extends(previous, json.loads(resolved)):
             raise ValueError(
                 f"output directory {str(out)!r} holds results of a different config; expected the "
