@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 from fairprune.data.base import GroupData, Splits
 from fairprune.data.images import augment as augment_images
 from fairprune.data.images import to_float
+from fairprune.distributed import rank, world_size
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
+from fairprune.samplers import cells_of, stratified_epoch
 from fairprune.selection import CheckpointSelector, is_trivial
 
 __all__ = [
@@ -212,21 +214,15 @@ def stratified_batches(
     """Endless batches in which every (target, group) cell appears in proportion (±1).
 
     Each epoch shuffles every cell and spreads its samples evenly over the epoch's order, so a
-    batch misses a group only when the group has fewer samples than there are batches.
+    batch misses a group only when the group has fewer samples than there are batches (see
+    :mod:`fairprune.samplers`). Under ``torchrun``, ``batch_size`` is the global batch and this
+    rank gets its shard of each.
     """
-    cell = data.y * n_groups + data.groups  # (N,)
+    cells = cells_of(data.y, data.groups, n_groups)  # (N,)
     while True:
-        position = torch.empty(len(data))
-        for c in torch.unique(cell):
-            idx = torch.nonzero(cell == c).flatten()
-            ranks = torch.randperm(len(idx), generator=generator).float()
-            offset = torch.rand(1, generator=generator)
-            position[idx] = (ranks + offset) / len(idx)
-        order = torch.argsort(position)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield data.subset(order[start : start + batch_size])
-        if len(order) < batch_size:
-            yield data.subset(order)
+        epoch = stratified_epoch(cells, batch_size, generator, rank=rank(), world_size=world_size())
+        for index in epoch:
+            yield data.subset(index)
 
 
 class Postprocessor(Protocol):
