@@ -3,9 +3,10 @@
 A fairness surrogate needs every group in every batch. Each epoch shuffles every (target, group)
 cell and spreads its samples evenly over the epoch's order, so each batch holds every cell in
 proportion (±1) and misses a group only when the group has fewer samples than there are batches.
-Under DDP, each global batch is dealt out to the ranks in turn (rank ``r`` takes positions
-``r, r + W, r + 2W, ...``), so each rank's shard is stratified too and the ranks together hold
-exactly the global batch that one process would train on with the same seed.
+Under DDP, each global batch is ordered by cell and dealt out to the ranks in turn (rank ``r``
+takes positions ``r, r + W, r + 2W, ...``), so a cell with ``n`` samples in the batch gives every
+rank ``floor(n / W)`` or ``ceil(n / W)`` of them, and the ranks together hold exactly the global
+batch that one process would train on with the same seed.
 
 The harness's loop (:func:`fairprune.engine.stratified_batches`) and a user's ``DataLoader``
 (:class:`StratifiedBatchSampler` as its ``batch_sampler``) draw the same batches from the same seed.
@@ -41,8 +42,8 @@ def stratified_epoch(
 
     Draws the epoch's order from ``generator`` (every rank must pass a generator in the same
     state). Global batches are ``batch_size`` long (the last partial one is dropped; a split
-    smaller than one batch is a single batch); rank ``r`` of ``W`` takes every ``W``-th sample
-    of each, from position ``r``.
+    smaller than one batch is a single batch); with ``W > 1`` ranks, rank ``r`` takes every
+    ``W``-th sample of each batch ordered by cell, from position ``r``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; received {batch_size}")
@@ -58,7 +59,10 @@ def stratified_epoch(
     batches = [order[start : start + batch_size] for start in range(0, len(order) - batch_size + 1, batch_size)]
     if len(order) < batch_size:
         batches = [order]
-    return [batch[rank::world_size] for batch in batches]
+    if world_size == 1:
+        return batches
+    # deal each cell out in turn: a cell with n samples in the batch gives every rank n // W or more
+    return [batch[torch.sort(cells[batch], stable=True).indices][rank::world_size] for batch in batches]
 
 
 class StratifiedBatchSampler(Sampler[list[int]]):

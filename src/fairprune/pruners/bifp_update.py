@@ -276,11 +276,11 @@ class BiFPSparsifier:
             )
         if (state["constraint"] is None) != (self.constraint is None):
             raise ValueError("sparsifier state and this sparsifier disagree on having a constraint")
+        if self.constraint is not None:  # first: it checks its state before changing anything
+            self.constraint.load_state_dict(state["constraint"])
         with torch.no_grad():
             for name, score in self.scores.items():
                 score.copy_(state["scores"][name])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.constraint is not None:
-            self.constraint.load_state_dict(state["constraint"])
         self.steps = int(state["steps"])
         self.space.apply(self.model, dict(self.scores), self.sparsity, gate=True)
