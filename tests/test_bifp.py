@@ -18,7 +18,9 @@ from fairprune.pruners import build_pruner, run_pruner
 from fairprune.pruners.bifp_update import BiFPSparsifier
 
 
-def _sgd_sparsifier(net: nn.Module, scores: dict[str, torch.Tensor], sparsity: float, gamma: float) -> BiFPSparsifier:
+def _sgd_sparsifier(
+    net: nn.Module, scores: dict[str, torch.Tensor], sparsity: float, gamma: float
+) -> BiFPSparsifier:
     """A prepared sparsifier whose score step is plain SGD (lr 1) from the given raw scores."""
     sparsifier = BiFPSparsifier(sparsity, gamma=gamma)
     sparsifier.prepare(net, scores=scores)

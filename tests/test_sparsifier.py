@@ -81,7 +81,12 @@ def user_loop(
 
 
 def _harness(
-    dense: nn.Module, splits: Splits, objective: FairnessObjective, steps: int, eval_every: int, **params: object
+    dense: nn.Module,
+    splits: Splits,
+    objective: FairnessObjective,
+    steps: int,
+    eval_every: int,
+    **params: object,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     model = copy.deepcopy(dense)
     config = TrainConfig(batch_size=BATCH, lr=0.05, weight_decay=5e-4, grad_clip=1.0, eval_every=eval_every)
@@ -190,7 +195,9 @@ def test_bf16_autocast_on_cpu(small_dense, planted_splits):
     sparsifier.prepare(model)
     initial = get_masks(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    for x, y, g in itertools.islice(itertools.chain.from_iterable(itertools.repeat(_loader(planted_splits))), 10):
+    for x, y, g in itertools.islice(
+        itertools.chain.from_iterable(itertools.repeat(_loader(planted_splits))), 10
+    ):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(x)
             term = sparsifier.fairness_term(logits, y, g)
@@ -219,7 +226,10 @@ def test_squash_mask_returns_a_plain_model_with_the_masked_outputs(small_dense, 
         torch.testing.assert_close(plain(x), masked, rtol=0, atol=0)
     zeros = sum(int((p == 0).sum()) for n, p in plain.named_parameters() if n.endswith("weight"))
     assert zeros == round(0.9 * 544)
-    assert torch.equal(sparsifier.fairness_term(masked, planted_splits.val.y[:50], planted_splits.val.groups[:50]), torch.tensor(0.0))
+    assert torch.equal(
+        sparsifier.fairness_term(masked, planted_splits.val.y[:50], planted_splits.val.groups[:50]),
+        torch.tensor(0.0),
+    )
 
 
 def test_channel_sparsifier_slims(small_dense, planted_splits):
@@ -265,10 +275,14 @@ def test_sampler_loader_yields_the_harness_batches(planted_splits):
     for _, (x, y, g) in zip(range(2 * len(loader)), itertools.chain(loader, loader), strict=False):
         batch = next(harness)
         assert torch.equal(x, batch.x) and torch.equal(y, batch.y) and torch.equal(g, batch.groups)
-    ranks = [StratifiedBatchSampler(train.y, train.groups, BATCH, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [
+        StratifiedBatchSampler(train.y, train.groups, BATCH, seed=0, rank=r, world_size=2) for r in (0, 1)
+    ]
     single = StratifiedBatchSampler(train.y, train.groups, BATCH, seed=0)
     for whole, *shards in zip(single, *ranks, strict=True):
-        assert sorted(shards[0] + shards[1]) == sorted(whole) and len(shards[0]) == len(shards[1]) == BATCH // 2
+        assert (
+            sorted(shards[0] + shards[1]) == sorted(whole) and len(shards[0]) == len(shards[1]) == BATCH // 2
+        )
         for shard in shards:
             cells = train.y[shard] * 2 + train.groups[shard]
             assert set(cells.tolist()) == {0, 1, 2, 3}

@@ -56,7 +56,9 @@ def stratified_epoch(
         offset = torch.rand(1, generator=generator)
         position[idx] = (ranks + offset) / len(idx)
     order = torch.argsort(position)  # (N,)
-    batches = [order[start : start + batch_size] for start in range(0, len(order) - batch_size + 1, batch_size)]
+    batches = [
+        order[start : start + batch_size] for start in range(0, len(order) - batch_size + 1, batch_size)
+    ]
     if len(order) < batch_size:
         batches = [order]
     if world_size == 1:

@@ -32,12 +32,14 @@ from dataclasses import dataclass, replace
 from torch import Tensor, nn
 
 from fairprune.data.base import GroupData
+from fairprune.distributed import wrap_ddp
 from fairprune.engine import (
     CheckpointSelector,
     Task,
     batch_loss,
     clipped_step,
     make_optimizer,
+    prepare_model,
     run_loop,
     train_weights,
 )
@@ -99,8 +101,7 @@ class BiFP(PrunerBase):
             raise ValueError("expected gamma > 0, mask_lr > 0, steps >= 0 and finetune_steps >= 0")
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        device = task.train.device
-        model.to(device).train()
+        prepare_model(model, task.train)
         space = self.space(model, task)
         outcome = Outcome(space=space)
         scores = None
@@ -123,9 +124,10 @@ class BiFP(PrunerBase):
         sparsifier.prepare(model, scores=scores, init=init, seed=task.seed, space=space)
         constraint = sparsifier.constraint
         weight_opt = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train)
+        net = wrap_ddp(model)  # masks on first; under torchrun the weights' gradients are averaged
 
         def loss_of(batch: GroupData) -> Tensor:  # lambda_w, or lambda_m inside the upper closure
-            return batch_loss(model, batch, task, constraint, fairness_weight=sparsifier.fairness_weight)
+            return batch_loss(net, batch, task, constraint, fairness_weight=sparsifier.fairness_weight)
 
         def alternating(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
             loss_w = loss_of(next_batch())  # lower: weights

@@ -121,16 +121,22 @@ class BiFPSparsifier:
             example_input: One input batch, to trace the channel groups (``structure="channel"``).
         """
         module = unwrap(model)
-        if space is None:
-            if self.structure == "channel" and example_input is None:
+        if space is None and self.structure == "channel":
+            if example_input is None:
                 raise ValueError("structure='channel' needs example_input= (one input batch, for tracing)")
-            space = ChannelSpace(module, example_input) if self.structure == "channel" else WeightSpace(self.scope)  # type: ignore[arg-type]
+            space = ChannelSpace(module, example_input)
+        elif space is None:
+            space = WeightSpace(self.scope)
         if scores is None:
             scores = initial_scores(module, space, init, seed)
         # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free
         rms = torch.sqrt(torch.cat([s.reshape(-1).float() ** 2 for s in scores.values()]).mean())
-        device = next(module.parameters()).device if space.structure == "unstructured" else torch.device("cpu")
-        self.scores = {n: nn.Parameter((s.float() / rms.clamp_min(1e-12)).to(device)) for n, s in scores.items()}
+        device = (
+            next(module.parameters()).device if space.structure == "unstructured" else torch.device("cpu")
+        )
+        self.scores = {
+            n: nn.Parameter((s.float() / rms.clamp_min(1e-12)).to(device)) for n, s in scores.items()
+        }
         self.optimizer = torch.optim.Adam(list(self.scores.values()), lr=self.mask_lr)
         self.space, self._model = space, module
         space.apply(module, dict(self.scores), self.sparsity, gate=True)
@@ -216,9 +222,7 @@ class BiFPSparsifier:
         self.steps += 1
 
     @torch.no_grad()
-    def update_multiplier(
-        self, loader: Iterable[Any], *, y_pred_dense: Tensor | None = None
-    ) -> float:
+    def update_multiplier(self, loader: Iterable[Any], *, y_pred_dense: Tensor | None = None) -> float:
         """The dual step of the constraint from the exact metric of the model's predictions on
         ``loader`` (batches ``(x, y, groups)``; under ``torchrun``, each rank's shard, gathered).
 
@@ -233,7 +237,11 @@ class BiFPSparsifier:
         for batch in loader:
             x, y, groups = batch
             logits = model(model_inputs(x, str(device))).float().cpu()
-            pred = (logits.reshape(-1) > 0).long() if logits.ndim == 1 or logits.shape[-1] == 1 else logits.argmax(-1)
+            pred = (
+                (logits.reshape(-1) > 0).long()
+                if logits.ndim == 1 or logits.shape[-1] == 1
+                else logits.argmax(-1)
+            )
             parts.append((torch.as_tensor(y).long().cpu(), pred, torch.as_tensor(groups).long().cpu()))
         model.train(was_training)
         if not parts:
