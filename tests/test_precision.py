@@ -63,6 +63,8 @@ def test_channels_last_trains_the_same_model():
     conv = prunable_parameters(models[True])["0.weight"]
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert not prunable_parameters(models[False])["0.weight"].is_contiguous(memory_format=torch.channels_last)
-    for (name, a), b in zip(models[False].state_dict().items(), models[True].state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        models[False].state_dict().items(), models[True].state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert get_masks(models[True])["0.weight"].all()

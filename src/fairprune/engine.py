@@ -185,6 +185,7 @@ def model_inputs(
     first); other inputs pass through. Moved to ``device``."""
     x = x.to(device)
     if x.dtype == torch.uint8:
+        x = x.contiguous()  # a batch of images mapped from the cache has channels-last strides
         if augment:
             x = augment_images(x, generator)
         x = to_float(x)
