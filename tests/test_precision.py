@@ -1,4 +1,4 @@
-"""train.autocast (bf16) and train.channels_last in the harness's loops."""
+"""train.autocast (bf16), train.channels_last and train.workers in the harness's loops."""
 
 from __future__ import annotations
 
@@ -68,3 +68,21 @@ def test_channels_last_trains_the_same_model():
     ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert get_masks(models[True])["0.weight"].all()
+
+
+def test_dataloader_workers_give_the_in_memory_batches(dense, planted_splits):
+    """train.workers = 2 reads the same stratified batches through a DataLoader: same weights."""
+    models = {}
+    for workers in (0, 2):
+        model = copy.deepcopy(dense)
+        config = TrainConfig(batch_size=64, eval_every=10, workers=workers)
+        train_weights(model, Task(planted_splits, None, config, seed=0), 12)
+        models[workers] = model
+    for (name, a), b in zip(models[0].state_dict().items(), models[2].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(dense.state_dict().values(), models[0].state_dict().values(), strict=True)
+    )
+    with pytest.raises(ValueError, match="train.workers must be >= 0"):
+        TrainConfig(workers=-1)

@@ -26,7 +26,7 @@ from fairprune.distributed import all_gather_cat, is_distributed, rank, world_si
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
-from fairprune.samplers import cells_of, stratified_epoch
+from fairprune.samplers import StratifiedBatchSampler, cells_of, loader_batches, stratified_epoch
 from fairprune.selection import CheckpointSelector, is_trivial
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Task",
     "LoopResult",
     "stratified_batches",
+    "training_batches",
     "predict",
     "logits_of",
     "Postprocessor",
@@ -90,6 +91,10 @@ class TrainConfig:
             float32); ``"none"``: float32 throughout.
         channels_last: Image batches and the model in ``torch.channels_last`` memory format
             (faster convolutions on CUDA tensor cores).
+        workers: Training batches through a ``DataLoader`` with this many worker processes
+            (pinned memory on CUDA): for image splits mapped from disk. 0: batches are indexed
+            out of the in-memory split in this process (the fast path for tabular data). Both
+            give the same batches.
     """
 
     batch_size: int = 256
@@ -105,8 +110,11 @@ class TrainConfig:
     device: str = "cpu"
     autocast: str = "none"
     channels_last: bool = False
+    workers: int = 0
 
     def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"train.workers must be >= 0 (0: no worker processes), got {self.workers}")
         if self.autocast not in AUTOCAST_MODES:
             raise ValueError(f"train.autocast must be one of {AUTOCAST_MODES}; got {self.autocast!r}")
         if self.eval_samples < 0:
@@ -263,6 +271,27 @@ def stratified_batches(
             yield data.subset(index)
 
 
+def training_batches(task: Task) -> Iterator[GroupData]:
+    """The endless stratified training batches of a loop (this rank's shards under ``torchrun``),
+    drawn with the task's seed: indexed in memory, or through a ``DataLoader`` with
+    ``train.workers`` worker processes (the same batches)."""
+    cfg, train, n_groups = task.train, task.splits.train, task.splits.n_groups
+    if cfg.workers == 0:
+        generator = torch.Generator().manual_seed(task.seed)
+        return stratified_batches(train, cfg.batch_size, generator, n_groups, shard=True)
+    sampler = StratifiedBatchSampler(
+        train.y,
+        train.groups,
+        cfg.batch_size,
+        n_groups=n_groups,
+        seed=task.seed,
+        rank=rank(),
+        world_size=world_size(),
+    )
+    cuda = torch.device(cfg.device).type == "cuda"
+    return loader_batches(train, sampler, workers=cfg.workers, pin_memory=cuda)
+
+
 class Postprocessor(Protocol):
     """Maps a model's logits and each sample's group to class predictions (group-specific
     decision thresholds): a model that needs the sensitive attribute at prediction time."""
@@ -373,8 +402,7 @@ def run_loop(
         ValueError: If the loss becomes NaN or infinite (naming the step).
     """
     cfg = task.train
-    gen = torch.Generator().manual_seed(task.seed)
-    batches = stratified_batches(task.splits.train, cfg.batch_size, gen, task.splits.n_groups, shard=True)
+    batches = training_batches(task)
     result = LoopResult()
     if selector is None:
         selector = CheckpointSelector(constrained=constraint is not None, band=cfg.selection_band)

@@ -18,9 +18,11 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["StratifiedBatchSampler", "stratified_epoch", "cells_of"]
+from fairprune.data.base import GroupData
+
+__all__ = ["StratifiedBatchSampler", "GroupDataset", "loader_batches", "stratified_epoch", "cells_of"]
 
 
 def cells_of(y: Tensor, groups: Tensor, n_groups: int | None = None) -> Tensor:
@@ -49,6 +51,11 @@ def stratified_epoch(
         raise ValueError(f"batch_size must be a positive integer; received {batch_size}")
     if not 0 <= rank < world_size:
         raise ValueError(f"expected 0 <= rank < world_size; received rank {rank} of {world_size}")
+    if batch_size % world_size:
+        raise ValueError(
+            f"the global batch_size ({batch_size}) must be a multiple of the number of processes "
+            f"({world_size}) so that every rank's shard has the same size"
+        )
     position = torch.empty(len(cells))
     for c in torch.unique(cells):
         idx = torch.nonzero(cells == c).flatten()
@@ -101,6 +108,8 @@ class StratifiedBatchSampler(Sampler[list[int]]):
                 f"the global batch_size ({batch_size}) must be a multiple of world_size ({world_size}) "
                 "so that every rank's shard has the same size"
             )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"expected 0 <= rank < world_size; received rank {rank} of {world_size}")
         self.cells = cells_of(y, groups, n_groups)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
@@ -114,3 +123,44 @@ class StratifiedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(1, len(self.cells) // self.batch_size)
+
+
+class GroupDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
+    """A :class:`GroupData` split as a map-style dataset of ``(x, y, group)``; a batch of indices
+    is fetched with one indexing operation (``__getitems__``), e.g. from an image split mapped
+    from the cache file (only the batch's rows are read)."""
+
+    def __init__(self, data: GroupData) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.data.x[index], self.data.y[index], self.data.groups[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        batch = self.data.subset(torch.as_tensor(indices, dtype=torch.long))
+        return batch.x, batch.y, batch.groups
+
+
+def _as_batch(batch: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    return batch  # already batched by GroupDataset.__getitems__
+
+
+def loader_batches(
+    data: GroupData, sampler: StratifiedBatchSampler, *, workers: int, pin_memory: bool
+) -> Iterator[GroupData]:
+    """Endless batches of ``data`` through a ``DataLoader`` over ``sampler`` (epoch after epoch):
+    ``workers`` processes read and collate them, into pinned memory if ``pin_memory``."""
+    loader = DataLoader(
+        GroupDataset(data),
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        collate_fn=_as_batch,
+        persistent_workers=workers > 0,
+    )
+    while True:
+        for x, y, groups in loader:
+            yield GroupData(x, y, groups)
