@@ -15,6 +15,7 @@ The harness's loop (:func:`fairprune.engine.stratified_batches`) and a user's ``
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -144,8 +145,8 @@ class GroupDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
         return batch.x, batch.y, batch.groups
 
 
-def _as_batch(batch: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    return batch  # already batched by GroupDataset.__getitems__
+def _as_batch(batch: Any) -> Any:
+    return batch  # already batched by GroupDataset.__getitems__: (x, y, groups)
 
 
 def loader_batches(
