@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 from torch import nn
 
+from fairprune.config import load_config
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import Task, TrainConfig, train_weights
+from fairprune.experiment import prepare_out_dir
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.pruners import build_pruner, run_pruner
@@ -86,3 +89,17 @@ def test_dataloader_workers_give_the_in_memory_batches(dense, planted_splits):
     )
     with pytest.raises(ValueError, match="train.workers must be >= 0"):
         TrainConfig(workers=-1)
+
+
+def test_a_directory_made_before_the_new_train_keys_resumes(tmp_path, planted_csv):
+    """A config.json without train.autocast / channels_last / workers is the same config."""
+    data = ["data.name='csv'", f"data.path='{planted_csv}'", "data.target='label'"]
+    cfg = load_config(None, data)
+    prepare_out_dir(tmp_path, cfg, restart=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    for key in ("autocast", "channels_last", "workers"):
+        del saved["train"][key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    prepare_out_dir(tmp_path, cfg, restart=False)  # resumes
+    with pytest.raises(ValueError, match="holds results of a different config"):
+        prepare_out_dir(tmp_path, load_config(None, [*data, "train.workers=2"]), restart=False)

@@ -177,7 +177,7 @@ def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
     resolved = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
     cfg_path = out / "config.json"
     if cfg_path.exists() and not restart:
-        previous = json.loads(cfg_path.read_text())
+        previous = _with_later_train_keys(json.loads(cfg_path.read_text()))
         if previous != json.loads(resolved) and not extends(previous, json.loads(resolved)):
             raise ValueError(
                 f"output directory {str(out)!r} holds results of a different config; expected the "
@@ -191,6 +191,19 @@ def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
         for stale in [*records, out / "results.csv"]:
             stale.unlink(missing_ok=True)
     write_atomic(cfg_path, resolved)
+
+
+_LATER_TRAIN_KEYS = {"autocast": "none", "channels_last": False, "workers": 0}
+"""Train settings added after output directories were made, with the value they had then."""
+
+
+def _with_later_train_keys(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A saved resolved config with the later train settings filled in at their old values (a
+    directory made before they existed resumes under a config that leaves them unset)."""
+    train = resolved.get("train")
+    if isinstance(train, dict):
+        resolved = {**resolved, "train": {**_LATER_TRAIN_KEYS, **train}}
+    return resolved
 
 
 def load_splits(d: DataConfig, seed: int) -> Splits:
