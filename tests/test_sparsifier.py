@@ -288,3 +288,20 @@ def test_sampler_loader_yields_the_harness_batches(planted_splits):
             assert set(cells.tolist()) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="must be a multiple of world_size"):
         StratifiedBatchSampler(train.y, train.groups, 63, world_size=2)
+
+
+def test_update_multiplier_takes_a_split_or_a_loader_and_rejects_other_items(small_dense, planted_splits):
+    """On a split or on a loader over it: the same exact violation, and mu = eta * (F - tau)."""
+    val = planted_splits.val
+    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", strength=2.0)
+    results = []
+    for source in (val, DataLoader(TensorDataset(val.x, val.y, val.groups), batch_size=100)):
+        sparsifier = BiFPSparsifier(0.5, Constraint(objective, 2))
+        sparsifier.prepare(copy.deepcopy(small_dense))
+        violation = sparsifier.update_multiplier(source)
+        assert sparsifier.constraint is not None
+        assert sparsifier.constraint.multiplier == pytest.approx(2.0 * (violation - 0.01), abs=1e-12)
+        results.append(violation)
+    assert results[0] == results[1] > 0.01
+    with pytest.raises(ValueError, match=r"expects batches \(x, y, groups\).*received a Tensor"):
+        sparsifier.update_multiplier([val.x])

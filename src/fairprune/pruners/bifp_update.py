@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fairprune.data.base import GroupData
 from fairprune.distributed import all_gather_cat, all_reduce_mean_, unwrap
 from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
@@ -222,9 +223,12 @@ class BiFPSparsifier:
         self.steps += 1
 
     @torch.no_grad()
-    def update_multiplier(self, loader: Iterable[Any], *, y_pred_dense: Tensor | None = None) -> float:
+    def update_multiplier(
+        self, loader: Iterable[Any] | GroupData, *, y_pred_dense: Tensor | None = None
+    ) -> float:
         """The dual step of the constraint from the exact metric of the model's predictions on
-        ``loader`` (batches ``(x, y, groups)``; under ``torchrun``, each rank's shard, gathered).
+        ``loader`` (batches ``(x, y, groups)``, or one in-memory split; under ``torchrun``, each
+        rank's shard, gathered).
 
         Returns:
             The exact violation (NaN without a constraint, which then is a no-op).
@@ -234,7 +238,13 @@ class BiFPSparsifier:
         was_training = model.training
         model.eval()
         parts: list[tuple[Tensor, Tensor, Tensor]] = []
-        for batch in loader:
+        batches = [(loader.x, loader.y, loader.groups)] if isinstance(loader, GroupData) else loader
+        for batch in batches:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
+                raise ValueError(
+                    "update_multiplier expects batches (x, y, groups) from its loader (or a GroupData "
+                    f"split); received a {type(batch).__name__}"
+                )
             x, y, groups = batch
             logits = model(model_inputs(x, str(device))).float().cpu()
             pred = (
