@@ -305,3 +305,24 @@ def test_update_multiplier_takes_a_split_or_a_loader_and_rejects_other_items(sma
     assert results[0] == results[1] > 0.01
     with pytest.raises(ValueError, match=r"expects batches \(x, y, groups\).*received a Tensor"):
         sparsifier.update_multiplier([val.x])
+
+
+def test_gradient_accumulation_records_the_full_batch_g(small_dense, planted_splits):
+    """Two micro-batches with the loss halved record the g of the whole batch (no fairness term:
+    the cross-entropy is a mean), so the joint step moves the scores the same way (plain SGD on the
+    scores here, so that the step is the score gradient itself)."""
+    x, y = planted_splits.train.x[:64], planted_splits.train.y[:64]
+    moves = []
+    for chunks in (1, 2):
+        model = copy.deepcopy(small_dense)
+        sparsifier = BiFPSparsifier(0.8)
+        sparsifier.prepare(model)
+        sparsifier.optimizer = torch.optim.SGD(list(sparsifier.scores.values()), lr=1.0)
+        before = sparsifier.state_dict()["scores"]
+        for xs, ys in zip(x.chunk(chunks), y.chunk(chunks), strict=True):
+            (nn.functional.cross_entropy(model(xs), ys) / chunks).backward()
+        sparsifier.step()
+        moves.append({n: s - before[n] for n, s in sparsifier.state_dict()["scores"].items()})
+    for name, move in moves[0].items():
+        assert float(move.abs().max()) > 0
+        torch.testing.assert_close(moves[1][name], move, rtol=1e-4, atol=1e-7)
