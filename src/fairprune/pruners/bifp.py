@@ -120,7 +120,7 @@ class BiFP(PrunerBase):
             mask_fairness=self.mask_fairness,
             weight_fairness=self.weight_fairness,
         )
-        init = "magnitude" if scores is not None else self.mask_init
+        init = "magnitude" if self.mask_init == "snip" else self.mask_init  # snip: scores given
         sparsifier.prepare(model, scores=scores, init=init, seed=task.seed, space=space)
         constraint = sparsifier.constraint
         weight_opt = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train)
