@@ -12,11 +12,23 @@ from torch import nn
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig, evaluate, train_weights
 from fairprune.fairness.constraints import FairnessObjective
-from fairprune.masks import apply_masks, capture_effective_grads, get_masks
+from fairprune.masks import get_masks
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
-from fairprune.pruners.bifp import _UpperStep
-from fairprune.pruners.space import WeightSpace
+from fairprune.pruners.bifp_update import BiFPSparsifier
+
+
+def _sgd_sparsifier(
+    net: nn.Module, scores: dict[str, torch.Tensor], sparsity: float, gamma: float
+) -> BiFPSparsifier:
+    """A prepared sparsifier whose score step is plain SGD (lr 1) from the given raw scores."""
+    sparsifier = BiFPSparsifier(sparsity, gamma=gamma)
+    sparsifier.prepare(net, scores=scores)
+    with torch.no_grad():  # undo the unit-RMS scaling: the hand computation uses the raw scores
+        for name, score in sparsifier.scores.items():
+            score.copy_(scores[name])
+    sparsifier.optimizer = torch.optim.SGD(list(sparsifier.scores.values()), lr=1.0)
+    return sparsifier
 
 
 def test_upper_step_gradient_is_straight_through_plus_implicit_correction():
@@ -24,16 +36,13 @@ def test_upper_step_gradient_is_straight_through_plus_implicit_correction():
     net = nn.Sequential(nn.Linear(3, 1, bias=False))
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[1.0, 2.0, -1.0]]))
-    apply_masks(net, {"0.weight": torch.tensor([[1.0, 0.0, 1.0]])})
-    scores = {"0.weight": nn.Parameter(torch.tensor([[3.0, 1.0, 2.0]]))}
-    opt = torch.optim.SGD(list(scores.values()), lr=1.0)
-    upper = _UpperStep(net, scores, opt, sparsity=1 / 3, space=WeightSpace(), gamma=2.0)
-    capture_effective_grads(net, True)
+    sparsifier = _sgd_sparsifier(net, {"0.weight": torch.tensor([[3.0, 1.0, 2.0]])}, 1 / 3, gamma=2.0)
+    assert get_masks(net)["0.weight"].tolist() == [[1.0, 0.0, 1.0]]
     x = torch.tensor([[1.0, 1.0, 2.0]])
     net(x).sum().backward()  # g = x = [1, 1, 2]
-    upper.step()
+    sparsifier.step()
     # theta * g = [1, 2, -2]; m * g^2 / gamma = [0.5, 0, 2]; grad = [0.5, 2, -4]
-    torch.testing.assert_close(scores["0.weight"].detach(), torch.tensor([[2.5, -1.0, 6.0]]))
+    torch.testing.assert_close(sparsifier.scores["0.weight"].detach(), torch.tensor([[2.5, -1.0, 6.0]]))
     # the mask is re-thresholded from the new scores: keep the top 2 of [2.5, -1, 6]
     assert get_masks(net)["0.weight"].tolist() == [[1.0, 0.0, 1.0]]
 
@@ -43,12 +52,10 @@ def test_bifp_lets_pruned_weights_come_back():
     net = nn.Sequential(nn.Linear(2, 1, bias=False))
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[1.0, 1.0]]))
-    apply_masks(net, {"0.weight": torch.tensor([[1.0, 0.0]])})
-    scores = {"0.weight": nn.Parameter(torch.tensor([[1.0, 0.9]]))}
-    upper = _UpperStep(net, scores, torch.optim.SGD(list(scores.values()), lr=1.0), 0.5, WeightSpace(), 1e9)
-    capture_effective_grads(net, True)
+    sparsifier = _sgd_sparsifier(net, {"0.weight": torch.tensor([[1.0, 0.9]])}, 0.5, gamma=1e9)
+    assert get_masks(net)["0.weight"].tolist() == [[1.0, 0.0]]
     (-net(torch.tensor([[0.0, 1.0]]))).sum().backward()  # only the pruned input matters
-    upper.step()
+    sparsifier.step()
     assert get_masks(net)["0.weight"].tolist() == [[0.0, 1.0]]
 
 

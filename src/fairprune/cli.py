@@ -135,6 +135,7 @@ def format_results(frame: pd.DataFrame) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from fairprune.config import load_config, quick, quick_changes
+    from fairprune.distributed import is_main_process
     from fairprune.experiment import run_experiment
 
     cfg = load_config(args.config, args.overrides)
@@ -143,6 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         print("--quick scaled down:\n  " + "\n  ".join(quick_changes(full, cfg)), flush=True)
     start = time.perf_counter()
     frame = run_experiment(cfg, args.out, restart=args.restart, progress=not args.quiet)
+    if not is_main_process():  # under torchrun: rank 0 reports
+        return 0
     print(format_results(frame))
     print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")
     print(f"wall time of this invocation: {time.perf_counter() - start:.1f} s")

@@ -14,12 +14,14 @@ import math
 import re
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
+from torch.distributed import destroy_process_group
 from tqdm.auto import tqdm
 
 from fairprune.atomic import replace_atomically, write_atomic
@@ -27,6 +29,7 @@ from fairprune.config import DataConfig, ExperimentConfig, FairnessConfig, metho
 from fairprune.cost import COST_COLUMNS, iterations_to_fair
 from fairprune.data import Splits
 from fairprune.data.registry import IMAGE_DATASETS, load_dataset
+from fairprune.distributed import init_from_env, is_main_process, on_main
 from fairprune.engine import Task, evaluate, is_trivial, predict, train_weights
 from fairprune.export import save_model
 from fairprune.fairness.constraints import FairnessObjective
@@ -245,7 +248,7 @@ def _dense_model(
     loop = train_weights(model, task, cfg.train.dense_steps, desc=f"dense seed {seed}")
     seconds = time.perf_counter() - start
     saved = {"state": model.state_dict(), "iterations": loop.iterations, "seconds": seconds}
-    replace_atomically(path, lambda temporary: torch.save(saved, temporary))
+    on_main(lambda: replace_atomically(path, lambda temporary: torch.save(saved, temporary)))
     return model, loop.iterations, seconds
 
 
@@ -269,8 +272,11 @@ def run_experiment(
     The dense model is trained once per (data cell, seed) and reused by every method.
     """
     out = Path(out)
-    prepare_out_dir(out, cfg, restart=restart)
-    cfg = replace(cfg, train=cfg.train.resolved())  # after saving: "auto" resumes on any machine
+    joined, device = init_from_env(cfg.train.resolved().device)  # under torchrun: one rank each
+    on_main(lambda: prepare_out_dir(out, cfg, restart=restart))  # only rank 0 writes files
+    progress = progress and is_main_process()
+    # after saving: "auto" resumes on any machine
+    cfg = replace(cfg, train=replace(cfg.train.resolved(), device=device))
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     jobs = grid(cfg)
@@ -287,9 +293,17 @@ def run_experiment(
             tau = _tolerance(cfg, val_pred, splits)
             cache[job.dense_key] = _Cell(splits, dense, iters, seconds, tau, test_pred, val_pred)
         record = _one_run(cfg, cache[job.dense_key], job, progress, out)
-        write_atomic(out / "runs" / f"{job.run_id}.json", json.dumps(record, indent=1, default=_jsonable))
-        collect_results(out)
-    return collect_results(out)
+        on_main(partial(_record, out, job, record))
+    frame = on_main(lambda: collect_results(out))
+    if joined:
+        destroy_process_group()
+    return frame if frame is not None else pd.read_csv(out / "results.csv")
+
+
+def _record(out: Path, job: Job, record: dict[str, Any]) -> None:
+    """Write one run's record and rebuild ``results.csv``."""
+    write_atomic(out / "runs" / f"{job.run_id}.json", json.dumps(record, indent=1, default=_jsonable))
+    collect_results(out)
 
 
 def _jsonable(value: Any) -> Any:
@@ -392,7 +406,7 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
         "wall_seconds": wall_seconds,
     }
     params = dict(variant.params)
-    if cfg.export.save_models:
+    if cfg.export.save_models and is_main_process():
         _save_shipped(cfg, splits, shipped, result, row, out / "models" / job.run_id)
     return {
         "run_id": row["run_id"],

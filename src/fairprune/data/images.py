@@ -2,8 +2,8 @@
 
 Images are decoded and resized once into a uint8 array ``(N, R, R, 3)`` that is cached on disk, so
 that CPU epochs are bound by the model, not by JPEG decoding. The loaders hand out uint8 tensors
-``(N, 3, R, R)`` and keep them uint8 in memory (a quarter of float32); the training code converts
-each batch with :func:`to_float` (and optionally :func:`augment`).
+``(N, 3, R, R)`` mapped from that cache (:func:`mapped_rows`: read on demand, never loaded whole);
+the training code converts each batch with :func:`to_float` (and optionally :func:`augment`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["augment", "cached_images", "decode_images", "default_cache_dir", "first_names", "to_float"]
+__all__ = [
+    "augment",
+    "cached_images",
+    "decode_images",
+    "default_cache_dir",
+    "first_names",
+    "mapped_rows",
+    "to_float",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +220,48 @@ def cached_images(
     if np.array_equal(order, np.arange(len(files))):
         return images
     return images[np.argsort(order)]
+
+
+def mapped_rows(images: np.ndarray, rows: np.ndarray) -> Tensor:
+    """Rows ``rows`` of a cached ``(M, R, R, 3)`` image array as a ``(n, 3, R, R)`` uint8 tensor
+    that reads the disk on demand, never the whole array into memory.
+
+    For a memory-mapped cache (:func:`cached_images` of sorted paths), a contiguous run of rows is
+    a view of the cache file itself; other rows are gathered once, in chunks, into a file of their
+    own next to it (``<cache>-rows-<hash>.npy``, written atomically and reused), which is then
+    mapped. Both are mapped copy-on-write, so the tensor is writable and never writes the cache.
+    The tensor is a ``permute`` of the mapped ``(n, R, R, 3)`` array (channels-last strides);
+    indexing a batch out of it reads just that batch. An in-memory ``images`` is gathered in
+    memory as before.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    source = images.filename if isinstance(images, np.memmap) else None
+    if source is None or len(rows) == 0:
+        return torch.from_numpy(np.ascontiguousarray(images[rows].transpose(0, 3, 1, 2)))
+    if np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+        view = np.load(source, mmap_mode="c")[rows[0] : rows[0] + len(rows)]
+    else:
+        digest = hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+        path = Path(source).with_name(f"{Path(source).stem}-rows-{digest}.npy")
+        if not path.exists():
+            _write_rows(images, rows, path)
+        view = np.load(path, mmap_mode="c")
+    return torch.from_numpy(view).permute(0, 3, 1, 2)  # (n, R, R, 3) -> (n, 3, R, R), a view
+
+
+def _write_rows(images: np.ndarray, rows: np.ndarray, path: Path) -> None:
+    """Write ``images[rows]`` to ``path`` atomically, a chunk of rows at a time."""
+    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shape = (len(rows), *images.shape[1:])
+        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
+        for start in range(0, len(rows), 4096):
+            out[start : start + 4096] = images[rows[start : start + 4096]]
+        out.flush()
+        del out
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def augment(

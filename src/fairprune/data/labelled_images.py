@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fairprune.data.base import GroupData, Splits, stratified_sample
-from fairprune.data.images import cached_images, first_names
+from fairprune.data.images import cached_images, first_names, mapped_rows
 
 __all__ = [
     "SPLIT_NAMES",
@@ -186,7 +186,7 @@ class LabelledImages:
                 ``Splits.check_groups``).
 
         Returns:
-            Splits whose ``x`` are uint8 ``(N, 3, R, R)``, kept uint8 in memory.
+            Splits whose ``x`` are uint8 ``(N, 3, R, R)``, mapped from the cache file.
         """
         rng = np.random.default_rng(seed)
         strata = self.strata
@@ -208,7 +208,7 @@ class LabelledImages:
         parts = []
         for idx in indices:
             rows = np.searchsorted(used, idx)
-            x = torch.from_numpy(np.ascontiguousarray(images[rows].transpose(0, 3, 1, 2)))  # (n, 3, R, R)
+            x = mapped_rows(images, rows)  # (n, 3, R, R) uint8, read from the cache file on demand
             parts.append(GroupData(x, torch.from_numpy(self.y[idx]), torch.from_numpy(self.groups[idx])))
         splits = Splits(
             name=self.name,

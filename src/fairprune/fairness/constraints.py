@@ -11,17 +11,26 @@ Per-group metrics (``metrics.PER_GROUP_METRICS``, e.g. ``excess_degradation``: C
 Act") have one multiplier per group, ``mu_g <- max(0, mu_g + eta (psi_g - tau))``, and the loss
 gains ``sum_g mu_g Phi_g``; with 5-16 groups one multiplier on a max - min gap moves only the two
 extreme groups at a time. They need the dense model's validation predictions and the Lagrangian.
+
+A :class:`Constraint` is the state of the constrained problem (Cooper's ``Constraint`` with its
+``Multiplier``): the training term (:meth:`Constraint.term`), the exact violation
+(:meth:`Constraint.violations`), the explicit dual step (:meth:`Constraint.update`), and a
+``state_dict`` so that a checkpoint restores its multipliers. Under ``torchrun`` (a process group
+with more than one rank) the surrogate's per-group statistics and the logit scale are the global
+batch's (:mod:`fairprune.distributed`), so every rank trains on the same term.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from fairprune.distributed import all_reduce_sum, is_distributed
 from fairprune.fairness.bounds import BOUNDED_METRICS, violation_upper_bound
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.surrogates import SURROGATES
@@ -110,17 +119,28 @@ class Constraint:
 
     def surrogate(self, logits: Tensor, y: Tensor, groups: Tensor) -> Tensor:
         """The differentiable violation Phi of one batch (0 if the batch lacks groups): a
-        scalar, or ``(G,)`` for a per-group metric."""
+        scalar, or ``(G,)`` for a per-group metric. Computed in float32 (also under autocast);
+        under ``torchrun``, Phi of the global batch (the ranks' batches together)."""
         fn = SURROGATES[self.objective.metric]
+        logits = logits.float()  # a no-op for float32 logits
+        reduce = all_reduce_sum if is_distributed() else None
         if self.objective.scale_free:
-            logits = logits / _logit_scale(logits)
-        return fn(logits, y, groups=groups, n_groups=self.n_groups, temperature=self.objective.temperature)
+            logits = logits / _logit_scale(logits, global_batch=reduce is not None)
+        return fn(
+            logits,
+            y,
+            groups=groups,
+            n_groups=self.n_groups,
+            temperature=self.objective.temperature,
+            reduce=reduce,
+        )
 
     def term(self, logits: Tensor, y: Tensor, groups: Tensor, *, weight: float = 1.0) -> Tensor:
         """The loss term: ``weight * lambda * Phi`` or ``weight * sum_g mu_g * Phi_g``.
 
         ``weight`` switches the term off (0) for the ablations without fairness on a level.
         """
+        logits = logits.float()  # a no-op for float32 logits; float32 under autocast
         if self.objective.mode == "penalty":
             if weight == 0.0 or self.objective.strength == 0.0:
                 return logits.sum() * 0.0
@@ -165,6 +185,15 @@ class Constraint:
         """The exact metric (the number compared with tau)."""
         return float(self.violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense).max())
 
+    def update(
+        self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
+    ) -> np.ndarray:
+        """The dual step from the exact violations of predictions ``y_pred`` (see
+        :meth:`violations`); returns those violations."""
+        violations = self.violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense)
+        self.dual_step(violations)
+        return violations
+
     def dual_step(self, violations: float | np.ndarray) -> None:
         """Projected dual ascent on the multiplier(s) (no-op in penalty mode)."""
         if self.objective.mode == "lagrangian":
@@ -184,10 +213,22 @@ class Constraint:
             out.update({f"multiplier_{g}": float(m) for g, m in enumerate(self.multipliers)})
         return out
 
-    def state_dict(self) -> dict[str, list[float]]:
-        return {"multipliers": [float(m) for m in self.multipliers]}
+    def state_dict(self) -> dict[str, Any]:
+        """The multipliers, with the metric they belong to (plain Python values)."""
+        return {"metric": self.objective.metric, "multipliers": [float(m) for m in self.multipliers]}
 
-    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the multipliers of :meth:`state_dict`.
+
+        Raises:
+            ValueError: If the state is of another metric or holds another number of multipliers.
+        """
+        metric = state.get("metric", self.objective.metric)
+        if metric != self.objective.metric:
+            raise ValueError(
+                f"constraint state of metric {metric!r} cannot be loaded into a constraint on "
+                f"{self.objective.metric!r}"
+            )
         values = np.asarray(state["multipliers"], dtype=float)
         if values.shape != self.multipliers.shape:
             raise ValueError(
@@ -197,10 +238,14 @@ class Constraint:
         self.multipliers = values
 
 
-def _logit_scale(logits: Tensor) -> Tensor:
-    """RMS of the class-centred logits of a batch, detached (a scalar >= 1e-3)."""
+def _logit_scale(logits: Tensor, *, global_batch: bool = False) -> Tensor:
+    """RMS of the class-centred logits of a batch, detached (a scalar >= 1e-3); with
+    ``global_batch``, over every rank's batch."""
     if logits.ndim == 1 or logits.shape[-1] == 1:
         centred = logits.detach()
     else:
         centred = logits.detach() - logits.detach().mean(dim=-1, keepdim=True)  # (N, C)
-    return centred.pow(2).mean().sqrt().clamp_min(1e-3)
+    if not global_batch:
+        return centred.pow(2).mean().sqrt().clamp_min(1e-3)
+    stats = all_reduce_sum(torch.stack([centred.pow(2).sum(), centred.new_tensor(centred.numel())]))
+    return (stats[0] / stats[1]).sqrt().clamp_min(1e-3)

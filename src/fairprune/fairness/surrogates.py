@@ -2,8 +2,10 @@
 
 Each surrogate shares its registry key with the exact metric in ``metrics.METRICS`` that it
 relaxes, so what training constrains is what the report measures. Every surrogate is built from
-per-group sums and counts (``group_sums_counts``) reduced by ``gap_over_present``; a distributed
-layer can all-reduce the sums and counts and apply the same reduction to get the global-batch term.
+per-group sums and counts (``group_sums_counts``) reduced by ``gap_over_present``. Every
+surrogate takes ``reduce``: a function applied to the stacked sums and counts before the reduction;
+``fairprune.distributed.all_reduce_sum`` there (what :class:`~fairprune.fairness.Constraint` passes
+under ``torchrun``) makes the term the global batch's, with gradients, on every rank.
 
 A group with no samples in the batch is left out of the max and min; when fewer than two groups are
 present the surrogate is an exact zero that stays connected to the graph (zero gradient, no NaN).
@@ -25,6 +27,7 @@ __all__ = [
     "group_sums_counts",
     "margins",
     "positive_scores",
+    "reduced",
     "soft_accuracy_gap",
     "soft_correctness",
     "soft_demographic_parity",
@@ -33,6 +36,8 @@ __all__ = [
 ]
 
 CorrectnessKind = Literal["sigmoid", "hinge"]
+Reduce = Callable[[Tensor], Tensor]
+"""Sums per-group statistics over processes (``None``: the local batch is the whole batch)."""
 
 
 def _check_ids(ids: Tensor, name: str, n: int) -> Tensor:
@@ -155,6 +160,15 @@ def group_sums_counts(values: Tensor, groups: Tensor, n_groups: int) -> tuple[Te
     return sums, counts
 
 
+def reduced(sums: Tensor, counts: Tensor, reduce: Reduce | None) -> tuple[Tensor, Tensor]:
+    """``(sums, counts)`` passed through ``reduce`` as one stacked tensor (one collective call);
+    unchanged when ``reduce`` is ``None``."""
+    if reduce is None:
+        return sums, counts
+    both = reduce(torch.stack([sums, counts]))  # (2, ...)
+    return both[0], both[1]
+
+
 def gap_over_present(sums: Tensor, counts: Tensor) -> Tensor:
     """``max_g mean_g - min_g mean_g`` over the groups with ``counts_g > 0``, along the last dim.
 
@@ -184,6 +198,7 @@ def soft_accuracy_gap(
     n_groups: int,
     temperature: float = 1.0,
     kind: CorrectnessKind = "sigmoid",
+    reduce: Reduce | None = None,
 ) -> Tensor:
     """Soft accuracy gap, relaxing ``metrics.accuracy_gap``.
 
@@ -200,16 +215,23 @@ def soft_accuracy_gap(
         n_groups: ``G``.
         temperature: ``T > 0`` of ``u``.
         kind: ``"sigmoid"`` or ``"hinge"`` (see ``soft_correctness``).
+        reduce: Sums the per-group statistics over processes (``None``: this batch only).
 
     Returns:
         Scalar gap; an exact, graph-connected ``0`` when fewer than two groups are present.
     """
     u = soft_correctness(margins(logits, y), kind=kind, temperature=temperature)  # (N,)
-    return gap_over_present(*group_sums_counts(u, groups, n_groups))
+    return gap_over_present(*reduced(*group_sums_counts(u, groups, n_groups), reduce))
 
 
 def soft_demographic_parity(
-    logits: Tensor, y: Tensor, *, groups: Tensor, n_groups: int, temperature: float = 1.0
+    logits: Tensor,
+    y: Tensor,
+    *,
+    groups: Tensor,
+    n_groups: int,
+    temperature: float = 1.0,
+    reduce: Reduce | None = None,
 ) -> Tensor:
     """Soft demographic parity difference, relaxing ``metrics.demographic_parity_difference``.
 
@@ -223,11 +245,17 @@ def soft_demographic_parity(
     _check_temperature(temperature)
     _check_ids(y, "y", logits.shape[0])
     rate = torch.sigmoid(positive_scores(logits) / temperature)  # (N,)
-    return gap_over_present(*group_sums_counts(rate, groups, n_groups))
+    return gap_over_present(*reduced(*group_sums_counts(rate, groups, n_groups), reduce))
 
 
 def soft_equalized_odds(
-    logits: Tensor, y: Tensor, *, groups: Tensor, n_groups: int, temperature: float = 1.0
+    logits: Tensor,
+    y: Tensor,
+    *,
+    groups: Tensor,
+    n_groups: int,
+    temperature: float = 1.0,
+    reduce: Reduce | None = None,
 ) -> Tensor:
     """Soft equalized odds difference, relaxing ``metrics.equalized_odds_difference``.
 
@@ -245,7 +273,7 @@ def soft_equalized_odds(
     groups = _check_ids(groups, "groups", logits.shape[0])
     _check_group_range(groups, n_groups)
     cells = y * n_groups + groups  # (N,) cell id y * G + g in 0..2G-1
-    sums, counts = group_sums_counts(rate, cells, 2 * n_groups)  # (2G,) each
+    sums, counts = reduced(*group_sums_counts(rate, cells, 2 * n_groups), reduce)  # (2G,) each
     gaps = gap_over_present(sums.view(2, n_groups), counts.view(2, n_groups))  # (2,)
     return gaps.amax()
 
@@ -258,6 +286,7 @@ def soft_excess_degradations(
     n_groups: int,
     temperature: float = 1.0,
     kind: CorrectnessKind = "sigmoid",
+    reduce: Reduce | None = None,
 ) -> Tensor:
     """Per-group soft excess degradation, relaxing ``metrics.excess_degradations`` (CEAG).
 
@@ -270,7 +299,7 @@ def soft_excess_degradations(
         ``(G,)``; ``0`` for a group absent from the batch (graph-connected, zero gradient).
     """
     u = soft_correctness(margins(logits, y), kind=kind, temperature=temperature)  # (N,)
-    sums, counts = group_sums_counts(u, groups, n_groups)  # (G,) each
+    sums, counts = reduced(*group_sums_counts(u, groups, n_groups), reduce)  # (G,) each
     overall = sums.sum() / counts.sum().clamp_min(1)
     present = counts > 0
     return torch.where(present, overall - sums / counts.clamp_min(1), torch.zeros_like(sums))

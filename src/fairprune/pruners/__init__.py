@@ -13,6 +13,7 @@ from typing import Any
 
 from fairprune.pruners.base import Outcome, Pruner, PruneResult, run_pruner
 from fairprune.pruners.bifp import BiFP
+from fairprune.pruners.bifp_update import BiFPSparsifier
 from fairprune.pruners.ceag import Ceag
 from fairprune.pruners.fairgrape import FairGrape
 from fairprune.pruners.imp import IMP, imp_schedule
@@ -29,6 +30,7 @@ __all__ = [
     "PruneResult",
     "run_pruner",
     "BiFP",
+    "BiFPSparsifier",
     "Ceag",
     "PostProcess",
     "IMP",

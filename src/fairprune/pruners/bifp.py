@@ -17,6 +17,11 @@ the same outputs as full channel masks, but a dropped channel is still computed,
 through gradient is not zero); the score gradient is the per-weight expression summed over those
 slices (:meth:`ChannelSpace.mask_grads`). Before fine-tuning the gates become full channel masks
 (producers, biases, BatchNorm), as every other structured method uses.
+
+The update itself (scores, their optimiser, the constraint) is
+:class:`~fairprune.pruners.bifp_update.BiFPSparsifier`, which a user's own loop drives the same
+way; :meth:`BiFP.prune` is the harness's loop around it (batches, validation, checkpoint selection,
+fine-tuning).
 """
 
 from __future__ import annotations
@@ -24,22 +29,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor, nn
 
 from fairprune.data.base import GroupData
+from fairprune.distributed import wrap_ddp
 from fairprune.engine import (
     CheckpointSelector,
     Task,
     batch_loss,
     clipped_step,
     make_optimizer,
+    prepare_model,
     run_loop,
     train_weights,
 )
-from fairprune.masks import capture_effective_grads, effective_weight_grads, get_masks, prunable_parameters
 from fairprune.pruners.base import SNIP_BATCHES, Outcome, snip_scores
-from fairprune.pruners.space import PrunerBase, Scores, Space
+from fairprune.pruners.bifp_update import BiFPSparsifier
+from fairprune.pruners.space import PrunerBase
 
 __all__ = ["BiFP", "MASK_INITS", "SCHEDULES"]
 
@@ -95,47 +101,48 @@ class BiFP(PrunerBase):
             raise ValueError("expected gamma > 0, mask_lr > 0, steps >= 0 and finetune_steps >= 0")
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        device = task.train.device
-        model.to(device).train()
+        prepare_model(model, task.train)
         space = self.space(model, task)
         outcome = Outcome(space=space)
-        scores = self._initial_scores(model, task, space)
+        scores = None
         if self.mask_init == "snip":
+            scores = space.pool(snip_scores(model, task))
             outcome.train_iterations += SNIP_BATCHES  # the scoring passes
-        space.apply(model, scores, sparsity, gate=True)
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
         objective = task.objective
         if objective is not None and self.dual_step is not None:
             objective = replace(objective, strength=self.dual_step)
-        constraint = task.constraint(objective) if fair else None
-        score_params = {n: nn.Parameter(s) for n, s in scores.items()}
-        mask_opt = torch.optim.Adam(list(score_params.values()), lr=self.mask_lr)
-        weights = [p for p in model.parameters() if p.requires_grad]
-        weight_opt = make_optimizer(weights, task.train)
-        upper = _UpperStep(model, score_params, mask_opt, sparsity, space, self.gamma)
+        sparsifier = BiFPSparsifier(
+            sparsity,
+            task.constraint(objective) if fair else None,
+            mask_lr=self.mask_lr,
+            gamma=self.gamma,
+            mask_fairness=self.mask_fairness,
+            weight_fairness=self.weight_fairness,
+        )
+        init = "magnitude" if self.mask_init == "snip" else self.mask_init  # snip: scores given
+        sparsifier.prepare(model, scores=scores, init=init, seed=task.seed, space=space)
+        constraint = sparsifier.constraint
+        weight_opt = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train)
+        net = wrap_ddp(model)  # masks on first; under torchrun the weights' gradients are averaged
 
-        def loss_of(batch: GroupData, fairness_weight: float) -> Tensor:
-            return batch_loss(model, batch, task, constraint, fairness_weight=fairness_weight)
+        def loss_of(batch: GroupData) -> Tensor:  # lambda_w, or lambda_m inside the upper closure
+            return batch_loss(net, batch, task, constraint, fairness_weight=sparsifier.fairness_weight)
 
         def alternating(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
-            loss_w = loss_of(next_batch(), self.weight_fairness)  # lower: weights
+            loss_w = loss_of(next_batch())  # lower: weights
             weight_opt.zero_grad(set_to_none=True)
             loss_w.backward()
             clipped_step(weight_opt, task.train)
-            capture_effective_grads(model, True)  # upper: mask scores
-            loss_m = loss_of(next_batch(), self.mask_fairness)
-            loss_m.backward()
-            upper.step()
-            weight_opt.zero_grad(set_to_none=True)  # drop the upper pass's weight gradients
+            loss_m = sparsifier.step(lambda: loss_of(next_batch()))  # upper: scores, second batch
             return float(loss_m.detach()), 2
 
         def joint(next_batch: Callable[[], GroupData]) -> tuple[float, int]:
-            capture_effective_grads(model, True)
-            loss = loss_of(next_batch(), self.weight_fairness)
+            loss = loss_of(next_batch())
             weight_opt.zero_grad(set_to_none=True)
             loss.backward()
             clipped_step(weight_opt, task.train)
-            upper.step()
+            sparsifier.step()
             return float(loss.detach()), 1
 
         step_fn = alternating if self.schedule == "alternating" else joint
@@ -145,9 +152,8 @@ class BiFP(PrunerBase):
                 model, task, self.steps, step_fn, constraint=constraint, desc="bifp", selector=selector
             )
         finally:
-            capture_effective_grads(model, False)
+            sparsifier.finalize()  # stop recording g; gates (of the chosen state) -> channel masks
         outcome.add(loop)
-        space.finalize(model)
         if self.finetune_steps > 0:
             outcome.add(
                 train_weights(
@@ -162,47 +168,3 @@ class BiFP(PrunerBase):
             )
             space.finalize(model)  # the chosen state may be from the bi-level phase
         return outcome
-
-    def _initial_scores(self, model: nn.Module, task: Task, space: Space) -> Scores:
-        gen = torch.Generator().manual_seed(task.seed)
-        if self.mask_init == "magnitude":
-            scores = space.magnitude(model)
-        elif self.mask_init == "snip":
-            scores = space.pool(snip_scores(model, task))
-        else:
-            scores = space.random(model, gen, "normal" if self.mask_init == "random" else "uniform")
-        # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free
-        rms = torch.sqrt(torch.cat([s.reshape(-1).float() ** 2 for s in scores.values()]).mean())
-        device = next(model.parameters()).device if space.structure == "unstructured" else torch.device("cpu")
-        return {n: (s.float() / rms.clamp_min(1e-12)).to(device) for n, s in scores.items()}
-
-
-class _UpperStep:
-    """Turns the recorded ``g`` into score gradients, steps the scores, re-thresholds the mask."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        scores: dict[str, nn.Parameter],
-        optimizer: torch.optim.Optimizer,
-        sparsity: float,
-        space: Space,
-        gamma: float,
-    ) -> None:
-        self.model, self.scores, self.optimizer = model, scores, optimizer
-        self.sparsity, self.space, self.gamma = sparsity, space, gamma
-
-    def step(self) -> None:
-        grads = effective_weight_grads(self.model)
-        theta = prunable_parameters(self.model)
-        masks = get_masks(self.model)
-        per_weight = {
-            name: theta[name].detach() * g - masks[name] * g * g / self.gamma for name, g in grads.items()
-        }
-        for name, grad in self.space.mask_grads(per_weight).items():
-            score = self.scores[name]
-            score.grad = grad.to(device=score.device, dtype=score.dtype)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        capture_effective_grads(self.model, False)
-        self.space.apply(self.model, dict(self.scores), self.sparsity, gate=True)

@@ -130,8 +130,11 @@ class ChannelSpace:
 
     structure = "channel"
 
-    def __init__(self, model: nn.Module, task: Task, round_to: int = 1, at_least: bool = False) -> None:
-        self.example = example_input(model, task)
+    def __init__(
+        self, model: nn.Module, task: Task | Tensor, round_to: int = 1, at_least: bool = False
+    ) -> None:
+        # the channel groups are traced on one input: a training sample of the task, or one given
+        self.example = task if isinstance(task, Tensor) else example_input(model, task)
         self.groups = channel_groups(model, self.example)
         if any(not any(s.prunable and s.dim == 1 for s in g.slices) for g in self.groups):
             raise ValueError(f"a channel group of {type(model).__name__} has no consuming Linear/Conv")

@@ -1,0 +1,304 @@
+"""BiFP's update as an object that any training loop drives (in the manner of ``torch.ao.pruning``).
+
+:class:`BiFPSparsifier` holds what BiFP learns besides the weights — the mask scores, their
+optimiser and the fairness constraint (its multiplier) — and nothing of the loop. A loop calls::
+
+    sparsifier.prepare(model)                  # masks on, scores from |theta|, g recorded
+    loss = ce + sparsifier.fairness_term(logits, y, groups)
+    loss.backward(); optimizer.step()          # the user's weights, optimizer, AMP, DDP
+    sparsifier.step()                          # joint: the scores from this backward's g
+    sparsifier.step(closure)                   # alternating: the scores from a second batch
+    sparsifier.update_multiplier(val_loader)   # the dual step from the exact metric
+    sparsifier.squash_mask()                   # a plain model: masks baked in (or slimmed)
+
+The harness's ``bifp`` pruner (:class:`~fairprune.pruners.bifp.BiFP`) is one such loop; a user's
+plain PyTorch loop and a DDP loop are others. The score update (BiP's, Zhang et al. 2022)::
+
+    g = d loss / d(m * theta)          # recorded on the masks during backward (summed over
+                                       # micro-batches; averaged over ranks like DDP's gradients)
+    grad_s = theta * g - (1 / gamma) * m * g * g
+    s <- Adam(s, grad_s);  m <- TopK(s, k)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, overload
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fairprune.data.base import GroupData
+from fairprune.distributed import all_gather_cat, all_reduce_mean_, unwrap
+from fairprune.engine import model_inputs
+from fairprune.fairness.constraints import Constraint
+from fairprune.masks import (
+    bake_masks,
+    capture_effective_grads,
+    effective_weight_grads,
+    get_masks,
+    prunable_parameters,
+)
+from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
+
+__all__ = ["BiFPSparsifier", "SCORE_INITS", "initial_scores"]
+
+SCORE_INITS = ("magnitude", "random", "uniform")
+
+
+def initial_scores(model: nn.Module, space: Space, init: str, seed: int) -> Scores:
+    """Mask scores before training: ``|theta|`` (``"magnitude"``), ``|N(0,1)|`` (``"random"``)
+    or ``U(0,1)`` (``"uniform"``), drawn with ``seed``, in ``space`` (per weight or per channel)."""
+    if init == "magnitude":
+        return space.magnitude(model)
+    if init not in SCORE_INITS:
+        raise ValueError(f"unknown score init {init!r}; expected one of {SCORE_INITS}")
+    generator = torch.Generator().manual_seed(seed)
+    return space.random(model, generator, "normal" if init == "random" else "uniform")
+
+
+class BiFPSparsifier:
+    """BiFP's mask scores, their Adam optimiser and the fairness constraint, driven by any loop.
+
+    Args:
+        sparsity: Fraction of the prunable weights to remove, in [0, 1).
+        constraint: The fairness constraint (``None``: plain bi-level pruning, BiP).
+        mask_lr: Adam learning rate on the scores (they start with unit RMS).
+        gamma: Lower-level regularisation of BiP's implicit gradient (larger: smaller correction).
+        mask_fairness: lambda_m, weight of the fairness term in the mask (upper) level.
+        weight_fairness: lambda_w, weight of the fairness term in the weight (lower) level.
+        structure: ``"unstructured"`` (a score per weight) or ``"channel"`` (a score per channel).
+        scope: ``"global"`` or ``"layer"`` top-k (unstructured only).
+    """
+
+    def __init__(
+        self,
+        sparsity: float,
+        constraint: Constraint | None = None,
+        *,
+        mask_lr: float = 0.05,
+        gamma: float = 1.0,
+        mask_fairness: float = 1.0,
+        weight_fairness: float = 1.0,
+        structure: str = "unstructured",
+        scope: str = "global",
+    ) -> None:
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1); received {sparsity}")
+        if not (gamma > 0 and mask_lr > 0 and mask_fairness >= 0 and weight_fairness >= 0):
+            raise ValueError(
+                "expected gamma > 0, mask_lr > 0, mask_fairness >= 0 and weight_fairness >= 0; received "
+                f"{gamma}, {mask_lr}, {mask_fairness}, {weight_fairness}"
+            )
+        if structure not in ("unstructured", "channel"):
+            raise ValueError(f"unknown structure {structure!r}; expected 'unstructured' or 'channel'")
+        self.sparsity, self.constraint = sparsity, constraint
+        self.mask_lr, self.gamma = mask_lr, gamma
+        self.mask_fairness, self.weight_fairness = mask_fairness, weight_fairness
+        self.structure, self.scope = structure, scope
+        self.steps = 0
+        self._upper = False  # inside an alternating step's closure
+        self._model: nn.Module | None = None
+
+    def prepare(
+        self,
+        model: nn.Module,
+        *,
+        scores: Scores | None = None,
+        init: str = "magnitude",
+        seed: int = 0,
+        space: Space | None = None,
+        example_input: Tensor | None = None,
+    ) -> None:
+        """Put the masks on ``model`` (before wrapping it in DDP) and start recording ``g``.
+
+        Args:
+            model: The classifier (or its DDP wrapper), on the device it trains on.
+            scores: Initial scores (default: from ``init``); scaled to unit RMS either way.
+            init: ``"magnitude"``, ``"random"`` or ``"uniform"`` (see :func:`initial_scores`).
+            seed: Seed of a random ``init``.
+            space: Where the scores live (default: from ``structure`` and ``scope``).
+            example_input: One input batch, to trace the channel groups (``structure="channel"``).
+        """
+        module = unwrap(model)
+        if space is None and self.structure == "channel":
+            if example_input is None:
+                raise ValueError("structure='channel' needs example_input= (one input batch, for tracing)")
+            space = ChannelSpace(module, example_input)
+        elif space is None:
+            space = WeightSpace(self.scope)
+        if scores is None:
+            scores = initial_scores(module, space, init, seed)
+        # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free
+        rms = torch.sqrt(torch.cat([s.reshape(-1).float() ** 2 for s in scores.values()]).mean())
+        device = (
+            next(module.parameters()).device if space.structure == "unstructured" else torch.device("cpu")
+        )
+        self.scores = {
+            n: nn.Parameter((s.float() / rms.clamp_min(1e-12)).to(device)) for n, s in scores.items()
+        }
+        self.optimizer = torch.optim.Adam(list(self.scores.values()), lr=self.mask_lr)
+        self.space, self._model = space, module
+        space.apply(module, dict(self.scores), self.sparsity, gate=True)
+        capture_effective_grads(module, True)
+
+    @property
+    def model(self) -> nn.Module:
+        """The prepared model (unwrapped from DDP)."""
+        if self._model is None:
+            raise RuntimeError("call BiFPSparsifier.prepare(model) first")
+        return self._model
+
+    @property
+    def fairness_weight(self) -> float:
+        """lambda of the level being trained: lambda_m inside :meth:`step`'s closure, else lambda_w."""
+        return self.mask_fairness if self._upper else self.weight_fairness
+
+    def fairness_term(self, logits: Tensor, y: Tensor, groups: Tensor) -> Tensor:
+        """The fairness term to add to the loss: ``lambda * c * Phi`` (``c``: the penalty strength
+        or the multiplier), float32; under ``torchrun``, Phi of the global batch. A zero without a
+        constraint."""
+        if self.constraint is None:
+            return logits.float().sum() * 0.0
+        return self.constraint.term(logits, y, groups, weight=self.fairness_weight)
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], Tensor]) -> Tensor: ...
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """Update the mask scores and re-threshold the masks; call after the weights' step.
+
+        Without ``closure`` (the joint schedule): from the ``g`` of the backward passes since the
+        last step (needs ``mask_fairness == weight_fairness``: one loss serves both levels).
+        With ``closure`` (the paper's alternating schedule): ``closure()`` returns the upper
+        loss on a second batch (built with :meth:`fairness_term`, now lambda_m); this runs its
+        backward, updates the scores from its ``g`` alone, and clears the weights' gradients it
+        left. Returns the closure's loss.
+        """
+        model, loss = self.model, None
+        if closure is not None:
+            capture_effective_grads(model, True)  # drop g of the weights' pass
+            self._upper = True
+            try:
+                loss = closure()
+            finally:
+                self._upper = False
+            loss.backward()
+        elif self.mask_fairness != self.weight_fairness:
+            raise ValueError(
+                "a joint step (no closure) takes the scores' gradient from the weights' loss, which "
+                f"needs mask_fairness == weight_fairness; got {self.mask_fairness} and "
+                f"{self.weight_fairness}. Pass a closure on a second batch (the alternating schedule)"
+            )
+        self._update_scores()
+        if closure is not None:
+            model.zero_grad(set_to_none=True)  # the upper pass's weight gradients are not a step
+        return loss
+
+    def _update_scores(self) -> None:
+        model = self.model
+        grads = effective_weight_grads(model)
+        all_reduce_mean_(list(grads.values()))  # under DDP: the global batch's g on every rank
+        if not all(bool(torch.isfinite(g).all()) for g in grads.values()):
+            raise ValueError(
+                "the recorded mask gradient is not finite; expected finite gradients (with a "
+                "float16 GradScaler, scaled gradients are not supported: use bfloat16 autocast)"
+            )
+        theta = prunable_parameters(model)
+        masks = get_masks(model)
+        per_weight = {
+            name: theta[name].detach() * g - masks[name] * g * g / self.gamma for name, g in grads.items()
+        }
+        for name, grad in self.space.mask_grads(per_weight).items():
+            score = self.scores[name]
+            score.grad = grad.to(device=score.device, dtype=score.dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        capture_effective_grads(model, True)  # clears g for the next step
+        self.space.apply(model, dict(self.scores), self.sparsity, gate=True)
+        self.steps += 1
+
+    @torch.no_grad()
+    def update_multiplier(
+        self, loader: Iterable[Any] | GroupData, *, y_pred_dense: Tensor | None = None
+    ) -> float:
+        """The dual step of the constraint from the exact metric of the model's predictions on
+        ``loader`` (batches ``(x, y, groups)``, or one in-memory split; under ``torchrun``, each
+        rank's shard, gathered).
+
+        Returns:
+            The exact violation (NaN without a constraint, which then is a no-op).
+        """
+        model = self.model
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        parts: list[tuple[Tensor, Tensor, Tensor]] = []
+        batches = [(loader.x, loader.y, loader.groups)] if isinstance(loader, GroupData) else loader
+        for batch in batches:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
+                raise ValueError(
+                    "update_multiplier expects batches (x, y, groups) from its loader (or a GroupData "
+                    f"split); received a {type(batch).__name__}"
+                )
+            x, y, groups = batch
+            logits = model(model_inputs(x, str(device))).float().cpu()
+            pred = (
+                (logits.reshape(-1) > 0).long()
+                if logits.ndim == 1 or logits.shape[-1] == 1
+                else logits.argmax(-1)
+            )
+            parts.append((torch.as_tensor(y).long().cpu(), pred, torch.as_tensor(groups).long().cpu()))
+        model.train(was_training)
+        if not parts:
+            raise ValueError("update_multiplier received an empty loader; expected (x, y, groups) batches")
+        y, pred, groups = (all_gather_cat(torch.cat(p)) for p in zip(*parts, strict=True))
+        if self.constraint is None:
+            return float("nan")
+        return float(np.max(self.constraint.update(y, pred, groups, y_pred_dense=y_pred_dense)))
+
+    def finalize(self) -> None:
+        """Stop recording ``g`` and turn channel gates into full channel masks (masks stay on)."""
+        capture_effective_grads(self.model, False)
+        self.space.finalize(self.model)
+
+    def squash_mask(self, *, slim: bool = False) -> nn.Module:
+        """The pruned model as a plain ``nn.Module``: masks baked into the weights (in place), or
+        for ``structure="channel"`` with ``slim``, a new smaller model without the removed channels."""
+        self.finalize()
+        if slim:
+            selection = self.space.selection(self.model)
+            if selection is None:
+                raise ValueError("slim=True needs structure='channel'; unstructured masks are baked in")
+            return selection.slim(self.model)
+        return bake_masks(self.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Scores, their optimiser's state, the constraint's multipliers and the step count."""
+        return {
+            "scores": {n: s.detach().clone() for n, s in self.scores.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "constraint": None if self.constraint is None else self.constraint.state_dict(),
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a prepared sparsifier (and re-threshold the masks)."""
+        if set(state["scores"]) != set(self.scores):
+            raise ValueError(
+                f"sparsifier state has scores for {sorted(state['scores'])}; expected {sorted(self.scores)}"
+            )
+        if (state["constraint"] is None) != (self.constraint is None):
+            raise ValueError("sparsifier state and this sparsifier disagree on having a constraint")
+        if self.constraint is not None:  # first: it checks its state before changing anything
+            self.constraint.load_state_dict(state["constraint"])
+        with torch.no_grad():
+            for name, score in self.scores.items():
+                score.copy_(state["scores"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+        self.space.apply(self.model, dict(self.scores), self.sparsity, gate=True)
