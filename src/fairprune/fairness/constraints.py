@@ -189,8 +189,9 @@ class Constraint:
         self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
     ) -> np.ndarray:
         """The dual step from the exact violations of predictions ``y_pred`` (see
-        :meth:`violations`); returns those violations."""
-        violations = self.violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense)
+        :meth:`checked_violations`: their upper confidence bound with ``objective.confidence``);
+        returns what the step used."""
+        violations = self.checked_violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense)
         self.dual_step(violations)
         return violations
 
