@@ -489,7 +489,15 @@ def test_sparsity_outside_the_unit_interval_is_refused(sparsity):
 
 
 def test_top_level_surface():
-    assert fairprune.__all__ == ["PruningResult", "__version__", "load_dataset", "prune"]
+    assert fairprune.__all__ == [
+        "BiFPSparsifier",
+        "PruningResult",
+        "StratifiedBatchSampler",
+        "__version__",
+        "load_dataset",
+        "prune",
+    ]
+    assert all(getattr(fairprune, name) is not None for name in fairprune.__all__)
     dense = fairprune.prune(
         TabularNet(6, 2), tabular(64, 1), tabular(64, 2), sparsity=0.0, method="dense", progress=False
     )
