@@ -265,3 +265,62 @@ def test_torchrun_writes_each_run_once_and_resumes(tmp_path, planted_csv, capsys
     single = pd.read_csv(tmp_path / "single" / "results.csv")
     exact = ["run_id", "accuracy", "equalized_odds_difference", "val_violation", "achieved_sparsity"]
     pd.testing.assert_frame_equal(frame[exact], single[exact], check_exact=False, rtol=0, atol=1e-9)
+
+
+PRUNE_SCRIPT = """
+import sys, torch
+from torch import nn
+import fairprune
+import fairprune.api
+from fairprune.distributed import is_main_process
+
+seen = {"world": 1}
+join = fairprune.api.init_from_env
+
+def spy(device):  # records that prune joined torchrun's process group
+    joined, device = join(device)
+    seen["world"] = torch.distributed.get_world_size() if joined else 1
+    return joined, device
+
+fairprune.api.init_from_env = spy
+
+def data(seed, n=400):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    groups = torch.randint(0, 2, (n,), generator=g)
+    y = ((x[:, 0] + 0.8 * groups + 0.3 * torch.randn(n, generator=g)) > 0.4).long()
+    return x, y, groups
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+result = fairprune.prune(
+    model, data(1), data(2), sparsity=0.8, method="bifp", tolerance=0.05, progress=False,
+    device="cpu", steps=20, finetune_steps=10,
+)
+if is_main_process():
+    torch.save({"masks": result.masks, "metrics": result.metrics, "world": seen["world"]}, sys.argv[1])
+"""
+
+
+def test_prune_under_torchrun_gives_the_single_process_masks(tmp_path):
+    """``fairprune.prune`` called under ``torchrun --nproc_per_node=2``: the same masks and
+    metrics as one process (the global batch is the same; each rank trains its shard)."""
+    script = tmp_path / "prune_script.py"
+    script.write_text(PRUNE_SCRIPT)
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    two = tmp_path / "two.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    ran = _torchrun([*command, str(script), str(two)], env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    one = tmp_path / "one.pt"
+    single = subprocess.run([sys.executable, str(script), str(one)], env=env, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = torch.load(two, weights_only=True), torch.load(one, weights_only=True)
+    assert (a["world"], b["world"]) == (2, 1)  # prune joined the process group under torchrun
+    assert a["masks"].keys() == b["masks"].keys()
+    for name in a["masks"]:
+        assert torch.equal(a["masks"][name], b["masks"][name]), name
+    for split in ("train", "val"):
+        for key, value in b["metrics"][split]["pruned"].items():
+            assert a["metrics"][split]["pruned"][key] == pytest.approx(value, abs=1e-9), (split, key)

@@ -20,6 +20,7 @@ from torch import nn
 
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
+from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, model_inputs, predict
 from fairprune.export import in_eval
 from fairprune.fairness.constraints import FairnessObjective
@@ -300,7 +301,39 @@ def prune(
     prunable_parameters(model)  # a model with nothing to prune fails here, before any work
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
     data, names = _read({"train": train, "val": val, "test": test}, group_names)
-    resolved = _device(device)
+    # under torchrun: each rank trains its shard of every batch (DDP), the results are the same
+    joined, resolved = init_from_env(_device(device))
+    progress = progress and is_main_process()
+    try:
+        return _prune(
+            model, data, names, float(sparsity), objective, tolerance,
+            method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
+            progress=progress, config=config, method_params=method_params,
+        )  # fmt: skip
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+
+
+def _prune(
+    model: nn.Module,
+    data: dict[str, GroupData],
+    names: tuple[str, ...],
+    sparsity: float,
+    objective: FairnessObjective | None,
+    tolerance: float | str,
+    *,
+    method: str,
+    structure: str,
+    device: str,
+    seed: int,
+    inplace: bool,
+    progress: bool,
+    config: TrainConfig | None,
+    method_params: dict[str, Any],
+) -> PruningResult:
+    """:func:`prune` once the inputs are read and checked, on the resolved ``device``."""
+    resolved = device
     dense = copy.deepcopy(model).to(resolved)
     n_classes = output_classes(dense, data["train"].x, resolved)
     _check_task(data, n_classes, objective)
