@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from fairprune.errors import FairpruneError
+
 __all__ = ["main"]
 
 TABLE_COLUMNS = [
@@ -98,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run(args) if args.command == "run" else _report(args)
-    except ValueError as err:
+    except FairpruneError as err:  # a user's input or state: one line; anything else is a bug
         print(f"fairprune: error: {err}", file=sys.stderr)
         return 2
 
