@@ -27,6 +27,7 @@ from fairprune.schema import RECORD_KEYS, RESULT_COLUMNS
 
 __all__ = [
     "check_out_dir",
+    "check_same_config",
     "claim_out_dir",
     "collect_results",
     "read_record",
@@ -72,19 +73,11 @@ def _with_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str,
     return out
 
 
-def check_out_dir(
-    out: Path,
-    resolved: dict[str, Any],
-    defaults: dict[str, Any],
-    extends: Callable[..., bool],
-    *,
-    restart: bool,
-) -> None:
-    """Check, writing nothing, that ``out`` can take the sweep whose resolved config is ``resolved``.
+def check_out_dir(out: Path) -> None:
+    """Check, writing nothing, that ``out`` is (or can be created as) a writable directory.
 
     Raises:
-        OutputDirError: ``out`` is a file, is not writable, or holds the results of a different
-            config (and ``restart`` is not set).
+        OutputDirError: ``out`` or an ancestor is a file, or it is not writable.
     """
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"--out {str(out)!r} exists and is not a directory; expected a directory")
@@ -97,6 +90,22 @@ def check_out_dir(
     for sub in ("runs", "dense"):
         if (out / sub).is_dir():
             _probe_writable(out / sub, "folder")
+
+
+def check_same_config(
+    out: Path,
+    resolved: dict[str, Any],
+    defaults: dict[str, Any],
+    extends: Callable[..., bool],
+    *,
+    restart: bool,
+) -> None:
+    """Check that ``out`` holds no sweep, the sweep of ``resolved``, or one that ``resolved``
+    extends (``restart`` skips this: the old contents will be moved aside).
+
+    Raises:
+        OutputDirError: ``out`` holds the results of a different config, or an unreadable one.
+    """
     cfg_path = out / "config.json"
     if restart or not cfg_path.exists():
         return

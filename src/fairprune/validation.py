@@ -20,11 +20,11 @@ from fairprune.config import IMAGE_DATASETS, DataConfig, ExperimentConfig
 from fairprune.data import Splits
 from fairprune.data.registry import load_dataset
 from fairprune.engine import TrainConfig
-from fairprune.errors import ConfigError, DataError, FairpruneError
+from fairprune.errors import ConfigError, DataError
 from fairprune.grid import data_cells, extends, variants_of
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner
-from fairprune.run_store import check_out_dir
+from fairprune.run_store import check_out_dir, check_same_config
 from fairprune.schema import BINARY_METRICS
 
 __all__ = ["check_experiment", "load_splits", "train_config"]
@@ -65,8 +65,6 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
     where = d.name + (f" ({d.path})" if d.path else f" ({d.root})" if d.root else "")
     try:
         return load_dataset(d.name, **kwargs)
-    except FairpruneError:
-        raise
     except (ValueError, TypeError, KeyError, OSError, pd.errors.ParserError) as err:
         raise DataError(f"data {where}, seed {seed}: {err}") from None
 
@@ -112,7 +110,7 @@ def check_experiment(cfg: ExperimentConfig, out: Path, *, restart: bool) -> Trai
     """
     resolved = json.loads(json.dumps(cfg.to_dict()))  # as config.json reads back: lists, not tuples
     defaults = json.loads(json.dumps(ExperimentConfig().to_dict()))
-    check_out_dir(out, resolved, defaults, extends, restart=restart)
+    check_out_dir(out)
     train = train_config(cfg)
     _check_pruners(cfg)
     for data, _ in data_cells(cfg):
@@ -120,5 +118,6 @@ def check_experiment(cfg: ExperimentConfig, out: Path, *, restart: bool) -> Trai
         for seed in seeds:
             splits = load_splits(data, seed)
             if seed == seeds[0]:
-                _check_task(cfg, splits, f"{splits.name} (target {splits.target!r})")
+                _check_task(cfg, splits, repr(splits.name))
+    check_same_config(out, resolved, defaults, extends, restart=restart)
     return train
