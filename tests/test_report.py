@@ -158,7 +158,8 @@ def test_load_results_rebuilds_from_run_records(out_dir: Path, results: pd.DataF
         rebuilt[["seed", "label", "sparsity"]].sort_values(["seed", "label", "sparsity"], ignore_index=True)
     )  # the order of results.csv
     expected = results.sort_values("run_id", ignore_index=True)
-    pd.testing.assert_frame_equal(rebuilt.sort_values("run_id", ignore_index=True)[expected.columns], expected)
+    rebuilt = rebuilt.sort_values("run_id", ignore_index=True)
+    pd.testing.assert_frame_equal(rebuilt[expected.columns], expected)
 
 
 def test_load_results_without_records_names_the_directory(tmp_path: Path) -> None:
