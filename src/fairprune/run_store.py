@@ -47,6 +47,11 @@ def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{time.time_ns() % 10**9:09d}"
 
 
+def _move(source: Path, destination: Path) -> None:
+    """Rename ``source`` to ``destination`` (one atomic step on one file system)."""
+    os.replace(source, destination)
+
+
 def _probe_writable(folder: Path, what: str) -> None:
     try:
         with tempfile.TemporaryFile(dir=folder, prefix=".probe.", suffix=".tmp"):
@@ -139,7 +144,7 @@ def claim_out_dir(out: Path, resolved: dict[str, Any], *, restart: bool) -> Path
         moved_to = out / REPLACED / _stamp()
         moved_to.mkdir(parents=True)
         for entry in entries:
-            os.replace(entry, moved_to / entry.name)
+            _move(entry, moved_to / entry.name)
         logger.warning("--restart: moved the previous contents of %s to %s", out, moved_to)
     for leftover in out.glob("**/.*.tmp"):  # temp files of a killed write: never a record
         if leftover.relative_to(out).parts[0] not in _KEPT:
