@@ -302,7 +302,8 @@ def _check_methods(cfg: ExperimentConfig) -> None:
         supported = METHODS[method].metrics
         if supported is not None and cfg.fairness.metric not in supported:
             raise ConfigError(
-                f"fairness.metric: method {method!r} supports {list(supported)}; got {cfg.fairness.metric!r}"
+                f"fairness.metric: method {method!r} supports the fairness metrics {list(supported)}; "
+                f"got {cfg.fairness.metric!r}"
             )
 
 
