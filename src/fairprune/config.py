@@ -60,7 +60,7 @@ NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1)]
 Attribute = Name | Annotated[list[Name], Field(min_length=1)]  # a list: intersectional groups
-Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]  # a method key
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 
@@ -162,7 +162,7 @@ class ExperimentConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     export: ExportConfig = field(default_factory=ExportConfig)
     structure: Literal["unstructured", "channel"] = "unstructured"
-    methods: Annotated[list[Method], Field(min_length=1)] = field(
+    methods: Annotated[list[Method], Field(min_length=1)] = field(  # type: ignore[valid-type]
         default_factory=lambda: ["dense", "magnitude", "imp", "snip", "bifp"]
     )
     sparsities: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=1)] = field(
@@ -171,7 +171,7 @@ class ExperimentConfig:
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = field(
         default_factory=lambda: [0]
     )
-    method_params: dict[Method, dict[str, Any]] = field(default_factory=dict)
+    method_params: dict[Method, dict[str, Any]] = field(default_factory=dict)  # type: ignore[valid-type]
     variants: list[dict[str, Any]] = field(default_factory=list)
     tolerances: list[NonNegative] = field(default_factory=list)
     targets: list[Name] = field(default_factory=list)

@@ -4,8 +4,8 @@ Every function takes the results table (one row per run, the columns of ``result
 returns a ``matplotlib.figure.Figure`` built without pyplot's global state, or ``None`` when the
 results hold no data for that figure. Curves are means over seeds; shaded bands (or vertical bars
 for a single point, error bars on bar charts) are Student-t intervals of the mean
-(``fairprune.stats``; none from a single seed). The dense model is drawn as a dashed horizontal line whose ``gid`` is
-``DENSE_GID``; every other line is one label.
+(``fairprune.stats``; none from a single seed). The dense model is drawn as a dashed horizontal
+line whose ``gid`` is ``DENSE_GID``; every other line is one label.
 """
 
 from __future__ import annotations

@@ -66,7 +66,11 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
     try:
         return load_dataset(d.name, **kwargs)
     except (ValueError, TypeError, KeyError, OSError, pd.errors.ParserError) as err:
-        raise DataError(f"data {where}, seed {seed}: {err}") from None
+        hint = ""
+        if d.name in IMAGE_DATASETS and d.sensitive_attribute == DataConfig().sensitive_attribute:
+            default = d.sensitive_attribute
+            hint = f" (data.sensitive_attribute is {default!r} when not set, Adult's; name one of {d.name}'s)"
+        raise DataError(f"data {where}, seed {seed}: {err}{hint}") from None
 
 
 def _check_task(cfg: ExperimentConfig, splits: Splits, where: str) -> None:
