@@ -214,3 +214,15 @@ def test_the_real_command_prints_one_line_and_no_traceback(tiny, tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2
     assert done.stderr == "fairprune: error: bad config: train.lr: expected a valid number; got 'abc'\n"
+
+
+def test_a_diverging_training_is_one_line(capsys, tiny, tmp_path):
+    args = ["run", str(tiny["cfg"]), "--out", str(tmp_path / "o"), "--quiet", "--set", "train.lr=1e30"]
+    _fails(capsys, args, "dense seed 0: training loss became", "lower the learning rate")
+    assert not list((tmp_path / "o").glob("runs/*.json"))
+
+
+def test_report_names_a_corrupt_record(capsys, previous):
+    record = previous / "runs" / "dense__s0__seed1.json"
+    record.write_text("{")
+    _fails(capsys, ["report", str(previous)], str(record), "not valid JSON")
