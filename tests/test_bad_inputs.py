@@ -226,3 +226,15 @@ def test_report_names_a_corrupt_record(capsys, previous):
     record = previous / "runs" / "dense__s0__seed1.json"
     record.write_text("{")
     _fails(capsys, ["report", str(previous)], str(record), "not valid JSON")
+
+
+def test_an_unexpected_exception_keeps_its_traceback(monkeypatch, tiny, tmp_path):
+    """A bug is not a user error: it propagates (the interpreter prints its traceback)."""
+    import fairprune.experiment
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fairprune.experiment, "run_experiment", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["run", str(tiny["cfg"]), "--out", str(tmp_path / "o"), "--quiet"])
