@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 import torch
 from sweep_helpers import snapshot, tiny_config, tiny_frame
+from test_image_data import make_utkface
 
+import fairprune.experiment
 from fairprune.cli import main
 from fairprune.data.tabular import load_csv
 
@@ -230,7 +232,6 @@ def test_report_names_a_corrupt_record(capsys, previous):
 
 def test_an_unexpected_exception_keeps_its_traceback(monkeypatch, tiny, tmp_path):
     """A bug is not a user error: it propagates (the interpreter prints its traceback)."""
-    import fairprune.experiment
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
@@ -238,3 +239,14 @@ def test_an_unexpected_exception_keeps_its_traceback(monkeypatch, tiny, tmp_path
     monkeypatch.setattr(fairprune.experiment, "run_experiment", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["run", str(tiny["cfg"]), "--out", str(tmp_path / "o"), "--quiet"])
+
+
+def test_image_data_with_the_default_sensitive_attribute(capsys, monkeypatch, tmp_path):
+    """UTKFace has no 'sex' (the default, Adult's): exit 2 with a hint, the directory untouched."""
+    monkeypatch.setenv("FAIRPRUNE_CACHE", str(tmp_path / "cache"))
+    make_utkface(tmp_path / "UTKFace")
+    out = tmp_path / "o"
+    args = ["run", "--out", str(out), "--quiet", "--set", "data.name='utkface'"]
+    args += ["--set", f"data.root='{tmp_path / 'UTKFace'}'", "--set", "data.params={resolution=8}"]
+    _fails(capsys, args, "data utkface", "'sex'", "when not set")
+    assert not out.exists()
