@@ -67,8 +67,8 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
         return load_dataset(d.name, **kwargs)
     except (ValueError, TypeError, KeyError, OSError, pd.errors.ParserError) as err:
         hint = ""
-        if d.name in IMAGE_DATASETS and d.sensitive_attribute == DataConfig().sensitive_attribute:
-            default = d.sensitive_attribute
+        default = DataConfig().sensitive_attribute
+        if d.name in IMAGE_DATASETS and d.sensitive_attribute == default and str(default) in str(err):
             hint = f" (data.sensitive_attribute is {default!r} when not set, Adult's; name one of {d.name}'s)"
         raise DataError(f"data {where}, seed {seed}: {err}{hint}") from None
 
