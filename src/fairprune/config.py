@@ -196,26 +196,29 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _expected(item: Any) -> str:
+    """What pydantic says a key should be, as the words after "expected"."""
+    if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return ""  # an unknown key
+    message = item["msg"].removeprefix("Value error, ")
+    message = re.sub(r"^Input should be (greater|less)", r"a number \1", message)
+    return message.removeprefix("Input should be ")[:1].lower() + message.removeprefix("Input should be ")[1:]
+
+
 def _config_error(error: ValidationError, prefix: str = "") -> ConfigError:
-    """One line per wrong key (the first few), each naming the key, what was expected (pydantic's
-    message) and the value received."""
-    seen: dict[str, list[str]] = {}
+    """One line naming each wrong key (the first three), what was expected and the value
+    received; the branches of a union are joined with "or"."""
+    expected: dict[str, list[str]] = {}
     received: dict[str, Any] = {}
     for item in error.errors(include_url=False):
         key = prefix + _key(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            message = "unknown key (a typo?)"
-        message = message[0].lower() + message[1:]
-        message = re.sub(r"^input should be (greater|less)", r"a number \1", message)
-        seen.setdefault(key, []).append(message)
+        expected.setdefault(key, []).append(_expected(item))
         received.setdefault(key, item.get("input"))
     parts = [
-        f"{key}: expected {' or '.join(dict.fromkeys(m.removeprefix('input should be ') for m in msgs))}; "
-        f"got {received[key]!r}"
-        if not msgs[0].startswith("unknown key")
-        else f"{key}: unknown key; got {received[key]!r}"
-        for key, msgs in list(seen.items())[:3]
+        f"{key}: unknown key (a typo?); got {received[key]!r}"
+        if "" in words
+        else f"{key}: expected {' or '.join(dict.fromkeys(words))}; got {received[key]!r}"
+        for key, words in list(expected.items())[:3]
     ]
     return ConfigError("bad config: " + "; ".join(parts))
 
