@@ -250,3 +250,14 @@ def test_image_data_with_the_default_sensitive_attribute(capsys, monkeypatch, tm
     args += ["--set", f"data.root='{tmp_path / 'UTKFace'}'", "--set", "data.params={resolution=8}"]
     _fails(capsys, args, "data utkface", "'sex'", "when not set")
     assert not out.exists()
+
+
+def test_an_unreadable_config_json_is_named_and_restart_moves_it_aside(capsys, tiny, previous):
+    (previous / "config.json").write_text('{"methods": ')
+    before = snapshot(previous)
+    args = ["run", str(tiny["cfg"]), "--out", str(previous), "--quiet"]
+    _fails(capsys, args, str(previous / "config.json"), "--restart")
+    assert snapshot(previous) == before
+    assert main([*args, "--restart"]) == 0
+    (moved,) = (previous / "replaced").iterdir()
+    assert snapshot(moved) == before
