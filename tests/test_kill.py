@@ -72,15 +72,28 @@ def _child(args: list[str], pause: tuple[str, int] | None, flag: str) -> None:
     os._exit(main(args))
 
 
+def _records(out: Path) -> int:
+    return len(list((out / "runs").glob("*.json")))
+
+
 def _kill_after(
-    args: list[str], *, delay: float | None = None, pause: tuple[str, int] | None = None, flag: Path
+    args: list[str],
+    *,
+    delay: float = 120.0,
+    after_record: Path | None = None,
+    pause: tuple[str, int] | None = None,
+    flag: Path,
 ) -> bool:
-    """Start the sweep, SIGKILL it after ``delay`` seconds or once it reaches ``pause``; returns
-    whether it was still running when killed."""
+    """Start the sweep and SIGKILL it ``delay`` seconds after it starts (or, with
+    ``after_record=OUT``, after it writes its first record), or once it reaches ``pause``;
+    returns whether it was still running when killed."""
     flag.unlink(missing_ok=True)
+    before = _records(after_record) if after_record else 0
     child = FORK.Process(target=_child, args=(args, pause, str(flag)))
     child.start()
-    deadline = time.monotonic() + (delay if delay is not None else 120.0)
+    while after_record and child.is_alive() and _records(after_record) == before:
+        time.sleep(0.002)
+    deadline = time.monotonic() + delay
     while time.monotonic() < deadline and child.is_alive() and not (pause and flag.exists()):
         time.sleep(0.002)
     alive = child.is_alive()
@@ -115,35 +128,50 @@ def _check_finished(out: Path, expected_runs: set[str]) -> None:
 def sweep(tmp_path: Path) -> tuple[list[str], set[str]]:
     csv = tmp_path / "tiny.csv"
     tiny_frame().to_csv(csv, index=False)
-    cfg = tiny_config(tmp_path, csv, seeds="[0, 1, 2]", extra="sparsities = [0.5, 0.8]").read_text()
+    cfg = tiny_config(tmp_path, csv, seeds="[0, 1, 2, 3, 4]", extra="sparsities = [0.5, 0.8]").read_text()
     cfg = cfg.replace("sparsities = [0.5]\n", "")
     (tmp_path / "exp.toml").write_text(cfg)
     runs = {job.run_id for job in grid(load_config(tmp_path / "exp.toml"))}
-    assert len(runs) == 15
+    assert len(runs) == 25
     return ["run", str(tmp_path / "exp.toml"), "--out", str(tmp_path / "out"), "--quiet"], runs
 
 
+def _timing(args: list[str], out: Path) -> tuple[float, float]:
+    """Seconds to the first record and per run after it, of one uninterrupted sweep here."""
+    child = FORK.Process(target=_child, args=([*args[:3], str(out), "--quiet"], None, ""))
+    start = time.monotonic()
+    child.start()
+    while child.is_alive() and _records(out) == 0:
+        time.sleep(0.002)
+    first = time.monotonic() - start
+    child.join()
+    assert child.exitcode == 0
+    return first, (time.monotonic() - start - first) / (_records(out) - 1)
+
+
 def test_kill_at_17_moments_of_a_sweep_then_resume(sweep, tmp_path):
+    """12 random moments (6 from the start: validation, claiming, dense training; 6 after the
+    first record of a resume, within about a run), 5 in the middle of a record write."""
     args, runs = sweep
     out, flag = tmp_path / "out", tmp_path / "flag"
-    start = time.monotonic()
-    assert _run([*args[:3], str(tmp_path / "timing"), "--quiet"]) == 0
-    duration = time.monotonic() - start  # one whole sweep, uninterrupted
+    startup, per_run = _timing(args, tmp_path / "timing")
     rng = random.Random(9)
     seen: dict[str, bytes] = {}
-    moments = [("random", rng.uniform(0.0, duration / 4)) for _ in range(12)]  # ~a run or two each
-    moments += [("record", k) for k in (1, 2, 3, 1, 2)]  # mid-write of the k-th record of a resume
+    moments = [("start", rng.uniform(0.0, startup)) for _ in range(6)]
+    moments += [("after", rng.uniform(0.0, per_run)) for _ in range(6)]
+    moments += [("record", 0.0)] * 5
     rng.shuffle(moments)
-    killed_mid_write = killed_running = 0
-    for kind, when in moments:
-        if kind == "random":
-            killed_running += _kill_after(args, delay=when, flag=flag)
+    killed_running = 0
+    for kind, delay in moments:
+        assert _records(out) < len(runs) - 1  # runs are left: each kill lands mid-sweep
+        if kind == "record":  # the first record of this resume: written, not yet renamed
+            assert _kill_after(args, pause=("record", 1), flag=flag)
+            assert len(list((out / "runs").glob(".*.tmp"))) == 1  # killed mid-write
         else:
-            assert len(list((out / "runs").glob("*.json"))) < len(runs) - when  # runs left to write
-            assert _kill_after(args, pause=("record", int(when)), flag=flag)
-            killed_mid_write += len(list((out / "runs").glob(".*.tmp")))
+            killed_running += _kill_after(
+                args, delay=delay, after_record=out if kind == "after" else None, flag=flag
+            )
         _check_records(out, seen)
-    assert killed_mid_write >= 3  # temp files of records left behind by kills mid-write
     assert killed_running >= 10  # the random kills landed while the sweep was running
     assert _run(args) == 0
     _check_records(out, seen)
