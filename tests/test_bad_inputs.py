@@ -72,6 +72,7 @@ BAD_SETTINGS = [
     ("method_params.bifp.steps=-1", "method_params.bifp.steps"),
     ("variants=[{method='bifp', schedule='joint', weight_fairness=0.0}]", "mask_fairness == weight_fairness"),
     ("model.params={hidden='x'}", "model"),
+    ("variants=[{method='bifp', steps=3}, {method='bifp', steps=3}]", "bifp[steps=3]"),
 ]
 
 

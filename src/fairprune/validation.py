@@ -97,7 +97,12 @@ def _check_task(cfg: ExperimentConfig, splits: Splits, where: str) -> None:
 
 
 def _check_pruners(cfg: ExperimentConfig) -> None:
-    """Every variant's pruner builds (its own checks of how hyperparameters combine)."""
+    """Every variant has its own label, and its pruner builds (the pruner's own checks of how
+    hyperparameters combine)."""
+    labels = [variant.label for variant in variants_of(cfg)]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"variants: expected distinct runs; the labels {repeated} name more than one")
     for variant in variants_of(cfg):
         try:
             build_pruner(variant.method, **variant.params)
