@@ -573,9 +573,10 @@ def test_run_with_intersectional_groups(tmp_path: Path, planted_csv: Path) -> No
     assert main(args) == 0
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 2 and (results["sensitive_attribute"] == "group,site").all()
+    names = [f"group={g},site={s}" for g in ("majority", "minority") for s in ("north", "south")]
     size_columns = sorted(c for c in results.columns if c.startswith("group_size_"))
-    assert size_columns == [f"group_size_{g}" for g in range(4)]
-    assert [f"group_accuracy_{g}" in results.columns for g in range(4)] == [True] * 4
+    assert size_columns == [f"group_size_{name}" for name in names]  # columns carry group names
+    assert [f"group_accuracy_{name}" in results.columns for name in names] == [True] * 4
     splits = load_csv(csv, target="label", sensitive_attribute=["group", "site"], seed=0)
     test_sizes = torch.bincount(splits.test.groups, minlength=4).tolist()
     for _, row in results.iterrows():

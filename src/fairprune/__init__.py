@@ -11,15 +11,43 @@ The public surface::
 (its splits yield ``(x, y, group)``). :class:`BiFPSparsifier` runs BiFP inside your own training
 loop (``prepare`` -> ``step`` -> ``squash_mask``); :class:`StratifiedBatchSampler` draws batches
 that hold every (target, group) cell, sharded across ranks under torchrun.
+
+These names are resolved on first use (PEP 562), so that ``import fairprune.config`` — the
+typed configuration, checked before anything heavy is imported — and ``fairprune --help`` do
+not import torch; ``from fairprune import prune`` imports it as usual.
 """
 
 from __future__ import annotations
 
-from fairprune.api import PruningResult, prune
-from fairprune.data.registry import load_dataset
-from fairprune.pruners.bifp_update import BiFPSparsifier
-from fairprune.samplers import StratifiedBatchSampler
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs
+    from fairprune.api import PruningResult, prune
+    from fairprune.data.registry import load_dataset
+    from fairprune.pruners.bifp_update import BiFPSparsifier
+    from fairprune.samplers import StratifiedBatchSampler
 
 __all__ = ["BiFPSparsifier", "PruningResult", "StratifiedBatchSampler", "__version__", "load_dataset", "prune"]
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "BiFPSparsifier": "fairprune.pruners.bifp_update",
+    "PruningResult": "fairprune.api",
+    "StratifiedBatchSampler": "fairprune.samplers",
+    "load_dataset": "fairprune.data.registry",
+    "prune": "fairprune.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(import_module(_HOMES[name]), name)
+        globals()[name] = value  # resolved once
+        return value
+    raise AttributeError(f"module 'fairprune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from fairprune.errors import FairpruneError
+
 __all__ = ["main"]
 
 TABLE_COLUMNS = [
@@ -202,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handlers = {"run": _run, "report": _report, "export": _export, "evaluate": _evaluate}
         return handlers[args.command](args)
-    except ValueError as err:
+    except FairpruneError as err:  # a user's input or state: one line; anything else is a bug
         print(f"fairprune: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,19 +1,27 @@
-"""Experiment configuration: dataclasses, TOML loading, ``--set key=value`` overrides.
+"""Experiment configuration: typed sections, TOML loading, ``--set key=value`` overrides.
 
-Unknown keys fail loudly. The resolved configuration is saved next to the results.
+Every key is checked on load, before torch or a pruner is imported: its type, its range, unknown
+names (a typo fails loudly), and the hyperparameters of each method against what the method
+declares (:mod:`fairprune.methods_spec`). A wrong value is a :class:`~fairprune.errors.ConfigError`
+whose one-line message names the key, what was expected and what was received. The resolved
+configuration is saved next to the results.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fairprune.data.labelled_images import SPLIT_NAMES, limit_per_split
-from fairprune.engine import TrainConfig
-from fairprune.fairness.constraints import FairnessObjective
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
+
+from fairprune.errors import ConfigError
+from fairprune.methods_spec import METHODS, params_model
+from fairprune.schema import CONSTRAINED_COLUMNS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,9 +29,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "DATASETS",
+    "IMAGE_DATASETS",
+    "MODELS",
     "DataConfig",
     "ModelConfig",
     "FairnessConfig",
+    "TrainSettings",
     "ExperimentConfig",
     "ExportConfig",
     "quick",
@@ -34,48 +46,91 @@ __all__ = [
     "config_from_dict",
 ]
 
+TABULAR_DATASETS = ("adult", "compas", "german", "law", "csv")
+IMAGE_DATASETS = ("celeba", "lfw", "utkface", "fairface", "image_csv")
+DATASETS = (*TABULAR_DATASETS, *IMAGE_DATASETS)
+"""Every ``data.name`` (``fairprune.data.registry.dataset_names()``; a test holds them equal)."""
+MODELS = ("mlp", "resnet10", "resnet18", "resnet50", "mobilenet_v2", "vit_small")
+"""Every ``model.name`` (the keys of ``fairprune.models.MODELS``)."""
+PER_GROUP_METRICS = ("excess_degradation",)  # one multiplier per group (fairness.metrics)
+BOUNDED_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds")  # fairness.bounds
 
-@dataclass
+_STRICT = ConfigDict(extra="forbid", strict=True)
+Steps = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1)]
+Attribute = Name | Annotated[list[Name], Field(min_length=1)]  # a list: intersectional groups
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]  # a method key
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+@dataclass(config=_STRICT)
 class DataConfig:
     """Which data: a tabular dataset (``adult``, ``compas``, ``german``, ``law``), ``csv`` with
     ``path``, or an image dataset (``celeba``, ``lfw``, ``utkface``, ``fairface``, ``image_csv``)
     with ``root``. ``params`` go to the loader as keywords (e.g. ``resolution``, ``limit``,
     ``split_mode``); ``target`` / ``sensitive_attribute`` left empty take the loader's defaults.
+    ``categorical`` names tabular columns to one-hot encode even though their values look
+    numeric (a numeric-looking column with a few non-numeric values is otherwise an error).
     """
 
-    name: str = "adult"
-    target: str | None = None
-    sensitive_attribute: str | list[str] | None = "sex"  # a list: intersectional groups
-    path: str | None = None
-    root: str | None = None
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    name: Literal[DATASETS] = "adult"  # type: ignore[valid-type]
+    target: Name | None = None
+    sensitive_attribute: Attribute | None = "sex"
+    path: Name | None = None
+    root: Name | None = None
+    fractions: Annotated[tuple[Fraction, Fraction, Fraction], Field(strict=False)] = (0.7, 0.15, 0.15)
     params: dict[str, Any] = field(default_factory=dict)
+    categorical: list[Name] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class ModelConfig:
     """A built-in model by name, with its keyword parameters."""
 
-    name: str = "mlp"
+    name: Literal[MODELS] = "mlp"  # type: ignore[valid-type]
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class FairnessConfig:
     """The constrained metric and its tolerance tau: a number, or ``"dense"`` (the dense model's
     validation value times ``dense_factor``: with 1, "no less fair than before pruning"; with
     0.5, "half the dense model's bias")."""
 
-    metric: str = "equalized_odds"
-    tolerance: float | str = "dense"
-    dense_factor: float = 1.0
-    mode: str = "lagrangian"
-    strength: float = 5.0
-    temperature: float = 1.0
-    confidence: float = 0.0
+    metric: Literal[tuple(CONSTRAINED_COLUMNS)] = "equalized_odds"  # type: ignore[valid-type]
+    tolerance: NonNegative | Literal["dense"] = "dense"
+    dense_factor: PositiveFloat = 1.0
+    mode: Literal["penalty", "lagrangian"] = "lagrangian"
+    strength: NonNegative = 5.0
+    temperature: PositiveFloat = 1.0
+    confidence: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # 0: off; else in [0.5, 1)
 
 
-@dataclass
+@dataclass(config=_STRICT)
+class TrainSettings:
+    """Optimisation settings shared by every method; the fields of
+    :class:`fairprune.engine.TrainConfig` (documented there), typed and range-checked here."""
+
+    batch_size: Positive = 256
+    lr: PositiveFloat = 0.05
+    weight_decay: NonNegative = 5e-4
+    dense_steps: Steps = 1500
+    eval_every: Positive = 25
+    selection_band: NonNegative = 0.005
+    grad_clip: NonNegative = 1.0
+    augment: bool = False
+    eval_samples: Steps = 0
+    threads: Steps = 1
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")] = "cpu"
+    autocast: Literal["none", "bf16"] = "none"
+    channels_last: bool = False
+    workers: Steps = 0
+
+
+@dataclass(config=_STRICT)
 class ExportConfig:
     """What is measured and kept of each pruned model.
 
@@ -89,12 +144,12 @@ class ExportConfig:
     """
 
     latency: bool = True
-    latency_batch: int = 64
-    latency_repeats: int = 10
+    latency_batch: Positive = 64
+    latency_repeats: Positive = 10
     save_models: bool = False
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class ExperimentConfig:
     """A grid: methods x sparsities x seeds (x variants), on one dataset and model.
 
@@ -103,65 +158,107 @@ class ExperimentConfig:
     mask_init="random"}``); ``tolerances`` re-runs the fairness-aware methods at each extra tau;
     ``targets`` and ``sensitive_attributes`` (when given) replace ``data.target`` and
     ``data.sensitive_attribute`` by a grid over every pair. ``structure = "channel"`` makes every
-    method prune channels (a method's or variant's own ``structure`` wins).
+    method prune channels (a method's or variant's own ``structure`` wins). Seeds, sparsities,
+    methods and tolerances must not repeat.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
     export: ExportConfig = field(default_factory=ExportConfig)
-    structure: str = "unstructured"
-    methods: list[str] = field(default_factory=lambda: ["dense", "magnitude", "imp", "snip", "bifp"])
-    sparsities: list[float] = field(default_factory=lambda: [0.9, 0.97, 0.99])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    structure: Literal["unstructured", "channel"] = "unstructured"
+    methods: Annotated[list[Method], Field(min_length=1)] = field(  # type: ignore[valid-type]
+        default_factory=lambda: ["dense", "magnitude", "imp", "snip", "bifp"]
+    )
+    sparsities: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=1)] = field(
+        default_factory=lambda: [0.9, 0.97, 0.99]
+    )
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = field(
+        default_factory=lambda: [0]
+    )
+    method_params: dict[Method, dict[str, Any]] = field(default_factory=dict)  # type: ignore[valid-type]
     variants: list[dict[str, Any]] = field(default_factory=list)
-    tolerances: list[float] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
-    sensitive_attributes: list[str | list[str]] = field(default_factory=list)
+    tolerances: list[NonNegative] = field(default_factory=list)
+    targets: list[Name] = field(default_factory=list)
+    sensitive_attributes: list[Attribute] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {
+_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none"})
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """A dotted config key from a pydantic error location (``sparsities[1]``), without the tags
+    pydantic adds for the branch of a union (``"float"``, ``"literal['dense']"``)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in _TAGS and not any(c in part for c in "[-'("):
+            out += f".{part}" if out else part
+    return out
+
+
+def _expected(item: Any) -> str:
+    """What pydantic says a key should be, as the words after "expected"."""
+    if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return ""  # an unknown key
+    message = item["msg"].removeprefix("Value error, ")
+    message = re.sub(r"^Input should be (greater|less)", r"a number \1", message)
+    return message.removeprefix("Input should be ")[:1].lower() + message.removeprefix("Input should be ")[1:]
+
+
+def _config_error(error: ValidationError, prefix: str = "") -> ConfigError:
+    """One line naming each wrong key (the first three), what was expected and the value
+    received; the branches of a union are joined with "or"."""
+    expected: dict[str, list[str]] = {}
+    received: dict[str, Any] = {}
+    for item in error.errors(include_url=False):
+        key = prefix + _key(item["loc"])
+        expected.setdefault(key, []).append(_expected(item))
+        received.setdefault(key, item.get("input"))
+    parts = [
+        f"{key}: unknown key (a typo?); got {received[key]!r}"
+        if "" in words
+        else f"{key}: expected {' or '.join(dict.fromkeys(words))}; got {received[key]!r}"
+        for key, words in list(expected.items())[:3]
+    ]
+    return ConfigError("bad config: " + "; ".join(parts))
+
+
+_SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "fairness": FairnessConfig,
-    "train": TrainConfig,
+    "train": TrainSettings,
     "export": ExportConfig,
 }
 
 
-def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(
-            f"unknown config key(s) {[f'{where}.{k}' for k in unknown]}; "
-            f"expected some of {sorted(f'{where}.{n}' for n in names)}"
-        )
-    if cls is DataConfig and "fractions" in values:
-        values = {**values, "fractions": tuple(values["fractions"])}
-    return cls(**values)
-
-
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
-    """Build and validate an :class:`ExperimentConfig` from nested plain values."""
-    top = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(raw) - top)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; expected some of {sorted(top)}")
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _SECTIONS:
-            if not isinstance(value, dict):
-                raise ValueError(f"config section {key!r} must be a table, got {value!r}")
-            kwargs[key] = _build(_SECTIONS[key], value, key)
-        else:
-            kwargs[key] = value
-    cfg = ExperimentConfig(**kwargs)
+    """Build and check an :class:`ExperimentConfig` from nested plain values (a parsed TOML).
+
+    Raises:
+        ConfigError: Naming the first wrong keys, what each expects and what it received.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config is a table of keys; got {raw!r}")
+    kwargs = dict(raw)
+    for key, cls in _SECTIONS.items():
+        if key in raw and not isinstance(raw[key], dict):
+            raise ConfigError(f"{key}: expected a table of keys ([{key}] in TOML); got {raw[key]!r}")
+        if key in raw:
+            try:
+                kwargs[key] = cls(**raw[key])
+            except ValidationError as err:
+                raise _config_error(err, prefix=f"{key}.") from None
+    try:
+        cfg = ExperimentConfig(**kwargs)
+    except ValidationError as err:
+        raise _config_error(err) from None
     _validate(cfg)
     return cfg
 
@@ -176,60 +273,87 @@ def method_params(
     return {**base, **cfg.method_params.get(method, {}), **own}
 
 
-def _validate(cfg: ExperimentConfig) -> None:
-    from fairprune.pruners import PRUNERS, STRUCTURES, build_pruner
+def _check_params(method: str, params: dict[str, Any], where: str) -> None:
+    try:
+        params_model(method)(**params)
+    except ValidationError as err:
+        raise _config_error(err, prefix=f"{where}.") from None
 
-    for s in cfg.sparsities:
-        if not (isinstance(s, (int, float)) and 0.0 <= s < 1.0):
-            raise ValueError(f"every sparsity must be a number in [0, 1), got {s!r}")
-    if not cfg.methods or not cfg.sparsities or not cfg.seeds:
-        raise ValueError("an experiment needs at least one method, one sparsity and one seed")
-    for method in [*cfg.methods, *cfg.method_params]:
-        if method not in PRUNERS:
-            raise ValueError(f"unknown method {method!r}; expected one of {sorted(PRUNERS)}")
-    if cfg.structure not in STRUCTURES:
-        raise ValueError(f"unknown structure {cfg.structure!r}; expected one of {STRUCTURES}")
-    built = [(m, build_pruner(m, **method_params(cfg, m))) for m in [*cfg.methods, *cfg.method_params]]
-    for variant in cfg.variants:
-        if "method" not in variant:
-            raise ValueError(f"a variant needs a 'method' key, got {variant!r}")
-        built.append(
-            (
-                variant["method"],
-                build_pruner(variant["method"], **method_params(cfg, variant["method"], variant)),
+
+def _distinct(cfg: ExperimentConfig) -> None:
+    for key in ("methods", "sparsities", "seeds", "tolerances", "targets", "sensitive_attributes"):
+        values = [repr(v) for v in getattr(cfg, key)]
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(
+                f"{key}: expected distinct values (a repeat would run the same jobs twice); got "
+                f"{', '.join(repeated)} more than once in {getattr(cfg, key)!r}"
             )
-        )
+
+
+def _check_methods(cfg: ExperimentConfig) -> None:
+    for method in cfg.method_params:
+        _check_params(method, method_params(cfg, method), f"method_params.{method}")
+    labels = set(cfg.methods)
+    for i, variant in enumerate(cfg.variants):
+        method = variant.get("method")
+        if method not in METHODS:
+            raise ConfigError(f"variants[{i}].method: expected one of {sorted(METHODS)}; got {method!r}")
+        label = variant.get("label")
+        if label is not None and not (isinstance(label, str) and label):
+            raise ConfigError(f"variants[{i}].label: expected a non-empty string; got {label!r}")
+        _check_params(method, method_params(cfg, method, variant), f"variants[{i}]")
+        if label is not None and label in labels:
+            raise ConfigError(f"variants[{i}].label: expected a label not used yet; got {label!r}")
+        labels.add(label or "")
     run = {*cfg.methods, *(v["method"] for v in cfg.variants)}  # method_params may name others
-    for method, pruner in built:
-        if method not in run:
-            continue
-        supported = getattr(pruner, "supported_metrics", None)
+    for method in sorted(run):
+        supported = METHODS[method].metrics
         if supported is not None and cfg.fairness.metric not in supported:
-            raise ValueError(
-                f"method {method!r} supports the fairness metrics {sorted(supported)}; the "
-                f"experiment's fairness.metric is {cfg.fairness.metric!r}"
+            raise ConfigError(
+                f"fairness.metric: method {method!r} supports the fairness metrics {list(supported)}; "
+                f"got {cfg.fairness.metric!r}"
             )
-    tol = cfg.fairness.tolerance
-    if isinstance(tol, str) and tol != "dense":
-        raise ValueError(f"fairness.tolerance must be a number >= 0 or 'dense', got {tol!r}")
-    factor = cfg.fairness.dense_factor
-    if not (isinstance(factor, (int, float)) and factor > 0):
-        raise ValueError(f"fairness.dense_factor must be a number > 0, got {factor!r}")
-    if factor != 1.0 and tol != "dense":
-        raise ValueError(f"fairness.dense_factor scales tolerance = 'dense'; got tolerance = {tol!r}")
-    f = cfg.fairness
-    objective = FairnessObjective(
-        f.metric,
-        0.0 if tol == "dense" else float(tol),
-        f.mode,
-        f.strength,
-        f.temperature,
-        confidence=f.confidence,
-    )
-    if objective.per_group and tol == "dense":
-        raise ValueError(
-            f"fairness.tolerance 'dense' means 0 for {f.metric!r} (the dense model does not degrade "
-            "relative to itself); expected a number, e.g. 0.02"
+
+
+def _validate(cfg: ExperimentConfig) -> None:
+    """The checks that tie several keys together (types and ranges are checked on construction)."""
+    _distinct(cfg)
+    _check_methods(cfg)
+    f, d = cfg.fairness, cfg.data
+    if f.dense_factor != 1.0 and f.tolerance != "dense":
+        raise ConfigError(
+            f"fairness.dense_factor: scales tolerance = 'dense' only; got dense_factor = {f.dense_factor} "
+            f"with tolerance = {f.tolerance!r}"
+        )
+    if f.metric in PER_GROUP_METRICS and f.tolerance == "dense":
+        raise ConfigError(
+            f"fairness.tolerance: 'dense' means 0 for {f.metric!r} (the dense model does not degrade "
+            "relative to itself); expected a number, e.g. 0.02; got 'dense'"
+        )
+    if f.confidence != 0.0 and not 0.5 <= f.confidence < 1.0:
+        raise ConfigError(
+            f"fairness.confidence: expected 0 (off) or a level in [0.5, 1); got {f.confidence}"
+        )
+    if f.confidence != 0.0 and f.metric not in BOUNDED_METRICS:
+        raise ConfigError(
+            f"fairness.confidence: bounds the metrics {list(BOUNDED_METRICS)}; got it for {f.metric!r}"
+        )
+    if f.metric in PER_GROUP_METRICS and f.mode != "lagrangian":
+        raise ConfigError(
+            f"fairness.mode: {f.metric!r} has one multiplier per group; expected 'lagrangian'; got {f.mode!r}"
+        )
+    if abs(sum(d.fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"data.fractions: expected three fractions summing to 1; got {list(d.fractions)}")
+    if d.name in IMAGE_DATASETS and d.root is None:
+        raise ConfigError(f"data.root: image dataset {d.name!r} needs the folder that holds it; got None")
+    if d.name in ("csv", "image_csv") and d.path is None:
+        raise ConfigError(f"data.path: dataset {d.name!r} needs the CSV file; got None")
+    if d.name == "csv" and d.target is None and not cfg.targets:
+        raise ConfigError("data.target: dataset 'csv' needs the target column; got None")
+    if d.categorical and d.name not in TABULAR_DATASETS:
+        raise ConfigError(
+            f"data.categorical: applies to tabular data ({list(TABULAR_DATASETS)}); got it for {d.name!r}"
         )
 
 
@@ -285,11 +409,7 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     data, model = cfg.data, cfg.model
     if data.name in _image_datasets():
         resolution = min(int(data.params.get("resolution", QUICK_RESOLUTION)), QUICK_RESOLUTION)
-        given = limit_per_split(data.params.get("limit"))
-        limit = {
-            name: QUICK_LIMIT[name] if cap is None else min(cap, QUICK_LIMIT[name])
-            for name, cap in zip(SPLIT_NAMES, given, strict=True)
-        }
+        limit = {name: _capped(_split_cap(data.params.get("limit"), name), cap) for name, cap in QUICK_LIMIT.items()}
         data = dataclasses.replace(data, params={**data.params, "resolution": resolution, "limit": limit})
         if model.name in _FAST_STEM_MODELS:
             model = dataclasses.replace(model, params={**model.params, "small_input": False})
@@ -322,6 +442,19 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     return out
 
 
+def _split_cap(limit: Any, split: str) -> Any:
+    """The cap that a data ``limit`` (None, a number, or a mapping of split names) puts on
+    ``split``; the loader checks its values (``labelled_images.limit_per_split``)."""
+    return limit.get(split) if isinstance(limit, dict) else limit
+
+
+def _capped(given: Any, cap: int) -> Any:
+    """``cap``, or a smaller integer ``given`` (anything else is left for the loader to refuse)."""
+    if given is None:
+        return cap
+    return min(given, cap) if isinstance(given, int) and not isinstance(given, bool) else given
+
+
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts as one dict of dotted keys (``{"train.dense_steps": 4000, ...}``)."""
     out: dict[str, Any] = {}
@@ -350,15 +483,19 @@ def quick_changes(cfg: ExperimentConfig, quick_cfg: ExperimentConfig) -> list[st
 
 
 def _image_datasets() -> frozenset[str]:
-    from fairprune.data.registry import IMAGE_DATASETS
-
     return frozenset(IMAGE_DATASETS)
 
 
-def _parse_value(text: str) -> Any:
+_STRUCTURED = re.compile(r"""\s*[\[{"']""")  # a value meant as a TOML list, table or string
+
+
+def _parse_value(key: str, text: str) -> Any:
+    """``text`` as a TOML value; a bare word that is not TOML is the string itself."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as err:
+        if _STRUCTURED.match(text):
+            raise ConfigError(f"--set {key}: {text!r} is not a TOML value ({err})") from None
         return text
 
 
@@ -367,15 +504,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value (e.g. data.name=compas), got {item!r}")
-        parts = key.strip().split(".")
+        key = key.strip()
+        if not sep or not key or not all(key.split(".")):
+            raise ConfigError(f"--set expects key=value (e.g. data.name=compas); got {item!r}")
+        parts = key.split(".")
         node = out
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {key}: {part!r} is not a config section")
-        node[parts[-1]] = _parse_value(text.strip())
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a config section; got {item!r}")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = _parse_value(key, text.strip())
     return out
 
 
@@ -383,15 +523,19 @@ def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, *, quick_run: bool = False
 ) -> ExperimentConfig:
     """Read a TOML config (or the defaults when ``path`` is None) and apply ``overrides``
-    (then :func:`quick` when ``quick_run``)."""
+    (then :func:`quick` when ``quick_run``).
+
+    Raises:
+        ConfigError: For a missing or unreadable file, invalid TOML, or any wrong key.
+    """
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ValueError(f"config file {str(p)!r} does not exist; expected a TOML file")
+            raise ConfigError(f"config file {str(p)!r} does not exist or is not a file; expected a TOML file")
         try:
-            raw = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"config file {str(p)!r} is not valid TOML: {err}") from err
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as err:
+            raise ConfigError(f"config file {str(p)!r} is not readable TOML: {err}") from None
     cfg = config_from_dict(apply_overrides(raw, overrides or []))
     return quick(cfg) if quick_run else cfg

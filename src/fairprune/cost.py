@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from fairprune.stats import CONSTRAINED_COLUMNS
+from fairprune.schema import CONSTRAINED_COLUMNS, COST_COLUMNS
 
 __all__ = [
     "ACCURACY_SLACK",
@@ -38,7 +38,6 @@ TWO_STAGE_METHODS = ("prune_then_fair", "fair_then_prune", "ceag", "postprocess"
 """Methods that prune first and fix fairness after (the paper's two-stage baselines and the
 practitioner's alternatives), against which BiFP's iterations are compared."""
 TEST_SLACK = 0.01  # fair_test: the test value of the constrained metric within tau + this
-COST_COLUMNS = ("fair_test", "reference_accuracy", "iterations_to_fair", "seconds_to_fair")
 _CELL = ("dataset", "target", "sensitive_attribute", "seed", "sparsity", "structure", "tolerance")
 
 

@@ -23,6 +23,7 @@ from fairprune.data.base import GroupData, Splits
 from fairprune.data.images import augment as augment_images
 from fairprune.data.images import to_float
 from fairprune.distributed import all_gather_cat, is_distributed, rank, world_size, wrap_ddp
+from fairprune.errors import TrainingDivergedError
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
@@ -399,7 +400,7 @@ def run_loop(
     to choose across all of them.
 
     Raises:
-        ValueError: If the loss becomes NaN or infinite (naming the step).
+        TrainingDivergedError: If the loss becomes NaN or infinite (naming the step).
     """
     cfg = task.train
     batches = training_batches(task)
@@ -414,7 +415,7 @@ def run_loop(
         loss, iters = step_fn(lambda: next(batches))
         result.iterations += iters
         if not math.isfinite(loss):
-            raise ValueError(
+            raise TrainingDivergedError(
                 f"{desc}: training loss became {loss} at step {step} of {steps}; expected a finite "
                 "loss (lower the learning rate or the fairness strength)"
             )

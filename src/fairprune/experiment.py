@@ -11,7 +11,7 @@ import copy
 import json
 import logging
 import math
-import re
+import pickle
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -25,19 +25,21 @@ from torch.distributed import destroy_process_group
 from tqdm.auto import tqdm
 
 from fairprune.atomic import replace_atomically, write_atomic
-from fairprune.config import DataConfig, ExperimentConfig, FairnessConfig, method_params
-from fairprune.cost import COST_COLUMNS, iterations_to_fair
+from fairprune.config import ExperimentConfig, FairnessConfig
 from fairprune.data import Splits
-from fairprune.data.registry import IMAGE_DATASETS, load_dataset
 from fairprune.distributed import init_from_env, is_main_process, on_main
-from fairprune.engine import Task, evaluate, is_trivial, predict, train_weights
+from fairprune.engine import Task, TrainConfig, evaluate, is_trivial, predict, train_weights
 from fairprune.export import save_model
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS, fairness_report
-from fairprune.footprint import FOOTPRINT_COLUMNS, footprint
+from fairprune.footprint import footprint
+from fairprune.grid import Job, Variant, data_cells, extends, grid, variants_of
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.models import build_model
-from fairprune.pruners import FAIR_METHODS, PruneResult, build_pruner, run_pruner
+from fairprune.pruners import PruneResult, build_pruner, run_pruner
+from fairprune.run_store import claim_out_dir, collect_results, read_records, set_aside
+from fairprune.schema import RESULT_COLUMNS, name_groups
+from fairprune.validation import check_experiment, load_splits
 
 __all__ = [
     "Variant",
@@ -46,192 +48,41 @@ __all__ = [
     "data_cells",
     "grid",
     "run_experiment",
+    "prepare_out_dir",
+    "collect_results",
     "extends",
     "RESULT_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
 
-RESULT_COLUMNS = [
-    "run_id",
-    "dataset",
-    "target",
-    "sensitive_attribute",
-    "model",
-    "method",
-    "label",
-    "structure",
-    "sparsity",
-    "seed",
-    "fairness",
-    "tolerance",
-    "tolerance_setting",
-    "accuracy",
-    "accuracy_gap",
-    "degradation_gap",
-    "excess_degradation",
-    "demographic_parity_difference",
-    "equalized_odds_difference",
-    "worst_group_accuracy",
-    "val_accuracy",
-    "val_violation",
-    "fair",
-    "fair_test",
-    "trivial",
-    "needs_sensitive_attribute",
-    "achieved_sparsity",
-    *FOOTPRINT_COLUMNS,
-    "train_iterations",
-    "wall_seconds",
-    *COST_COLUMNS,
-]
+
+def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> Path | None:
+    """Check everything (see :func:`~fairprune.validation.check_experiment`), then claim ``out``:
+    with ``restart``, move what it holds to ``OUT/replaced/<time>/`` (returned), and write
+    ``config.json``. Nothing is written when a check fails."""
+    check_experiment(cfg, out, restart=restart)
+    return claim_out_dir(out, json.loads(json.dumps(cfg.to_dict())), restart=restart)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One method with fixed hyperparameters, under a display ``label``."""
-
-    method: str
-    label: str
-    params: dict[str, Any]
-    tolerance: float | None = None  # overrides the experiment's tau
-
-
-def variants_of(cfg: ExperimentConfig) -> list[Variant]:
-    """The labelled method variants of an experiment (methods, extra variants, tau sweep)."""
-    out = [Variant(m, m, method_params(cfg, m)) for m in cfg.methods]
-    for v in cfg.variants:
-        own = {k: val for k, val in v.items() if k not in ("method", "label")}
-        label = v.get("label") or v["method"] + "[" + ",".join(f"{k}={val}" for k, val in own.items()) + "]"
-        out.append(Variant(v["method"], label, method_params(cfg, v["method"], v)))
-    for tol in cfg.tolerances:
-        for m in cfg.methods:
-            if m in FAIR_METHODS:
-                out.append(Variant(m, f"{m}[tolerance={tol}]", method_params(cfg, m), float(tol)))
-    return out
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run of the grid: a data cell (target, sensitive attribute), a seed, a variant, a sparsity."""
-
-    data: DataConfig
-    seed: int
-    variant: Variant
-    sparsity: float
-    tag: str = ""  # names the data cell when the grid has several
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.tag}{_file_safe(self.variant.label)}__s{self.sparsity:g}__seed{self.seed}"
-
-    @property
-    def dense_key(self) -> str:
-        return f"{self.tag}seed{self.seed}"
-
-
-def data_cells(cfg: ExperimentConfig) -> list[tuple[DataConfig, str]]:
-    """The (target, sensitive attribute) cells of the grid, each with its run-id tag.
-
-    A sensitive attribute may be a list of names (intersectional groups); its tag joins the
-    file-safe names with ``+`` (``label-Male+Young__``).
-    """
-    targets: list[str | None] = list(cfg.targets) or [cfg.data.target]
-    attributes: list[str | list[str] | None] = [*cfg.sensitive_attributes] or [cfg.data.sensitive_attribute]
-    cells = [(t, a) for t in targets for a in attributes]
-    if len(cells) == 1:
-        return [(replace(cfg.data, target=cells[0][0], sensitive_attribute=cells[0][1]), "")]
-    out = []
-    for t, a in cells:
-        names = "+".join(_file_safe(n) for n in a) if isinstance(a, (list, tuple)) else _file_safe(f"{a}")
-        out.append((replace(cfg.data, target=t, sensitive_attribute=a), f"{_file_safe(f'{t}-')}{names}__"))
-    return out
-
-
-def _file_safe(name: str) -> str:
-    """``name`` with every run of characters unsafe in a file name replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
-
-
-_GRID_LISTS = ("methods", "variants", "sparsities", "seeds", "tolerances")
-
-
-def extends(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether the resolved config ``new`` only adds runs to ``old``: the same settings, and
-    every method, variant, sparsity, seed and tau of ``old`` still there with the same
-    hyperparameters (so every recorded run is still a run of ``new``)."""
-    fixed = set(old) | set(new)
-    fixed -= {*_GRID_LISTS, "method_params"}
-    if any(old.get(k) != new.get(k) for k in fixed):
-        return False
-    if any(item not in new.get(k, []) for k in _GRID_LISTS for item in old.get(k, [])):
-        return False
-    used = {*old.get("methods", []), *(v["method"] for v in old.get("variants", []))}
-    old_params, new_params = old.get("method_params", {}), new.get("method_params", {})
-    return all(old_params.get(m) == new_params.get(m) for m in used)
-
-
-def with_new_defaults(old: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``old`` (a recorded config) with every setting it lacks — one added to fairprune after
-    it was written — at its default, recursively: such a setting changed nothing for the
-    recorded runs, so it must not stop them from resuming."""
-    out = dict(old)
-    for key, default in defaults.items():
-        if key not in out:
-            out[key] = default
-        elif isinstance(out[key], dict) and isinstance(default, dict) and default:
-            out[key] = with_new_defaults(out[key], default)
-    return out
-
-
-def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> None:
-    """Create ``out`` or check that it holds the same resolved config, or one that ``cfg`` only
-    extends with more runs (see :func:`extends`); refuse otherwise. Settings the recorded config
-    lacks count at their defaults (:func:`with_new_defaults`)."""
-    resolved = json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
-    cfg_path = out / "config.json"
-    if cfg_path.exists() and not restart:
-        recorded = json.loads(cfg_path.read_text())
-        previous = json.loads(json.dumps(with_new_defaults(recorded, ExperimentConfig().to_dict())))
-        if previous != json.loads(resolved) and not extends(previous, json.loads(resolved)):
-            raise ValueError(
-                f"output directory {str(out)!r} holds results of a different config; expected the "
-                "same config to resume, or one that only adds methods, variants, sparsities, seeds "
-                "or tolerances. Use another --out, or --restart to start over there"
-            )
-    for leftover in out.glob("**/.*.tmp"):  # temp files of a killed write: never a record
-        leftover.unlink()
-    if restart and out.exists():
-        records = [*out.glob("runs/*.json"), *out.glob("dense/*.pt"), *out.glob("models/*/*")]
-        for stale in [*records, out / "results.csv"]:
-            stale.unlink(missing_ok=True)
-    write_atomic(cfg_path, resolved)
-
-
-def load_splits(d: DataConfig, seed: int) -> Splits:
-    """The splits of a data config (tabular or image) for ``seed``."""
-    kwargs: dict[str, Any] = {"seed": seed, **d.params}
-    if d.target is not None:
-        kwargs["target"] = d.target
-    if d.sensitive_attribute is not None:
-        kwargs["sensitive_attribute"] = d.sensitive_attribute
-    if d.name in IMAGE_DATASETS:
-        if d.root is None:
-            raise ValueError(f"image dataset {d.name!r} needs data.root (the folder that holds it)")
-        if d.name == "image_csv":  # a CSV (data.path) naming images under data.root
-            kwargs.update(csv_path=d.path, image_root=d.root)
-        else:
-            kwargs["root"] = d.root
-    else:
-        kwargs.update(fractions=d.fractions, path=d.path)
+def _load_dense(path: Path, model: nn.Module, out: Path) -> tuple[int, float] | None:
+    """Load a saved dense model into ``model``: its iterations and seconds, or ``None`` when
+    there is none, or it cannot be read (then it is moved to ``OUT/corrupt/``)."""
+    if not path.exists():
+        return None
     try:
-        return load_dataset(d.name, **kwargs)
-    except TypeError as err:
-        raise ValueError(f"bad data settings: {err}") from err
+        saved = torch.load(path, weights_only=True)
+        model.load_state_dict(saved["state"])
+        return int(saved["iterations"]), float(saved.get("seconds", math.nan))
+    except (RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
+        if not is_main_process():  # rank 0 moves it aside
+            return None
+        set_aside(path, out, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return None
 
 
 def _dense_model(
-    cfg: ExperimentConfig, splits: Splits, job: Job, out: Path, progress: bool
+    cfg: ExperimentConfig, train: TrainConfig, splits: Splits, job: Job, out: Path, progress: bool
 ) -> tuple[nn.Module, int, float]:
     """Train (or reload) the dense model of a job's seed and data cell, with its training
     iterations and seconds (NaN for a model saved before the seconds were recorded)."""
@@ -239,11 +90,12 @@ def _dense_model(
     torch.manual_seed(seed)
     model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
     path = out / "dense" / f"{job.dense_key}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        model.load_state_dict(saved["state"])
-        return model, int(saved["iterations"]), float(saved.get("seconds", math.nan))
-    task = Task(splits, None, cfg.train, seed, progress)
+    loaded = _load_dense(path, model, out)
+    if loaded is not None:
+        return model, *loaded
+    torch.manual_seed(seed)
+    model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    task = Task(splits, None, train, seed, progress)
     start = time.perf_counter()
     loop = train_weights(model, task, cfg.train.dense_steps, desc=f"dense seed {seed}")
     seconds = time.perf_counter() - start
@@ -252,46 +104,41 @@ def _dense_model(
     return model, loop.iterations, seconds
 
 
-def grid(cfg: ExperimentConfig) -> list[Job]:
-    """Every run of the experiment, dense first within each (data cell, seed)."""
-    jobs = []
-    for data, tag in data_cells(cfg):
-        for seed in cfg.seeds:
-            jobs.append(Job(data, seed, Variant("dense", "dense", {}), 0.0, tag))
-            for variant in variants_of(cfg):
-                if variant.method != "dense":
-                    jobs.extend(Job(data, seed, variant, float(s), tag) for s in cfg.sparsities)
-    return jobs
-
-
 def run_experiment(
     cfg: ExperimentConfig, out: str | Path, *, restart: bool = False, progress: bool = False
 ) -> pd.DataFrame:
     """Run (or resume) the grid of ``cfg`` into ``out``; returns the results table.
 
-    The dense model is trained once per (data cell, seed) and reused by every method.
+    Everything is checked first (config, data, output directory: see
+    :func:`~fairprune.validation.check_experiment`); only then is ``out`` claimed (with
+    ``restart``, its old contents moved to ``OUT/replaced/<time>/``). Records that cannot be
+    read are moved to ``OUT/corrupt/`` and their runs recomputed. The dense model is trained
+    once per (data cell, seed) and reused by every method.
     """
     out = Path(out)
-    joined, device = init_from_env(cfg.train.resolved().device)  # under torchrun: one rank each
-    on_main(lambda: prepare_out_dir(out, cfg, restart=restart))  # only rank 0 writes files
+    train = check_experiment(cfg, out, restart=restart)  # every rank checks; only rank 0 writes
+    joined, device = init_from_env(train.device)  # under torchrun: one rank (and device) each
+    train = replace(train, device=device)
+    on_main(lambda: claim_out_dir(out, json.loads(json.dumps(cfg.to_dict())), restart=restart))
     progress = progress and is_main_process()
-    # after saving: "auto" resumes on any machine
-    cfg = replace(cfg, train=replace(cfg.train.resolved(), device=device))
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+    if train.threads > 0:
+        torch.set_num_threads(train.threads)
+    on_main(lambda: read_records(out, set_corrupt_aside=True))  # rank 0 moves corrupt ones aside
+    recorded = {r["run_id"] for r in read_records(out, set_corrupt_aside=False)}
+    on_main(lambda: collect_results(out))  # results.csv matches the records before any run starts
     jobs = grid(cfg)
-    todo = [job for job in jobs if not (out / "runs" / f"{job.run_id}.json").exists()]
+    todo = [job for job in jobs if job.run_id not in recorded]
     logger.info("%d runs in the grid, %d already recorded", len(jobs), len(jobs) - len(todo))
     cache: dict[str, _Cell] = {}
     for job in tqdm(todo, desc="runs", disable=not progress):
         if job.dense_key not in cache:
             cache.clear()
             splits = load_splits(job.data, job.seed)
-            dense, iters, seconds = _dense_model(cfg, splits, job, out, progress)
-            test_pred = predict(dense, splits.test, device=cfg.train.device)
-            val_pred = predict(dense, splits.val, device=cfg.train.device)
+            dense, iters, seconds = _dense_model(cfg, train, splits, job, out, progress)
+            test_pred = predict(dense, splits.test, device=train.device)
+            val_pred = predict(dense, splits.val, device=train.device)
             tau = _tolerance(cfg, val_pred, splits)
-            cache[job.dense_key] = _Cell(splits, dense, iters, seconds, tau, test_pred, val_pred)
+            cache[job.dense_key] = _Cell(splits, dense, iters, seconds, tau, test_pred, val_pred, train)
         record = _one_run(cfg, cache[job.dense_key], job, progress, out)
         on_main(partial(_record, out, job, record))
     frame = on_main(lambda: collect_results(out))
@@ -340,6 +187,7 @@ class _Cell:
     tau: float
     dense_test_pred: torch.Tensor
     dense_val_pred: torch.Tensor
+    train: TrainConfig
 
 
 def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: Path) -> dict[str, Any]:
@@ -350,13 +198,13 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
     objective = FairnessObjective(
         fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence
     )
-    task = Task(splits, objective, cfg.train, seed, progress, dense=dense)
+    task = Task(splits, objective, cell.train, seed, progress, dense=dense)
     model = copy.deepcopy(dense)
     pruner = build_pruner(variant.method, **variant.params)
     result = run_pruner(pruner, model, s, task)
-    shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cfg.train.device)
+    shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cell.train.device)
     post = result.postprocessor  # group thresholds: predictions need the sensitive attribute
-    device = cfg.train.device
+    device = cell.train.device
     test = evaluate(
         model,
         splits.test,
@@ -405,6 +253,7 @@ def _one_run(cfg: ExperimentConfig, cell: _Cell, job: Job, progress: bool, out: 
         "train_iterations": iterations,
         "wall_seconds": wall_seconds,
     }
+    row = name_groups(row, splits.group_names)  # group_accuracy_<name>, group_size_<name>
     params = dict(variant.params)
     if cfg.export.save_models and is_main_process():
         _save_shipped(cfg, splits, shipped, result, row, out / "models" / job.run_id)
@@ -445,21 +294,3 @@ def _save_shipped(
     }
     masks = {} if result.channels is not None else result.masks
     save_model(path, shipped, masks, card)
-
-
-def collect_results(out: Path) -> pd.DataFrame:
-    """Rebuild ``results.csv`` from the run records (atomically) and return it."""
-    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
-    frame = pd.DataFrame([r["result"] for r in records])
-    if not frame.empty:
-        frame = iterations_to_fair(frame, {r["run_id"]: r.get("history") or [] for r in records})
-        first = [c for c in RESULT_COLUMNS if c in frame.columns]
-        frame = frame[first + [c for c in frame.columns if c not in first]]
-        frame = frame.sort_values(["seed", "label", "sparsity"], kind="stable").reset_index(drop=True)
-    write_atomic(out / "results.csv", frame.to_csv(index=False))
-    return frame
-
-
-def with_train(cfg: ExperimentConfig, **changes: Any) -> ExperimentConfig:
-    """A copy of ``cfg`` with some ``train`` settings changed."""
-    return replace(cfg, train=replace(cfg.train, **changes))

@@ -19,24 +19,15 @@ from torch import nn
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
 from fairprune.engine import model_inputs
+from fairprune.errors import SlimMismatchError
 from fairprune.export import count_flops, count_parameters, in_eval, measure_latency
 from fairprune.masks import bake_masks
 from fairprune.pruners import PruneResult
+from fairprune.schema import FOOTPRINT_COLUMNS
 
 __all__ = ["footprint", "SLIM_TOLERANCE", "FOOTPRINT_COLUMNS"]
 
 SLIM_TOLERANCE = 1e-4  # max |slim - masked| logit difference, relative to the logits' scale
-FOOTPRINT_COLUMNS = [
-    "channel_fraction",
-    "params",
-    "params_ratio",
-    "flops",
-    "flops_ratio",
-    "latency_ms",
-    "latency_dense_ms",
-    "latency_ratio",
-    "slim_max_abs_diff",
-]
 
 
 def footprint(
@@ -58,7 +49,7 @@ def footprint(
         device: Where to time the models.
 
     Raises:
-        ValueError: If the slimmed model's outputs differ from the masked model's.
+        SlimMismatchError: If the slimmed model's outputs differ from the masked model's.
     """
     batch = model_inputs(data.x[: export.latency_batch], device)
     one = batch[:1]
@@ -86,7 +77,7 @@ def _check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> f
     diff = float((in_eval(shipped, lambda: shipped(batch)) - expected).abs().max())
     scale = float(expected.abs().max()) + 1.0
     if diff > SLIM_TOLERANCE * scale:
-        raise ValueError(
+        raise SlimMismatchError(
             f"the slimmed model's outputs differ from the masked model's by {diff:.3g} "
             f"(expected at most {SLIM_TOLERANCE * scale:.3g}); the model has an op that mixes "
             "channels which the dependency graph does not know (see fairprune.structured)"

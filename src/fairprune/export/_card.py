@@ -24,6 +24,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fairprune.errors import ShippedModelError
+
 __all__ = [
     "CARD_FORMAT",
     "card_metrics",
@@ -78,7 +80,7 @@ def check_names(card: Mapping[str, Any], class_names: Sequence[str], group_names
         ("groups", list(group_names), data.get("group_names")),
     ):
         if theirs is not None and ours != list(theirs):
-            raise ValueError(
+            raise ShippedModelError(
                 f"the data's {what} {ours} differ from the card's {list(theirs)} "
                 f"({_difference(list(theirs), ours)}); expected the {what} the model was pruned for"
             )

@@ -20,6 +20,7 @@ import torch
 
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import logits_of, model_inputs, predict
+from fairprune.errors import ShippedModelError
 from fairprune.export._card import card_metrics, check_names, flat_metrics
 from fairprune.export._load import ExportedModel
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs
@@ -83,7 +84,7 @@ class Evaluation:
 
 def _select(data: Splits, split: str) -> GroupData:
     if split not in SPLIT_CHOICES:
-        raise ValueError(f"split must be one of {list(SPLIT_CHOICES)}; received {split!r}")
+        raise ShippedModelError(f"split must be one of {list(SPLIT_CHOICES)}; received {split!r}")
     if split != "all":
         return getattr(data, split)
     parts = [data.train, data.val, data.test]
@@ -130,15 +131,15 @@ def evaluate_exported(
     part = _select(data, split)
     expected_shape = card["model"].get("input_shape")
     if expected_shape is not None and list(part.x.shape[1:]) != list(expected_shape):
-        raise ValueError(
+        raise ShippedModelError(
             f"the data's inputs have shape {list(part.x.shape[1:])}, the card's model takes {expected_shape}"
         )
     if not math.isfinite(tolerance) or tolerance < 0:
-        raise ValueError(f"tolerance must be a finite number >= 0; received {tolerance}")
+        raise ShippedModelError(f"tolerance must be a finite number >= 0; received {tolerance}")
     reference_split = split if same_data else "test"
     card_split = card.get("metrics", {}).get(reference_split)
     if card_split is None and same_data:
-        raise ValueError(
+        raise ShippedModelError(
             f"the card holds no metrics of the {split!r} split (it has {sorted(card.get('metrics', {}))}); "
             "expected --split val or test on the card's data"
         )

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
+from fairprune.errors import ShippedModelError
 from fairprune.export._card import CARD_FORMAT
 from fairprune.export._records import build_from_spec, fit_shapes
 from fairprune.export._weights import LAYOUTS, load_weights, sha256_of, weight_shapes
@@ -40,15 +41,15 @@ def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = N
     out = Path(directory)
     card_path = out / CARD_FILE
     if not card_path.is_file():
-        raise ValueError(f"{out} holds no {CARD_FILE}; expected a directory written by 'fairprune export'")
+        raise ShippedModelError(f"{out} holds no {CARD_FILE}; expected a directory written by 'fairprune export'")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{card_path} is not valid JSON: {err}") from err
+        raise ShippedModelError(f"{card_path} is not valid JSON: {err}") from err
     files = card.get("files") or {}
     weight_files = [name for name, f in files.items() if f.get("layout") in LAYOUTS]
     if card.get("format") != CARD_FORMAT or len(weight_files) != 1:
-        raise ValueError(
+        raise ShippedModelError(
             f"{card_path} is not a fairprune model card: expected format {CARD_FORMAT!r} and one weight "
             f"file; found format {card.get('format')!r} and weight files {weight_files}"
         )
@@ -58,7 +59,7 @@ def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = N
     state = load_weights(weights_path)
     if model is None:
         if "name" not in card["model"]:
-            raise ValueError(
+            raise ShippedModelError(
                 f"{card_path} names no built-in architecture (a model exported from the Python API "
                 f"as {card['model'].get('class')}); pass model= (a module of that architecture)"
             )
@@ -67,20 +68,20 @@ def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = N
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"the weights of {weights_path} do not fit the model: {err}") from err
+        raise ShippedModelError(f"the weights of {weights_path} do not fit the model: {err}") from err
     return ExportedModel(model.eval(), card)
 
 
 def _check_files(out: Path, files: Mapping[str, Any]) -> None:
     for name, entry in files.items():
         if Path(name).name != name or name in ("", ".", ".."):
-            raise ValueError(f"the card lists {name!r}; expected plain file names inside {out}")
+            raise ShippedModelError(f"the card lists {name!r}; expected plain file names inside {out}")
         path = out / name
         if not path.is_file():
-            raise ValueError(f"{out} misses {name}, which its card lists; the directory is incomplete")
+            raise ShippedModelError(f"{out} misses {name}, which its card lists; the directory is incomplete")
         digest = sha256_of(path)
         if digest != entry.get("sha256"):
-            raise ValueError(
+            raise ShippedModelError(
                 f"{path} has sha256 {digest}, but the card records {entry.get('sha256')}: the file was "
                 "changed after export (or the card was); refusing to load it"
             )
@@ -90,11 +91,11 @@ def _check_shapes(path: Path, expected: Mapping[str, list[int]]) -> None:
     found = weight_shapes(path)
     if set(found) != set(expected):
         missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-        raise ValueError(
+        raise ShippedModelError(
             f"{path} does not hold the card's tensors: missing {missing}, not in the card {extra}"
         )
     for name, shape in expected.items():
         if list(found[name]) != list(shape):
-            raise ValueError(
+            raise ShippedModelError(
                 f"tensor {name!r} has shape {found[name]} in {path.name} but {list(shape)} in the card"
             )

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.atomic import replace_atomically
+from fairprune.errors import ShippedModelError
 
 try:  # the optional extra fairprune[onnx]
     import onnxruntime
@@ -31,7 +32,7 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 def _require_onnxruntime() -> None:
     if onnxruntime is None:
-        raise ValueError(
+        raise ShippedModelError(
             "ONNX export and checks need onnx, onnxscript and onnxruntime; install fairprune[onnx]"
         )
 
@@ -64,7 +65,7 @@ def write_onnx(model: nn.Module, path: str | os.PathLike[str], example: Tensor) 
     """
     _require_onnxruntime()
     if example.shape[0] < 2:
-        raise ValueError(f"the ONNX check needs a batch of at least 2 inputs; received {example.shape[0]}")
+        raise ShippedModelError(f"the ONNX check needs a batch of at least 2 inputs; received {example.shape[0]}")
     model = model.cpu().eval()
     example = example.detach().cpu().float()
     batch = torch.export.Dim("batch")
@@ -81,7 +82,7 @@ def write_onnx(model: nn.Module, path: str | os.PathLike[str], example: Tensor) 
                 verbose=False,
             )
         if program is None:  # pragma: no cover - the dynamo exporter always returns a program
-            raise ValueError("torch.onnx.export returned no program")
+            raise ShippedModelError("torch.onnx.export returned no program")
         program.save(str(temporary))
 
     written = replace_atomically(path, export)
@@ -90,7 +91,7 @@ def write_onnx(model: nn.Module, path: str | os.PathLike[str], example: Tensor) 
     diff = float((onnx_outputs(written, example) - expected).abs().max())
     if not diff <= ONNX_TOLERANCE:
         written.unlink()
-        raise ValueError(
+        raise ShippedModelError(
             f"the ONNX model's outputs differ from PyTorch's by {diff:.3g} on the check batch; "
             f"expected at most {ONNX_TOLERANCE:g} (the model has an op the exporter does not translate "
             "exactly)"

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fairprune.atomic import replace_atomically, write_atomic
+from fairprune.errors import ShippedModelError
 from fairprune.masks import Masks, bake_masks
 from fairprune.models import build_model
 
@@ -47,7 +48,7 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, masks: Masks, car
     try:
         card_text = json.dumps(card, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"card must be JSON-serialisable (str keys, finite numbers): {err}") from err
+        raise ShippedModelError(f"card must be JSON-serialisable (str keys, finite numbers): {err}") from err
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in bake_masks(copy.deepcopy(model)).state_dict().items()}
@@ -83,11 +84,11 @@ def load_model(path: str | os.PathLike[str], model: nn.Module | None = None) -> 
     """
     directory = Path(path)
     if not (directory / CARD_FILE).is_file():
-        raise ValueError(f"{directory} holds no {CARD_FILE}; expected a directory written by save_model")
+        raise ShippedModelError(f"{directory} holds no {CARD_FILE}; expected a directory written by save_model")
     card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
     saved = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
     if saved.get("format") != FORMAT:
-        raise ValueError(f"{directory / MODEL_FILE} has format {saved.get('format')!r}, expected {FORMAT}")
+        raise ShippedModelError(f"{directory / MODEL_FILE} has format {saved.get('format')!r}, expected {FORMAT}")
     if model is None:
         model = build_from_spec(card.get("model"))
     fit_shapes(model, saved["state_dict"])
@@ -100,7 +101,7 @@ def build_from_spec(spec: object) -> nn.Module:
     """The built-in model a card's ``"model"`` entry names (``name``, ``input_shape``,
     ``n_classes``, optional ``params``), at its dense size."""
     if not isinstance(spec, dict) or not {"name", "input_shape", "n_classes"} <= set(spec):
-        raise ValueError(
+        raise ShippedModelError(
             "no model given and the card has no 'model' entry with name, input_shape and n_classes; "
             f"got {spec!r}"
         )
@@ -116,7 +117,7 @@ def fit_shapes(model: nn.Module, state: dict[str, Tensor]) -> None:
         module_name, _, attr = key.rpartition(".")
         module = model.get_submodule(module_name)
         if not isinstance(module, _CONVS + (nn.Linear, _BatchNorm)):
-            raise ValueError(
+            raise ShippedModelError(
                 f"{key!r} has shape {tuple(value.shape)} in the file but {tuple(own[key].shape)} in the "
                 f"model, and a {type(module).__name__} cannot be resized"
             )

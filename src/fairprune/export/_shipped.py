@@ -30,6 +30,7 @@ import fairprune
 from fairprune.atomic import write_atomic
 from fairprune.data.base import Splits
 from fairprune.engine import model_inputs, predict
+from fairprune.errors import ShippedModelError
 from fairprune.export._card import CARD_FORMAT, card_metrics, render_markdown
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE
 from fairprune.export._measure import count_flops, count_parameters, measure_latency
@@ -84,12 +85,12 @@ def export_model(
     """
     clashes = sorted(set(about or {}) & set(_COMPUTED))
     if clashes:
-        raise ValueError(f"about= may not set the computed card sections {clashes}")
+        raise ShippedModelError(f"about= may not set the computed card sections {clashes}")
     if weights not in (*LAYOUTS, "auto"):
-        raise ValueError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
+        raise ShippedModelError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
     example = _example(data, example_input)
     if onnx and example is None:
-        raise ValueError("onnx=True needs data= or example_input= (a batch to check the export on)")
+        raise ShippedModelError("onnx=True needs data= or example_input= (a batch to check the export on)")
     shipped = bake_masks(copy.deepcopy(model)).cpu().eval()
     reference = bake_masks(copy.deepcopy(dense)).cpu().eval() if dense is not None else None
     spec = _model_spec(shipped, architecture, data, example)
@@ -109,7 +110,7 @@ def export_model(
     try:
         text = json.dumps(card, indent=2, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"the card must be JSON-serialisable (str keys, finite numbers): {err}") from err
+        raise ShippedModelError(f"the card must be JSON-serialisable (str keys, finite numbers): {err}") from err
     _readable(write_atomic(out / MARKDOWN_FILE, render_markdown(card)))
     _readable(write_atomic(out / CARD_FILE, text + "\n"))  # last: a directory with a card is complete
     return out

@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from fairprune.atomic import replace_atomically
+from fairprune.errors import ShippedModelError
 
 __all__ = [
     "LAYOUTS",
@@ -87,7 +88,7 @@ def stored_bytes(tensor: Tensor) -> int:
 def save_weights(path: str | os.PathLike[str], state: dict[str, Tensor], layout: str) -> Path:
     """Write ``state`` (a state dict) to the safetensors file ``path`` in ``layout``, atomically."""
     if layout not in LAYOUTS:
-        raise ValueError(f"weight layout must be one of {list(LAYOUTS)}; received {layout!r}")
+        raise ShippedModelError(f"weight layout must be one of {list(LAYOUTS)}; received {layout!r}")
     tensors: dict[str, Tensor] = {}
     for name, value in state.items():
         tensor = value.detach().cpu().contiguous()
@@ -124,7 +125,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
                     where = handle.get_tensor(name + _INDICES).long()
                     count = where.numel()
                 if count != values.numel():
-                    raise ValueError(
+                    raise ShippedModelError(
                         f"{path}: tensor {name!r} has {count} positions but {values.numel()} values; "
                         "the file is corrupt"
                     )
@@ -132,7 +133,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
                 dense[where] = values
                 state[name] = dense.reshape(shape)
             else:
-                raise ValueError(f"{path} lists tensor {name!r} in its metadata but does not hold it")
+                raise ShippedModelError(f"{path} lists tensor {name!r} in its metadata but does not hold it")
     return state
 
 
@@ -146,7 +147,7 @@ def _header(handle: object, path: str | os.PathLike[str]) -> tuple[str, dict[str
     metadata = handle.metadata() or {}  # type: ignore[attr-defined]
     layout = metadata.get(_FORMAT_KEY)
     if layout not in LAYOUTS or _SHAPES_KEY not in metadata:
-        raise ValueError(
+        raise ShippedModelError(
             f"{path} is not a fairprune weight file: expected metadata {_FORMAT_KEY!r} in "
             f"{list(LAYOUTS)} and {_SHAPES_KEY!r}; found keys {sorted(metadata)}"
         )

@@ -1,0 +1,166 @@
+"""The results schema: every column name of a run record and ``results.csv``, in one place.
+
+No torch here: the sweep writes these columns, and the footprint, the statistics, the plots, the
+command line's table and the report text read them. Per-group columns carry the group's *name*
+(``group_accuracy_Female``, ``group_size_Female``); sweeps recorded before that carry the id
+(``group_accuracy_0``) and are read the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "BINARY_METRICS",
+    "CONSTRAINED_COLUMNS",
+    "CONTEXT_COLUMNS",
+    "COST_COLUMNS",
+    "DEFAULT_METRICS",
+    "FAIRNESS_COLUMNS",
+    "FOOTPRINT_COLUMNS",
+    "FOOTPRINT_HEADERS",
+    "GROUP_ACCURACY",
+    "GROUP_SIZE",
+    "OUTCOME_COLUMNS",
+    "RECORD_KEYS",
+    "RESULT_COLUMNS",
+    "group_names_in",
+    "name_groups",
+]
+
+CONSTRAINED_COLUMNS: dict[str, str] = {
+    "accuracy_gap": "accuracy_gap",
+    "demographic_parity": "demographic_parity_difference",
+    "equalized_odds": "equalized_odds_difference",
+    "worst_group_accuracy": "worst_group_accuracy",
+    "excess_degradation": "excess_degradation",
+}
+"""Results column of each fairness key (``fairness.metric`` of a config); equal to
+``fairness.metrics.METRIC_COLUMNS`` (checked by a test)."""
+
+BINARY_METRICS = frozenset({"demographic_parity", "equalized_odds"})
+"""Fairness keys defined for a binary target only (positive class 1)."""
+
+FAIRNESS_COLUMNS: tuple[str, ...] = (
+    "accuracy_gap",
+    "degradation_gap",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "excess_degradation",
+    "worst_group_accuracy",
+)
+"""The fairness columns of a results table (DESIGN §2)."""
+
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy", *FAIRNESS_COLUMNS)
+"""Metrics summarised and compared by default."""
+
+OUTCOME_COLUMNS: tuple[str, ...] = ("fair", "fair_test", "iterations_to_fair")
+"""Summarised in reports beside the metrics (fractions of runs within tau on validation and on
+test, iterations to a fair model), not compared pairwise."""
+
+CONTEXT_COLUMNS: tuple[str, ...] = ("dataset", "target", "sensitive_attribute", "model", "fairness")
+"""Columns that, when they vary, split a report into separately plotted cells."""
+
+FOOTPRINT_COLUMNS: tuple[str, ...] = (
+    "channel_fraction",
+    "params",
+    "params_ratio",
+    "flops",
+    "flops_ratio",
+    "latency_ms",
+    "latency_dense_ms",
+    "latency_ratio",
+    "slim_max_abs_diff",
+)
+"""What the shipped model of a run costs, next to the dense one (``fairprune.footprint``)."""
+
+FOOTPRINT_HEADERS: dict[str, str] = {
+    "achieved_sparsity": "sparsity achieved",
+    "channel_fraction": "channels removed",
+    "params_ratio": "params / dense",
+    "flops_ratio": "FLOPs / dense",
+    "latency_ratio": "latency / dense",
+}
+"""Footprint columns shown in ``report.md``, with their headers."""
+
+COST_COLUMNS: tuple[str, ...] = ("fair_test", "reference_accuracy", "iterations_to_fair", "seconds_to_fair")
+"""Read off the run histories when results are collected (``fairprune.cost``)."""
+
+RESULT_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(  # fair_test is a cost column too: once, after fair
+        (
+            "run_id",
+            "dataset",
+            "target",
+            "sensitive_attribute",
+            "model",
+            "method",
+            "label",
+            "structure",
+            "sparsity",
+            "seed",
+            "fairness",
+            "tolerance",
+            "tolerance_setting",
+            "accuracy",
+            "accuracy_gap",
+            "degradation_gap",
+            "excess_degradation",
+            "demographic_parity_difference",
+            "equalized_odds_difference",
+            "worst_group_accuracy",
+            "val_accuracy",
+            "val_violation",
+            "fair",
+            "fair_test",
+            "trivial",
+            "needs_sensitive_attribute",
+            "achieved_sparsity",
+            *FOOTPRINT_COLUMNS,
+            "train_iterations",
+            "wall_seconds",
+            *COST_COLUMNS,
+        )
+    )
+)
+"""Columns of ``results.csv`` in order; per-group columns follow them."""
+
+RECORD_KEYS: tuple[str, ...] = ("run_id", "config", "result", "history")
+"""Keys of a run record ``runs/<run_id>.json``; ``result`` is one row of ``results.csv``."""
+
+GROUP_ACCURACY = "group_accuracy_"
+"""Prefix of a group's test accuracy column, followed by the group's name."""
+GROUP_SIZE = "group_size_"
+"""Prefix of a group's test sample count column, followed by the group's name."""
+
+
+def name_groups(row: Mapping[str, Any], group_names: Sequence[str]) -> dict[str, Any]:
+    """``row`` with its per-group columns keyed by group name instead of id.
+
+    ``group_accuracy_<id>`` becomes ``group_accuracy_<group_names[id]>`` (the same for
+    ``group_size_``); every other key is kept.
+
+    Raises:
+        ValueError: If two groups have one name, or a per-group id is not below
+            ``len(group_names)``.
+    """
+    if len(set(group_names)) != len(group_names):
+        raise ValueError(f"group names must be distinct; got {list(group_names)}")
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        for prefix in (GROUP_ACCURACY, GROUP_SIZE):
+            suffix = key[len(prefix) :]
+            if key.startswith(prefix) and suffix.isdigit():
+                if int(suffix) >= len(group_names):
+                    raise ValueError(f"{key!r} names group {suffix}; expected ids below {len(group_names)}")
+                key = prefix + str(group_names[int(suffix)])
+                break
+        out[key] = value
+    return out
+
+
+def group_names_in(columns: Iterable[str]) -> list[str]:
+    """The group names of the ``group_accuracy_<name>`` columns, in column order (ids as
+    strings for sweeps recorded before groups were named)."""
+    return [c[len(GROUP_ACCURACY) :] for c in columns if c.startswith(GROUP_ACCURACY)]
