@@ -93,7 +93,12 @@ def test_dataloader_workers_give_the_in_memory_batches(dense, planted_splits):
 
 def test_a_directory_made_before_the_new_train_keys_resumes(tmp_path, planted_csv):
     """A config.json without train.autocast / channels_last / workers is the same config."""
-    data = ["data.name='csv'", f"data.path='{planted_csv}'", "data.target='label'"]
+    data = [
+        "data.name='csv'",
+        f"data.path='{planted_csv}'",
+        "data.target='label'",
+        "data.sensitive_attribute='group'",
+    ]
     cfg = load_config(None, data)
     prepare_out_dir(tmp_path, cfg, restart=False)
     saved = json.loads((tmp_path / "config.json").read_text())

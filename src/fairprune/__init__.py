@@ -28,7 +28,14 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs
     from fairprune.pruners.bifp_update import BiFPSparsifier
     from fairprune.samplers import StratifiedBatchSampler
 
-__all__ = ["BiFPSparsifier", "PruningResult", "StratifiedBatchSampler", "__version__", "load_dataset", "prune"]
+__all__ = [
+    "BiFPSparsifier",
+    "PruningResult",
+    "StratifiedBatchSampler",
+    "__version__",
+    "load_dataset",
+    "prune",
+]
 
 __version__ = "0.1.0"
 

@@ -332,9 +332,7 @@ def _validate(cfg: ExperimentConfig) -> None:
             "relative to itself); expected a number, e.g. 0.02; got 'dense'"
         )
     if f.confidence != 0.0 and not 0.5 <= f.confidence < 1.0:
-        raise ConfigError(
-            f"fairness.confidence: expected 0 (off) or a level in [0.5, 1); got {f.confidence}"
-        )
+        raise ConfigError(f"fairness.confidence: expected 0 (off) or a level in [0.5, 1); got {f.confidence}")
     if f.confidence != 0.0 and f.metric not in BOUNDED_METRICS:
         raise ConfigError(
             f"fairness.confidence: bounds the metrics {list(BOUNDED_METRICS)}; got it for {f.metric!r}"
@@ -409,7 +407,10 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     data, model = cfg.data, cfg.model
     if data.name in _image_datasets():
         resolution = min(int(data.params.get("resolution", QUICK_RESOLUTION)), QUICK_RESOLUTION)
-        limit = {name: _capped(_split_cap(data.params.get("limit"), name), cap) for name, cap in QUICK_LIMIT.items()}
+        limit = {
+            name: _capped(_split_cap(data.params.get("limit"), name), cap)
+            for name, cap in QUICK_LIMIT.items()
+        }
         data = dataclasses.replace(data, params={**data.params, "resolution": resolution, "limit": limit})
         if model.name in _FAST_STEM_MODELS:
             model = dataclasses.replace(model, params={**model.params, "small_input": False})
