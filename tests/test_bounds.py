@@ -55,7 +55,12 @@ def test_confidence_one_half_is_the_metric_and_the_bound_shrinks_with_n() -> Non
     ) == pytest.approx(plain)
     small = violation_upper_bound("accuracy_gap", y, pred, groups=groups, n_groups=3, confidence=0.9)
     big = violation_upper_bound(
-        "accuracy_gap", np.tile(y, 16), np.tile(pred, 16), groups=np.tile(groups, 16), n_groups=3, confidence=0.9
+        "accuracy_gap",
+        np.tile(y, 16),
+        np.tile(pred, 16),
+        groups=np.tile(groups, 16),
+        n_groups=3,
+        confidence=0.9,
     )
     assert plain < big < small  # the same rates on 16x the samples: a 4x smaller margin
     assert big - plain == pytest.approx((small - plain) / 4, rel=0.02)
@@ -72,7 +77,9 @@ def test_the_bound_covers_the_true_gap_at_its_level() -> None:
     for _ in range(trials):
         correct = rng.random(200) < np.where(groups == 0, 0.85, 0.75)
         pred = np.where(correct, 1, 0)
-        covered += violation_upper_bound("accuracy_gap", y, pred, groups=groups, n_groups=2, confidence=0.9) >= 0.1
+        covered += (
+            violation_upper_bound("accuracy_gap", y, pred, groups=groups, n_groups=2, confidence=0.9) >= 0.1
+        )
     assert 0.87 <= covered / trials <= 0.95
 
 
@@ -83,7 +90,9 @@ def test_bad_confidence_and_metric_are_clear_errors() -> None:
         FairnessObjective("excess_degradation", 0.1, confidence=0.9)
 
 
-def test_the_constraint_checks_the_bound_and_the_history_keeps_the_plain_metric(planted_splits: Splits) -> None:
+def test_the_constraint_checks_the_bound_and_the_history_keeps_the_plain_metric(
+    planted_splits: Splits,
+) -> None:
     objective = FairnessObjective("accuracy_gap", tolerance=0.0, confidence=0.9)
     constraint = Constraint(objective, planted_splits.n_groups)
     task = Task(planted_splits, objective, TrainConfig(eval_every=1), seed=0, progress=False)

@@ -147,7 +147,9 @@ def _models(
     dense = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
     dense_path = out / "dense" / f"{job.dense_key}.pt"
     if not dense_path.is_file():
-        raise ShippedModelError(f"{dense_path} is missing: the sweep's dense model of seed {job.seed} is gone")
+        raise ShippedModelError(
+            f"{dense_path} is missing: the sweep's dense model of seed {job.seed} is gone"
+        )
     saved = torch.load(dense_path, map_location="cpu", weights_only=True)
     dense.load_state_dict(saved["state"])
     if job.variant.method == "dense":
@@ -267,7 +269,9 @@ def _data_config(card: dict[str, Any], data: str | None) -> tuple[DataConfig, in
     if path.suffix == ".toml":
         table = tomllib.loads(path.read_text()).get("data")
         if not isinstance(table, dict):
-            raise ShippedModelError(f"{path} has no [data] table; expected the keys of a config's [data] section")
+            raise ShippedModelError(
+                f"{path} has no [data] table; expected the keys of a config's [data] section"
+            )
         return config_from_dict({"data": table}).data, seed, False
     base = dict(source["config"]) if source else {"name": "csv"}
     names = card.get("data", {})

@@ -41,7 +41,9 @@ def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = N
     out = Path(directory)
     card_path = out / CARD_FILE
     if not card_path.is_file():
-        raise ShippedModelError(f"{out} holds no {CARD_FILE}; expected a directory written by 'fairprune export'")
+        raise ShippedModelError(
+            f"{out} holds no {CARD_FILE}; expected a directory written by 'fairprune export'"
+        )
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -65,7 +65,9 @@ def write_onnx(model: nn.Module, path: str | os.PathLike[str], example: Tensor) 
     """
     _require_onnxruntime()
     if example.shape[0] < 2:
-        raise ShippedModelError(f"the ONNX check needs a batch of at least 2 inputs; received {example.shape[0]}")
+        raise ShippedModelError(
+            f"the ONNX check needs a batch of at least 2 inputs; received {example.shape[0]}"
+        )
     model = model.cpu().eval()
     example = example.detach().cpu().float()
     batch = torch.export.Dim("batch")

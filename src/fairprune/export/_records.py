@@ -84,11 +84,15 @@ def load_model(path: str | os.PathLike[str], model: nn.Module | None = None) -> 
     """
     directory = Path(path)
     if not (directory / CARD_FILE).is_file():
-        raise ShippedModelError(f"{directory} holds no {CARD_FILE}; expected a directory written by save_model")
+        raise ShippedModelError(
+            f"{directory} holds no {CARD_FILE}; expected a directory written by save_model"
+        )
     card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
     saved = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
     if saved.get("format") != FORMAT:
-        raise ShippedModelError(f"{directory / MODEL_FILE} has format {saved.get('format')!r}, expected {FORMAT}")
+        raise ShippedModelError(
+            f"{directory / MODEL_FILE} has format {saved.get('format')!r}, expected {FORMAT}"
+        )
     if model is None:
         model = build_from_spec(card.get("model"))
     fit_shapes(model, saved["state_dict"])

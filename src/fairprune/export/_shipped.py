@@ -110,7 +110,9 @@ def export_model(
     try:
         text = json.dumps(card, indent=2, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ShippedModelError(f"the card must be JSON-serialisable (str keys, finite numbers): {err}") from err
+        raise ShippedModelError(
+            f"the card must be JSON-serialisable (str keys, finite numbers): {err}"
+        ) from err
     _readable(write_atomic(out / MARKDOWN_FILE, render_markdown(card)))
     _readable(write_atomic(out / CARD_FILE, text + "\n"))  # last: a directory with a card is complete
     return out

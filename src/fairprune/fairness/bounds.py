@@ -58,9 +58,7 @@ def violation_upper_bound(
             (stratum, group) cell with no samples.
     """
     if metric not in BOUNDED_METRICS:
-        raise ValueError(
-            f"fairness.confidence supports the metrics {list(BOUNDED_METRICS)}; got {metric!r}"
-        )
+        raise ValueError(f"fairness.confidence supports the metrics {list(BOUNDED_METRICS)}; got {metric!r}")
     if not 0.5 <= confidence < 1.0:
         raise ValueError(f"expected a confidence in [0.5, 1), got {confidence}")
     z = float(norm.ppf(confidence))
