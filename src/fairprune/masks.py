@@ -7,6 +7,7 @@ binary float tensors shaped like their parameters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import cast
 
@@ -22,6 +23,7 @@ __all__ = [
     "get_masks",
     "bake_masks",
     "topk_masks",
+    "TopK",
     "sparsity",
     "check_sparsity",
     "effective_weight_grads",
@@ -157,24 +159,77 @@ def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global
 
     Ties are broken by :func:`torch.topk`'s order, so the count is always exact.
     """
-    if not 0.0 <= target < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {target}")
-    if scope == "layer":
-        return {name: topk_masks({name: s}, target)[name] for name, s in scores.items()}
-    if scope != "global":
-        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
-    names = list(scores)
-    flat = torch.cat([scores[n].detach().reshape(-1).float() for n in names])  # (N,)
-    n_keep = flat.numel() - _n_prune(flat.numel(), target)
-    keep = torch.zeros_like(flat)
-    keep[torch.topk(flat, n_keep, sorted=False).indices] = 1.0
-    out: Masks = {}
-    start = 0
-    for n in names:
-        size = scores[n].numel()
-        out[n] = keep[start : start + size].reshape(scores[n].shape).to(scores[n].device)
-        start += size
-    return out
+    return TopK().masks(scores, target, scope=scope)
+
+
+class TopK:
+    """:func:`topk_masks` for scores that move a little between calls (a learned mask).
+
+    Each call remembers the *cut*, a value with exactly ``n_keep`` scores above it, and the next
+    call looks for the new cut among the scores near the old one (a band found with two
+    comparisons and one :func:`torch.kthvalue` on the band) instead of ranking all of them.
+    The masks are those of :func:`topk_masks`: a cut is used only when exactly ``n_keep``
+    scores lie above it, in which case the top set is unique; otherwise (ties at the boundary,
+    no cut yet, a band that misses) the call falls back to :func:`torch.topk`.
+    """
+
+    def __init__(self) -> None:
+        self._cuts: dict[str, tuple[float, float]] = {}  # scope key -> (cut, band half-width)
+
+    def masks(self, scores: dict[str, Tensor], target: float, *, scope: str = "global") -> Masks:
+        """Masks of ``scores`` at sparsity ``target`` (see :func:`topk_masks`)."""
+        if not 0.0 <= target < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {target}")
+        if scope == "layer":
+            return {name: self._global({name: s}, target, name)[name] for name, s in scores.items()}
+        if scope != "global":
+            raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+        return self._global(scores, target, "")
+
+    def _global(self, scores: dict[str, Tensor], target: float, key: str) -> Masks:
+        names = list(scores)
+        flat = torch.cat([scores[n].detach().reshape(-1).float() for n in names])  # (N,)
+        n_keep = flat.numel() - _n_prune(flat.numel(), target)
+        keep = self._keep(flat, n_keep, key)
+        out: Masks = {}
+        start = 0
+        for n in names:
+            size = scores[n].numel()
+            out[n] = keep[start : start + size].reshape(scores[n].shape).to(scores[n].device)
+            start += size
+        return out
+
+    def _keep(self, flat: Tensor, n_keep: int, key: str) -> Tensor:
+        """``(N,)`` float 0/1 keeping the ``n_keep`` largest entries of ``flat``."""
+        n_prune = flat.numel() - n_keep
+        if key in self._cuts and 0 < n_keep < flat.numel():
+            old, width = self._cuts[key]
+            for _ in range(3):
+                cut = _kth_near(flat, n_prune, old, width)
+                if cut is not None:
+                    keep = (flat > cut).float()
+                    if int(keep.sum()) == n_keep:
+                        self._cuts[key] = (cut, max(2.0 * abs(cut - old), width / 2.0))
+                        return keep
+                    break  # ties at the cut: rank them as topk does
+                width *= 4.0
+        keep = torch.zeros_like(flat)
+        keep[torch.topk(flat, n_keep, sorted=False).indices] = 1.0
+        if 0 < n_keep < flat.numel():
+            cut = float(torch.where(keep > 0, flat.new_tensor(-math.inf), flat).max())
+            self._cuts[key] = (cut, 1e-3 * float(flat.abs().max()) + 1e-12)
+        return keep
+
+
+def _kth_near(flat: Tensor, k: int, centre: float, width: float) -> float | None:
+    """The ``k``-th smallest entry of ``flat`` if it lies within ``width`` of ``centre``."""
+    low, high = centre - width, centre + width
+    n_below = int((flat < low).float().sum())
+    band = flat[(flat >= low) & (flat <= high)]
+    j = k - n_below
+    if not 1 <= j <= band.numel():
+        return None
+    return float(torch.kthvalue(band, j).values)
 
 
 def sparsity(masks: Masks) -> float:
