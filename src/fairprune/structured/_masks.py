@@ -120,7 +120,7 @@ class _Units:
         )
         if len(cuts) < 2:
             return cls(group, order, cuts[:1], np.zeros(0))
-        means = np.add.reduceat(values[order], cuts[:-1]) / np.diff(cuts)
+        means = np.add.reduceat(values[order], cuts)[:-1] / np.diff(cuts)  # the last block stays
         return cls(group, order, cuts, means)
 
 
