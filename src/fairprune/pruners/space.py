@@ -22,7 +22,15 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.engine import Task, model_inputs
-from fairprune.masks import Masks, TopK, apply_masks, check_sparsity, get_masks, prunable_parameters
+from fairprune.masks import (
+    Masks,
+    TopK,
+    apply_masks,
+    check_sparsity,
+    get_masks,
+    mask_versions,
+    prunable_parameters,
+)
 from fairprune.structured import (
     BUDGETS,
     ChannelGroup,
@@ -151,6 +159,9 @@ class ChannelSpace:
         params = prunable_parameters(model)
         self.n_prunable = sum(p.numel() * self.cost[n] for n, p in params.items())  # the budget's total
         self.round_to, self.at_least, self.budget = round_to, at_least, budget
+        # what apply() last wrote (keep-vectors, gate, mask fingerprint): unchanged -> no rewrite
+        self._masked = sorted({s.name for g in self.groups for s in g.slices})
+        self._written: tuple[dict[str, Tensor], bool, tuple[tuple[int, int, int], ...]] | None = None
 
     def magnitude(self, model: nn.Module) -> Scores:
         """Structured magnitude: L1 norm of each channel's weights, normalised per group."""
@@ -182,7 +193,13 @@ class ChannelSpace:
             at_least=self.at_least,
             weight_cost=self.cost,
         )
+        if self._written is not None:  # a learned mask: most steps keep the same channels
+            old_keep, old_gate, versions = self._written
+            same = old_gate == gate and all(torch.equal(old_keep[g], k) for g, k in keep.items())
+            if same and mask_versions(model, self._masked) == versions:
+                return
         apply_channel_masks(model, self.groups, keep, inputs_only=gate)
+        self._written = (keep, gate, mask_versions(model, self._masked))
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """``d loss / d gate`` of each channel from the per-weight mask gradients: their sum over

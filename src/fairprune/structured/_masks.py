@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -142,10 +143,8 @@ def _removed_after(
     """``(U + 1,)`` prunable weights (times their cost) removed by the first ``0 .. U`` units of
     ``order``, counted exactly: a weight whose output and input channels both shrink keeps
     ``C_out' * C_in' * k``."""
-    shapes = {s.name: s.shape for g in groups for s in g.slices if s.prunable}
-    names = sorted(shapes)
-    column = {name: k for k, name in enumerate(names)}
-    cut = np.zeros((len(order), 2 * len(names)), dtype=np.int64)  # positions each unit removes
+    layout = _layout(tuple(groups))
+    cut = np.zeros((len(order), 2 * len(layout.names)), dtype=np.int64)  # positions each unit removes
     position = np.empty(len(order), dtype=np.int64)
     offsets = np.cumsum([0] + [len(u.means) for u in ranked])
     position[offsets[order[:, 0]] + order[:, 1]] = np.arange(len(order))  # (group, unit) -> rank
@@ -153,17 +152,41 @@ def _removed_after(
         if not len(units.means):
             continue
         rows = position[offsets[i] : offsets[i + 1]]
-        for s in units.group.slices:
-            if s.prunable:
-                per_channel = np.bincount(s.channels.numpy(), minlength=units.group.n_channels)
-                counts = np.add.reduceat(per_channel[units.order], units.cuts)[:-1]
-                cut[rows, 2 * column[s.name] + s.dim] += counts
-    full = np.array([[shapes[n][0], shapes[n][1]] for n in names], dtype=np.int64).reshape(1, -1)
-    cost = [1 if weight_cost is None else weight_cost[n] for n in names]
-    rest = np.array([math.prod(shapes[n][2:]) * c for n, c in zip(names, cost, strict=True)], dtype=np.int64)
-    kept = full - np.vstack([np.zeros((1, cut.shape[1]), np.int64), np.cumsum(cut, axis=0)])
+        for column, per_channel in layout.slices[units.group.id]:
+            cut[rows, column] += np.add.reduceat(per_channel[units.order], units.cuts)[:-1]
+    names = layout.names
+    cost = np.array([1 if weight_cost is None else weight_cost[n] for n in names], dtype=np.int64)
+    kept = layout.full - np.vstack([np.zeros((1, cut.shape[1]), np.int64), np.cumsum(cut, axis=0)])
     kept = kept.reshape(len(order) + 1, len(names), 2)
-    return ((full.reshape(-1, 2).prod(1) - kept.prod(2)) * rest).sum(1)
+    return ((layout.full.reshape(-1, 2).prod(1) - kept.prod(2)) * layout.rest * cost).sum(1)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What :func:`_removed_after` needs of the groups alone (computed once per group list)."""
+
+    names: list[str]  # the prunable weights the groups touch, sorted
+    full: np.ndarray  # (1, 2 * len(names)): each weight's full size along dims 0 and 1
+    rest: np.ndarray  # (len(names),): the product of its other dims
+    slices: dict[str, list[tuple[int, np.ndarray]]]  # group id -> (column, positions per channel)
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(groups: tuple[ChannelGroup, ...]) -> _Layout:
+    shapes = {s.name: s.shape for g in groups for s in g.slices if s.prunable}
+    names = sorted(shapes)
+    column = {name: k for k, name in enumerate(names)}
+    slices = {
+        g.id: [
+            (2 * column[s.name] + s.dim, np.bincount(s.channels.numpy(), minlength=g.n_channels))
+            for s in g.slices
+            if s.prunable
+        ]
+        for g in groups
+    }
+    full = np.array([[shapes[n][0], shapes[n][1]] for n in names], dtype=np.int64).reshape(1, -1)
+    rest = np.array([math.prod(shapes[n][2:]) for n in names], dtype=np.int64)
+    return _Layout(names, full, rest, slices)
 
 
 def _check_scores(groups: list[ChannelGroup], scores: Mapping[str, Tensor]) -> None:
