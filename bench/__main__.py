@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +46,11 @@ def headline(raw: dict[str, Any]) -> dict[str, float]:
         "slim_flops_ratio_70": rows["params@0.7"]["flops_ratio"],
         "slim_latency_ratio_70": rows["params@0.7"]["latency_ratio_b64"],
         "slim_latency_ratio_70_batch1": rows["params@0.7"]["latency_ratio_b1"],
+        "slim_latency_ratio_70_fold_bn_channels_last": raw["deployment"]["latency_gap_70"][
+            "latency_ratio_b64+fold_bn+channels_last"
+        ],
         "flops_budget_flops_ratio_70": rows["flops@0.7"]["flops_ratio"],
+        "mobilenet_v2_latency_ratio_70": raw["mobilenet_v2"]["latency_ratio_b64"],
         "sparse_file_ratio_90": raw["stored_sizes"]["unstructured@0.9"]["ratio"],
         "loader_images_per_s": throughput["loader_augmented_images_per_s_median"],
         "loader_throughput_ratio": throughput["loader_augmented_over_training"],
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, bench in (
         ("step_cost", step_cost.run),
         ("deployment", slim.deployment),
+        ("mobilenet_v2", slim.mobilenet),
         ("stored_sizes", slim.stored_sizes),
         ("loader", loader.throughput),
         ("scaling", loader.scaling),
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         raw[key] = bench(settings)
         seconds[key] = time.perf_counter() - began
+        print(f"{key}: {seconds[key]:.0f} s", file=sys.stderr, flush=True)
     numbers = headline(raw)
     raw["seconds"] = {**seconds, "total": time.perf_counter() - start}
     raw["machine"]["load_average_1min_end"] = machine(args.device)["load_average_1min"]

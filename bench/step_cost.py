@@ -79,7 +79,7 @@ def run(settings: Settings) -> dict[str, Any]:
     size, n, batch = (32, 32, 4) if settings.fast else (64, 512, 32)
     images = random_images(n, size, settings.seed)
     resnet = build_model("resnet10", (3, size, size), 2)
-    steps, rounds = (3, 1) if settings.fast else (8, 3)
+    steps, rounds = (3, 1) if settings.fast else (6, 2)
     out["resnet10_random"] = measure(
         "resnet10", resnet, images, settings, batch=batch, steps=steps, rounds=rounds
     )
