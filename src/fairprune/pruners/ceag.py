@@ -71,6 +71,7 @@ class Ceag(PrunerBase):
                 structure=self.structure,
                 round_to=self.round_to,
                 at_least=self.at_least,
+                budget=self.budget,
                 round_steps=self.round_steps,
             )
             outcome.add(imp.prune(model, sparsity, task))

@@ -22,18 +22,27 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.engine import Task, model_inputs
-from fairprune.masks import Masks, apply_masks, check_sparsity, get_masks, prunable_parameters, topk_masks
+from fairprune.masks import (
+    Masks,
+    TopK,
+    apply_masks,
+    check_sparsity,
+    get_masks,
+    mask_versions,
+    prunable_parameters,
+)
 from fairprune.structured import (
+    BUDGETS,
     ChannelGroup,
     apply_channel_masks,
     channel_groups,
     channel_sums,
     group_param_counts,
     l1_channel_scores,
-    n_prunable,
     normalize_per_group,
     slim,
     structured_topk,
+    weight_costs,
 )
 
 __all__ = [
@@ -65,6 +74,7 @@ class WeightSpace:
 
     def __init__(self, scope: str = "global") -> None:
         self.scope = scope
+        self._topk = TopK()  # warm-started: a learned mask re-thresholds every step
 
     def magnitude(self, model: nn.Module) -> Scores:
         """``|theta|`` of every prunable weight."""
@@ -80,7 +90,7 @@ class WeightSpace:
 
     def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
         """Mask ``model``, keeping the highest scores (``gate``: see :class:`ChannelSpace`)."""
-        apply_masks(model, topk_masks(scores, sparsity, scope=self.scope))
+        apply_masks(model, self._topk.masks(scores, sparsity, scope=self.scope))
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """Per-weight mask gradients as score gradients (here: unchanged)."""
@@ -126,12 +136,20 @@ class ChannelSpace:
     Top-k is global over channels (:func:`~fairprune.structured.structured_topk`) and lands on
     the channel nearest to the target sparsity (with ``at_least``: the first at or above it);
     kept channels per group are a multiple of ``round_to`` (8 suits CPU and GPU kernels).
+    ``budget="flops"`` removes channels until the target fraction of the prunable layers' FLOPs
+    is gone, each weight counted with the output positions of its layer (the early, wide-image
+    layers cost most); ``"params"`` counts weights.
     """
 
     structure = "channel"
 
     def __init__(
-        self, model: nn.Module, task: Task | Tensor, round_to: int = 1, at_least: bool = False
+        self,
+        model: nn.Module,
+        task: Task | Tensor,
+        round_to: int = 1,
+        at_least: bool = False,
+        budget: str = "params",
     ) -> None:
         # the channel groups are traced on one input: a training sample of the task, or one given
         self.example = task if isinstance(task, Tensor) else example_input(model, task)
@@ -143,8 +161,13 @@ class ChannelSpace:
                 f"{type(model).__name__} has no channel that can be pruned on its own; expected "
                 "hidden Linear/Conv widths (use structure='unstructured' for this model)"
             )
-        self.n_prunable = n_prunable(model)
-        self.round_to, self.at_least = round_to, at_least
+        self.cost = weight_costs(model, self.example, budget)
+        params = prunable_parameters(model)
+        self.n_prunable = sum(p.numel() * self.cost[n] for n, p in params.items())  # the budget's total
+        self.round_to, self.at_least, self.budget = round_to, at_least, budget
+        # what apply() last wrote (keep-vectors, gate, mask fingerprint): unchanged -> no rewrite
+        self._masked = sorted({s.name for g in self.groups for s in g.slices})
+        self._written: tuple[dict[str, Tensor], bool, tuple[tuple[int, int, int], ...]] | None = None
 
     def magnitude(self, model: nn.Module) -> Scores:
         """Structured magnitude: L1 norm of each channel's weights, normalised per group."""
@@ -174,8 +197,15 @@ class ChannelSpace:
             n_prunable=self.n_prunable,
             round_to=self.round_to,
             at_least=self.at_least,
+            weight_cost=self.cost,
         )
+        if self._written is not None:  # a learned mask: most steps keep the same channels
+            old_keep, old_gate, versions = self._written
+            same = old_gate == gate and all(torch.equal(old_keep[g], k) for g, k in keep.items())
+            if same and mask_versions(model, self._masked) == versions:
+                return
         apply_channel_masks(model, self.groups, keep, inputs_only=gate)
+        self._written = (keep, gate, mask_versions(model, self._masked))
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """``d loss / d gate`` of each channel from the per-weight mask gradients: their sum over
@@ -195,19 +225,23 @@ class ChannelSpace:
         }
 
     def check(self, model: nn.Module, sparsity: float) -> None:
-        """Raise unless the achieved sparsity is within half a removal unit of ``sparsity`` (with
-        ``at_least``: at or above it, by less than one unit)."""
+        """Raise unless the achieved sparsity (of the budget: weights or FLOPs) is within half a
+        removal unit of ``sparsity`` (with ``at_least``: at or above it, by less than one unit)."""
         masks = get_masks(model)
-        zeros = sum(int((m == 0).sum()) for m in masks.values())
-        unit = self.round_to * max(group_param_counts(self.groups).values())
+        zeros = sum(int((m == 0).sum()) * self.cost[n] for n, m in masks.items())
+        unit = self.round_to * max(group_param_counts(self.groups, self.cost).values())
         excess = zeros - sparsity * self.n_prunable
         ok = -1e-6 <= excess <= unit if self.at_least else abs(excess) <= unit / 2 + 1e-6
         if not ok:
             how = "at least, by less than one" if self.at_least else "within half a"
             raise ValueError(
-                f"channel masks prune {zeros} of {self.n_prunable} weights; expected "
-                f"{sparsity * self.n_prunable:.0f} ({how} channel of {unit} weights)"
+                f"channel masks prune {zeros} of {self.n_prunable} {self._unit_name}; expected "
+                f"{sparsity * self.n_prunable:.0f} ({how} channel of {unit} {self._unit_name})"
             )
+
+    @property
+    def _unit_name(self) -> str:
+        return "weights" if self.budget == "params" else "weight-positions (FLOPs / 2)"
 
     def selection(self, model: nn.Module) -> ChannelSelection:
         """The channels kept by the masks now on ``model`` (after any checkpoint restore)."""
@@ -240,12 +274,16 @@ class PrunerBase:
         round_to: Channel mode only: kept channels per group are a multiple of this.
         at_least: Channel mode only: never remove fewer weights than the target (default: the
             channel count nearest to it).
+        budget: Channel mode only: what ``sparsity`` is a fraction of: ``"params"`` (the
+            prunable weights) or ``"flops"`` (the prunable layers' FLOPs, each channel counted
+            with the output size of its layers).
     """
 
     scope: str = "global"
     structure: str = "unstructured"
     round_to: int = 1
     at_least: bool = False
+    budget: str = "params"
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -258,8 +296,15 @@ class PrunerBase:
             raise ValueError(f"round_to must be a positive channel count, got {self.round_to!r}")
         if (self.round_to > 1 or self.at_least) and self.structure != "channel":
             raise ValueError("round_to and at_least apply to structure='channel' only")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"unknown budget {self.budget!r}; expected one of {BUDGETS}")
+        if self.budget != "params" and self.structure != "channel":
+            raise ValueError(
+                "budget='flops' applies to structure='channel' only (a weight's FLOPs are "
+                "not saved by an unstructured mask on dense kernels)"
+            )
 
     def space(self, model: nn.Module, task: Task) -> Space:
         if self.structure == "channel":
-            return ChannelSpace(model, task, self.round_to, self.at_least)
+            return ChannelSpace(model, task, self.round_to, self.at_least, self.budget)
         return WeightSpace(self.scope)

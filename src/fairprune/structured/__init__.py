@@ -33,11 +33,13 @@ treats unknown parameter-free ops as element-wise; an op that mixes channels wit
 """
 
 from fairprune.structured._groups import (
+    BUDGETS,
     ChannelGroup,
     ChannelSlice,
     channel_groups,
     group_param_counts,
     n_prunable,
+    weight_costs,
 )
 from fairprune.structured._masks import apply_channel_masks, expand_channel_masks, slim, structured_topk
 from fairprune.structured._scores import (
@@ -53,6 +55,8 @@ __all__ = [
     "channel_groups",
     "group_param_counts",
     "n_prunable",
+    "BUDGETS",
+    "weight_costs",
     "structured_topk",
     "expand_channel_masks",
     "apply_channel_masks",

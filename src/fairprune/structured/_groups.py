@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -136,23 +136,68 @@ def _channel_counts(group: ChannelGroup, s: ChannelSlice) -> Tensor:
     return torch.bincount(s.channels, minlength=group.n_channels) * per_position
 
 
-def group_param_counts(groups: Iterable[ChannelGroup]) -> dict[str, int]:
+def group_param_counts(
+    groups: Iterable[ChannelGroup], weight_cost: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """Prunable weights removed per channel of each group, at full width.
 
     Counts the output slice of every producer and the input slice of every consumer (BatchNorm
     parameters and biases are not prunable weights). Where two groups meet in one weight tensor
     (one's output channels, the other's input channels) removing both double-counts their
     intersection; :func:`structured_topk` accounts for that exactly. Channels of one group have
-    equal counts in practice; the largest is returned.
+    equal counts in practice; the largest is returned. With ``weight_cost`` (see
+    :func:`weight_costs`) each weight counts its cost instead of 1.
     """
     out: dict[str, int] = {}
     for g in groups:
         total = torch.zeros(g.n_channels, dtype=torch.long)
         for s in g.slices:
             if s.prunable:
-                total += _channel_counts(g, s)
+                total += _channel_counts(g, s) * (1 if weight_cost is None else weight_cost[s.name])
         out[g.id] = int(total.max())
     return out
+
+
+BUDGETS = ("params", "flops")
+
+
+def weight_costs(model: nn.Module, example_input: Tensor, budget: str) -> dict[str, int]:
+    """What one weight of each prunable tensor costs under ``budget``, per sample.
+
+    ``"params"``: 1. ``"flops"``: the multiply-accumulates one weight takes part in, i.e. the
+    output positions of its layer (``H_out * W_out`` for a conv, the tokens for a Linear),
+    measured with forward hooks on one pass of ``example_input`` (batch 1) in eval mode. A
+    tensor's FLOPs are then ``2 * numel * cost`` (:mod:`torch.utils.flop_counter`'s count).
+    """
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; expected one of {BUDGETS}")
+    names = list(prunable_parameters(model))
+    if budget == "params":
+        return dict.fromkeys(names, 1)
+    positions: dict[str, int] = {}
+
+    def record(name: str) -> Callable[[nn.Module, object, Tensor], None]:
+        def hook(module: nn.Module, inputs: object, output: Tensor) -> None:
+            channels = output.shape[1] if isinstance(module, nn.modules.conv._ConvNd) else output.shape[-1]
+            positions[name] = output[:1].numel() // channels
+
+        return hook
+
+    modules = {name: model.get_submodule(name.rpartition(".")[0]) for name in names}
+    handles = [module.register_forward_hook(record(name)) for name, module in modules.items()]
+    training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        model.train(training)
+        for handle in handles:
+            handle.remove()
+    missing = sorted(set(names) - set(positions))
+    if missing:
+        raise ValueError(f"budget='flops': layers {missing} did not run on the example input")
+    return positions
 
 
 def n_prunable(model: nn.Module) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -37,6 +38,7 @@ def structured_topk(
     n_prunable: int,
     round_to: int = 1,
     at_least: bool = False,
+    weight_cost: Mapping[str, int] | None = None,
 ) -> dict[str, Tensor]:
     """Keep the highest-scoring channels, globally, at ``target_sparsity`` to the nearest channel.
 
@@ -62,6 +64,10 @@ def structured_topk(
         at_least: Never remove fewer weights than the target (a hard size budget): the channel
             that crosses the target is always dropped, so ``0 <= achieved - target`` and the
             excess is below one removal unit.
+        weight_cost: The budget: what removing one weight of each prunable tensor saves
+            (:func:`weight_costs`; default 1, parameters). With FLOPs costs, ``target_sparsity``
+            is the fraction of the prunable layers' FLOPs to remove and ``n_prunable`` their
+            total cost, ``sum(numel * cost)``.
 
     Returns:
         ``(n_channels,)`` bool keep-vector per group id.
@@ -75,58 +81,112 @@ def structured_topk(
         raise ValueError(f"round_to must be a positive channel count, got {round_to}")
     groups = list(groups)
     _check_scores(groups, scores)
-    ranked = [g for g in groups if g.id in scores]
-    kept_sizes = {s.name: list(s.shape) for g in groups for s in g.slices if s.prunable}
-    # per ranked group: [(parameter, dim, positions of each channel)]
-    per_channel = [
-        [
-            (s.name, s.dim, torch.bincount(s.channels, minlength=g.n_channels).tolist())
-            for s in g.slices
-            if s.prunable
-        ]
-        for g in ranked
-    ]
+    ranked = [_Units.of(g, scores[g.id], round_to) for g in groups if g.id in scores]
+    order = _unit_order(ranked)  # (U, 2): (group index, unit index), weakest unit first
+    removed = _removed_after(ranked, order, groups, weight_cost)  # (U + 1,) cost removed by each prefix
     goal = target_sparsity * n_prunable
+    taken = int(np.searchsorted(removed, goal, side="left"))  # first prefix reaching the goal
+    if taken == len(removed):
+        raise ValueError(
+            f"target_sparsity {target_sparsity} is out of reach: keeping {round_to} channel(s) per "
+            f"group removes at most {removed[-1] / n_prunable:.4f} of the prunable weights"
+        )
+    crossing = taken > 0 and not at_least and removed[taken] > goal
+    if crossing and removed[taken] - goal >= goal - removed[taken - 1]:
+        taken -= 1  # the crossing unit lands farther from the goal than stopping short
     keep = {g.id: torch.ones(g.n_channels, dtype=torch.bool) for g in groups}
-    removed = 0
-    for _, i, _, channels in sorted(_removal_units(ranked, scores, round_to)):
-        if removed >= goal:
-            break
-        updates = [(name, dim, sum(counts[c] for c in channels)) for name, dim, counts in per_channel[i]]
-        delta = _removal_delta(kept_sizes, updates)
-        if not at_least and removed + delta > goal and removed + delta - goal >= goal - removed:
-            break
-        for name, dim, n in updates:
-            kept_sizes[name][dim] -= n
-        removed += delta
-        keep[ranked[i].id][channels] = False
-    else:
-        if removed < goal:
-            raise ValueError(
-                f"target_sparsity {target_sparsity} is out of reach: keeping {round_to} channel(s) per "
-                f"group removes at most {removed / n_prunable:.4f} of the prunable weights"
-            )
+    n_taken = np.bincount(order[:taken, 0], minlength=len(ranked))  # a prefix of each group's units
+    for units, t in zip(ranked, n_taken.tolist(), strict=True):
+        keep[units.group.id][torch.from_numpy(units.order[: units.cuts[t]])] = False
     return keep
 
 
-def _removal_units(
-    ranked: list[ChannelGroup], scores: Mapping[str, Tensor], round_to: int
-) -> list[tuple[float, int, int, list[int]]]:
-    """``(mean score, group index, unit index, channels)`` of every removable unit."""
-    units = []
-    for i, g in enumerate(ranked):
-        score = scores[g.id].detach().double().cpu().numpy()
-        order = np.argsort(score, kind="stable")  # weakest first
-        first = g.n_channels % round_to
-        cuts = ([0] if first else []) + list(range(first, g.n_channels, round_to))
+@dataclass(frozen=True)
+class _Units:
+    """A group's units of removal: its ``n mod r`` weakest channels, then blocks of the next
+    ``r`` weakest (``order[cuts[j]:cuts[j + 1]]`` is unit ``j``); its last block always stays."""
+
+    group: ChannelGroup
+    order: np.ndarray  # (n_channels,) channel ids, weakest first
+    cuts: np.ndarray  # (n_units + 1,) unit boundaries in ``order``
+    means: np.ndarray  # (n_units,) mean score of each unit
+
+    @classmethod
+    def of(cls, group: ChannelGroup, score: Tensor, round_to: int) -> _Units:
+        values = score.detach().double().cpu().numpy()
+        order = np.argsort(values, kind="stable")
+        first = group.n_channels % round_to
+        cuts = np.array(
+            ([0] if first else []) + list(range(first, group.n_channels, round_to)), dtype=np.int64
+        )
         if len(cuts) < 2:
-            continue  # one block: it always stays
-        sums = np.add.reduceat(score[order], cuts[:-1])  # the last block always stays
-        means = (sums / np.diff(cuts)).tolist()
-        members = order.tolist()
-        for j, (a, b) in enumerate(itertools.pairwise(cuts)):
-            units.append((means[j], i, j, members[a:b]))
-    return units
+            return cls(group, order, cuts[:1], np.zeros(0))
+        means = np.add.reduceat(values[order], cuts)[:-1] / np.diff(cuts)  # the last block stays
+        return cls(group, order, cuts, means)
+
+
+def _unit_order(ranked: list[_Units]) -> np.ndarray:
+    """``(U, 2)`` (group index, unit index) of every unit by mean score (ties: group, unit)."""
+    means = np.concatenate([u.means for u in ranked] + [np.zeros(0)])
+    group = np.concatenate([np.full(len(u.means), i) for i, u in enumerate(ranked)] + [np.zeros(0, np.int64)])
+    unit = np.concatenate([np.arange(len(u.means)) for u in ranked] + [np.zeros(0, np.int64)])
+    index = np.lexsort((unit, group, means))
+    return np.stack([group[index], unit[index]], axis=1).astype(np.int64)
+
+
+def _removed_after(
+    ranked: list[_Units],
+    order: np.ndarray,
+    groups: list[ChannelGroup],
+    weight_cost: Mapping[str, int] | None,
+) -> np.ndarray:
+    """``(U + 1,)`` prunable weights (times their cost) removed by the first ``0 .. U`` units of
+    ``order``, counted exactly: a weight whose output and input channels both shrink keeps
+    ``C_out' * C_in' * k``."""
+    layout = _layout(tuple(groups))
+    cut = np.zeros((len(order), 2 * len(layout.names)), dtype=np.int64)  # positions each unit removes
+    position = np.empty(len(order), dtype=np.int64)
+    offsets = np.cumsum([0] + [len(u.means) for u in ranked])
+    position[offsets[order[:, 0]] + order[:, 1]] = np.arange(len(order))  # (group, unit) -> rank
+    for i, units in enumerate(ranked):
+        if not len(units.means):
+            continue
+        rows = position[offsets[i] : offsets[i + 1]]
+        for column, per_channel in layout.slices[units.group.id]:
+            cut[rows, column] += np.add.reduceat(per_channel[units.order], units.cuts)[:-1]
+    names = layout.names
+    cost = np.array([1 if weight_cost is None else weight_cost[n] for n in names], dtype=np.int64)
+    kept = layout.full - np.vstack([np.zeros((1, cut.shape[1]), np.int64), np.cumsum(cut, axis=0)])
+    kept = kept.reshape(len(order) + 1, len(names), 2)
+    return ((layout.full.reshape(-1, 2).prod(1) - kept.prod(2)) * layout.rest * cost).sum(1)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What :func:`_removed_after` needs of the groups alone (computed once per group list)."""
+
+    names: list[str]  # the prunable weights the groups touch, sorted
+    full: np.ndarray  # (1, 2 * len(names)): each weight's full size along dims 0 and 1
+    rest: np.ndarray  # (len(names),): the product of its other dims
+    slices: dict[str, list[tuple[int, np.ndarray]]]  # group id -> (column, positions per channel)
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(groups: tuple[ChannelGroup, ...]) -> _Layout:
+    shapes = {s.name: s.shape for g in groups for s in g.slices if s.prunable}
+    names = sorted(shapes)
+    column = {name: k for k, name in enumerate(names)}
+    slices = {
+        g.id: [
+            (2 * column[s.name] + s.dim, np.bincount(s.channels.numpy(), minlength=g.n_channels))
+            for s in g.slices
+            if s.prunable
+        ]
+        for g in groups
+    }
+    full = np.array([[shapes[n][0], shapes[n][1]] for n in names], dtype=np.int64).reshape(1, -1)
+    rest = np.array([math.prod(shapes[n][2:]) for n in names], dtype=np.int64)
+    return _Layout(names, full, rest, slices)
 
 
 def _check_scores(groups: list[ChannelGroup], scores: Mapping[str, Tensor]) -> None:
@@ -139,14 +199,6 @@ def _check_scores(groups: list[ChannelGroup], scores: Mapping[str, Tensor]) -> N
             raise ValueError(
                 f"scores[{gid!r}] must be finite with shape ({ids[gid]},), got shape {tuple(score.shape)}"
             )
-
-
-def _removal_delta(kept_sizes: dict[str, list[int]], updates: list[tuple[str, int, int]]) -> int:
-    """Weights removed when ``updates`` (parameter, dim, positions) shrink the kept sizes."""
-    after = {name: list(kept_sizes[name]) for name, _, _ in updates}
-    for name, dim, n in updates:
-        after[name][dim] -= n
-    return sum(math.prod(kept_sizes[name]) - math.prod(sizes) for name, sizes in after.items())
 
 
 def _slice_mask(s: ChannelSlice, drop: Tensor, like: Tensor) -> Tensor:

@@ -1,26 +1,22 @@
-"""Is CPU training bound by the model or by the data? Images/s from the image cache vs ResNet10 steps.
+"""Is training bound by the model or by the data? Cached-image throughput and scaling.
 
-Loads CelebA at 64x64 through ``load_celeba`` (the shared real subset when present, else a synthetic
-folder in CelebA's layout), timing the cold decode into the cache and the warm load from it; then
+Loads CelebA at 64x64 through ``load_celeba`` (a synthetic folder in CelebA's layout: random
+JPEGs, or ``root``), timing the cold decode into the cache and the warm load from it; then
 measures images/s of batches of 64 delivered from the in-memory uint8 splits (index, augment,
-``to_float``) against images/s of ResNet10 training steps (forward, backward, SGD) on those batches.
-
-Run: ``python bench/bench_loader.py [--root CELEBA_DIR] [--seconds 5]``; writes
-``bench/results/loader.json``.
+``to_float``) against images/s of ResNet10 training steps (forward, backward, SGD) on those
+batches. Scaling: time per epoch of the library's training loop as the data grows 1x, 2x, 4x
+(fitted exponent of time vs size) and as the model grows ResNet10 -> 18 -> 50.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import os
-import platform
+import math
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,12 +24,13 @@ from PIL import Image
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from bench.common import Settings, random_images, step_times, task
 from fairprune.data.base import GroupData
 from fairprune.data.celeba import load_celeba
 from fairprune.data.images import augment, to_float
+from fairprune.engine import train_weights
+from fairprune.models import build_model
 
-HERE = Path(__file__).resolve().parent
-SHARED_CELEBA = HERE.parents[1] / "shared" / "data" / "celeba"
 BATCH, RESOLUTION = 64, 64
 T = TypeVar("T")
 
@@ -122,60 +119,56 @@ def training_step(data: GroupData) -> Callable[[], int]:
     return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None, help="CelebA folder (default: the shared subset)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time per throughput measurement")
-    args = parser.parse_args()
+def throughput(settings: Settings, root: Path | None = None) -> dict[str, Any]:
+    """Cold / warm cache loads, loader images/s (plain and augmented) and ResNet10 training images/s."""
+    seconds = 1.0 if settings.fast else 8.0
     with tempfile.TemporaryDirectory() as temporary:
-        root = args.root or (SHARED_CELEBA if SHARED_CELEBA.is_dir() else None)
-        source = "shared CelebA subset" if root == SHARED_CELEBA else str(root)
         if root is None:
-            root, source = synthetic_celeba(Path(temporary) / "celeba"), "synthetic (2000 random JPEGs)"
-        cache = Path(temporary) / "cache"
-        load = functools.partial(load_celeba, root, resolution=RESOLUTION, cache_dir=cache)
+            root = synthetic_celeba(Path(temporary) / "celeba", n=256 if settings.fast else 2000)
+        load = functools.partial(
+            load_celeba, root, resolution=RESOLUTION, cache_dir=Path(temporary) / "cache"
+        )
         splits, cold_s = timed(load)
         splits, warm_s = timed(load)
     n_images = sum(len(s) for s in (splits.train, splits.val, splits.test))
-    load_before = os.getloadavg()[0]
-    plain = rates(loader_step(splits.train, augmented=False), args.seconds)
-    augmented = rates(loader_step(splits.train, augmented=True), args.seconds)
-    training = rates(training_step(splits.train), args.seconds)
+    plain = rates(loader_step(splits.train, augmented=False), seconds)
+    augmented = rates(loader_step(splits.train, augmented=True), seconds)
+    training = rates(training_step(splits.train), seconds * (1 if settings.fast else 2))
     measured = {"loader": plain, "loader_augmented": augmented, "resnet10_training": training}
-    result = {
-        "source": source,
+    return {
         "images": n_images,
         "resolution": RESOLUTION,
         "batch_size": BATCH,
-        "cold_load_s": round(cold_s, 3),
-        "decode_images_per_s": round(n_images / cold_s, 1),
-        "warm_load_s": round(warm_s, 3),
-        **{f"{k}_images_per_s_median": round(v[0], 1) for k, v in measured.items()},
-        **{f"{k}_images_per_s_best": round(v[1], 1) for k, v in measured.items()},
-        "loader_augmented_over_training_median": round(augmented[0] / training[0], 1),
-        "loader_augmented_over_training_best": round(augmented[1] / training[1], 1),
-        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "cold_load_s": cold_s,
+        "warm_load_s": warm_s,
+        **{f"{k}_images_per_s_median": v[0] for k, v in measured.items()},
+        **{f"{k}_images_per_s_best": v[1] for k, v in measured.items()},
+        "loader_augmented_over_training": augmented[0] / training[0],
     }
-    print(
-        f"{n_images} images from {source} at {RESOLUTION}x{RESOLUTION}, batch {BATCH}, "
-        f"{torch.get_num_threads()} torch threads on {os.cpu_count()} CPUs "
-        f"(1-min load average {load_before:.1f} before the throughput runs)"
-    )
-    print(f"  decode into the cache (cold load)    {n_images / cold_s:>10.0f} img/s   {cold_s:6.2f} s")
-    print(f"  load from the cache (warm)           {'':>16}   {warm_s:6.2f} s")
-    print(f"  {'':<36} {'median img/s':>14} {'best img/s':>12}")
-    names = ("loader: index + to_float", "loader: index + augment + to_float", "ResNet10 training steps")
-    for name, (median, best) in zip(names, measured.values(), strict=True):
-        print(f"  {name:<36} {median:>14.0f} {best:>12.0f}")
-    ratio = (augmented[0] / training[0], augmented[1] / training[1])
-    print(f"  {'loader (augmented) / training':<36} {ratio[0]:>13.0f}x {ratio[1]:>11.0f}x")
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "loader.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
-if __name__ == "__main__":
-    main()
+def scaling(settings: Settings) -> dict[str, Any]:
+    """Seconds per epoch of ``train_weights`` (steps only) on random images: ResNet10 at 1x, 2x,
+    4x the data (``exponent``: least-squares slope of log time on log size), and ResNet10, 18, 50
+    at 1x."""
+    size, n, batch = (32, 8, 4) if settings.fast else (64, 128, 32)
+    epochs: dict[str, float] = {}
+    for factor in (1, 2, 4):
+        epochs[f"resnet10_x{factor}"] = _epoch("resnet10", n * factor, size, batch, settings)
+    for name in ("resnet18", "resnet50"):
+        epochs[f"{name}_x1"] = _epoch(name, n, size, batch, settings)
+    sizes = np.log([n, 2 * n, 4 * n])
+    times = np.log([epochs[f"resnet10_x{f}"] for f in (1, 2, 4)])
+    exponent = float(np.polyfit(sizes, times, 1)[0])
+    return {"base_images": n, "resolution": size, "batch": batch, "epoch_s": epochs, "exponent": exponent}
+
+
+def _epoch(model_name: str, n: int, size: int, batch: int, settings: Settings) -> float:
+    splits = random_images(n, size, settings.seed)
+    steps = max(1, math.ceil(n / batch))
+    work = task(splits, settings, batch_size=batch, steps=steps)
+    model = build_model(model_name, (3, size, size), 2).to(settings.device)
+    times: list[float] = []
+    with step_times(times, settings.device):
+        train_weights(model, work, steps + 1)  # one warm-up step, not counted
+    return float(sum(times[1:]) * steps / max(1, len(times) - 1))
