@@ -32,6 +32,7 @@ _SPACE: dict[str, Param] = {
     "structure": (Literal["unstructured", "channel"], "unstructured"),
     "round_to": (Positive, 1),
     "at_least": (bool, False),
+    "budget": (Literal["params", "flops"], "params"),
 }
 
 
