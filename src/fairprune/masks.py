@@ -152,12 +152,18 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
             )
 
 
-def get_masks(model: nn.Module) -> Masks:
-    """The current masks of every prunable parameter (all-ones where none is applied)."""
+def get_masks(model: nn.Module, *, copy: bool = True) -> Masks:
+    """The current masks of every prunable parameter (all-ones where none is applied).
+
+    ``copy=False`` returns the live mask buffers (no clone: for reading them in a hot loop;
+    they change when the masks are re-applied)."""
     out: Masks = {}
     params = prunable_parameters(model)
     for name, mask in _weight_masks(model):
-        out[name] = mask.mask.detach().clone() if mask is not None else torch.ones_like(params[name]).detach()
+        if mask is None:
+            out[name] = torch.ones_like(params[name]).detach()
+        else:
+            out[name] = mask.mask.detach().clone() if copy else mask.mask.detach()
     return out
 
 

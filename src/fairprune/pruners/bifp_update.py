@@ -138,7 +138,9 @@ class BiFPSparsifier:
         self.scores = {
             n: nn.Parameter((s.float() / rms.clamp_min(1e-12)).to(device)) for n, s in scores.items()
         }
-        self.optimizer = torch.optim.Adam(list(self.scores.values()), lr=self.mask_lr)
+        # foreach: one kernel per operation over all score tensors (on CPU torch's default is
+        # one tensor at a time); the same arithmetic, so the same scores
+        self.optimizer = torch.optim.Adam(list(self.scores.values()), lr=self.mask_lr, foreach=True)
         self.space, self._model = space, module
         space.apply(module, dict(self.scores), self.sparsity, gate=True)
         capture_effective_grads(module, True)
@@ -203,13 +205,14 @@ class BiFPSparsifier:
         model = self.model
         grads = effective_weight_grads(model)
         all_reduce_mean_(list(grads.values()))  # under DDP: the global batch's g on every rank
-        if not all(bool(torch.isfinite(g).all()) for g in grads.values()):
+        finite = torch.stack([torch.isfinite(g).all() for g in grads.values()]).all()
+        if not bool(finite):  # one host sync per step, not one per tensor
             raise ValueError(
                 "the recorded mask gradient is not finite; expected finite gradients (with a "
                 "float16 GradScaler, scaled gradients are not supported: use bfloat16 autocast)"
             )
         theta = prunable_parameters(model)
-        masks = get_masks(model)
+        masks = get_masks(model, copy=False)  # read only: no clone per step
         per_weight = {
             name: theta[name].detach() * g - masks[name] * g * g / self.gamma for name, g in grads.items()
         }
