@@ -36,6 +36,44 @@ def test_first_fair_checkpoint_needs_tau_accuracy_and_a_non_trivial_state():
     assert math.isnan(first_fair_checkpoint([_h(5, 0.99, math.nan)], 1.0, 0.5)[0])
 
 
+def test_checkpoints_below_the_target_sparsity_are_not_a_pruned_model():
+    """IMP's early rounds and fair_then_prune's dense phase record their sparsity: a fair,
+    accurate checkpoint there does not count for a run whose target is higher."""
+    history = [
+        {**_h(25, 0.95, 0.01), "sparsity": 0.0},  # the dense fair phase: fair and accurate
+        {**_h(50, 0.95, 0.01), "sparsity": 0.5},  # an IMP round below the target
+        _h(75, 0.95, 0.20),  # at the target (untagged rows are at the target), unfair
+        _h(100, 0.95, 0.01),  # at the target, fair
+    ]
+    assert first_fair_checkpoint(history, 0.10, 0.95, sparsity=0.9) == (100.0, 1.0)
+    assert first_fair_checkpoint(history, 0.10, 0.95, sparsity=0.5) == (50.0, 0.5)
+    assert first_fair_checkpoint(history, 0.10, 0.95) == (25.0, 0.25)  # no target: every row
+
+
+def test_imp_and_fair_then_prune_tag_their_rows_below_the_target(planted_splits):
+    from fairprune.engine import Task, TrainConfig
+    from fairprune.fairness import FairnessObjective
+    from fairprune.models import build_model
+    from fairprune.pruners import build_pruner, run_pruner
+
+    task = Task(
+        planted_splits, FairnessObjective("equalized_odds", 0.1), TrainConfig(eval_every=5), 0, False
+    )
+    n_features = planted_splits.train.x.shape[1]
+    imp = run_pruner(
+        build_pruner("imp", round_steps=5, rate=0.5), build_model("mlp", (n_features,), 2), 0.8, task
+    )
+    levels = [row.get("sparsity") for row in imp.history]
+    assert levels == [0.5, 0.75, None]  # rounds at 0.5 and 0.75, the last at the target 0.8
+    ftp = run_pruner(
+        build_pruner("fair_then_prune", fair_steps=5, finetune_steps=5),
+        build_model("mlp", (n_features,), 2),
+        0.8,
+        task,
+    )
+    assert [row.get("sparsity") for row in ftp.history] == [0.0, None]
+
+
 def _row(run_id, method, sparsity, val_accuracy, *, iterations=100, violation=0.0, label=None):
     return {
         "run_id": run_id,

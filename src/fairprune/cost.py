@@ -47,12 +47,18 @@ def first_fair_checkpoint(
     reference_accuracy: float,
     *,
     slack: float = ACCURACY_SLACK,
+    sparsity: float | None = None,
 ) -> tuple[float, float]:
     """``(iterations, seconds)`` at the first history row with ``violation <= tolerance``,
-    ``val_accuracy >= reference_accuracy - slack`` and not trivial; ``(nan, nan)`` if none."""
+    ``val_accuracy >= reference_accuracy - slack`` and not trivial; ``(nan, nan)`` if none.
+
+    With the run's target ``sparsity``, rows recorded below it (a row's ``sparsity`` key: IMP's
+    early rounds, fair_then_prune's dense phase) are not a pruned model and do not count."""
     for row in history:
         violation, accuracy = row.get("violation"), row.get("val_accuracy")
         if violation is None or accuracy is None or "iterations" not in row:
+            continue
+        if sparsity is not None and row.get("sparsity", sparsity) < sparsity - 1e-9:
             continue
         if not (math.isfinite(violation) and violation <= tolerance + 1e-12):
             continue
@@ -85,7 +91,12 @@ def iterations_to_fair(
     for i in out.index[pruned]:
         row = out.loc[i]
         history = histories.get(str(row["run_id"])) or [_final_row(row)]
-        its, secs = first_fair_checkpoint(history, float(row["tolerance"]), float(row["reference_accuracy"]))
+        its, secs = first_fair_checkpoint(
+            history,
+            float(row["tolerance"]),
+            float(row["reference_accuracy"]),
+            sparsity=float(row["sparsity"]),
+        )
         out.loc[i, ["iterations_to_fair", "seconds_to_fair"]] = [its, secs]
     return out
 

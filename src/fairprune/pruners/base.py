@@ -45,9 +45,12 @@ class Outcome:
     space: Space | None = None
     postprocessor: Postprocessor | None = None  # group thresholds applied to the model's logits
 
-    def add(self, phase: LoopResult | Outcome) -> Outcome:
+    def add(self, phase: LoopResult | Outcome, *, sparsity: float | None = None) -> Outcome:
         """Append a training phase; its history's steps, iterations and seconds continue this
-        outcome's counts (iterations: all spent so far, scoring passes included)."""
+        outcome's counts (iterations: all spent so far, scoring passes included). ``sparsity``:
+        the phase trained below the method's target (IMP's early rounds, fair_then_prune's dense
+        phase) at this sparsity; its rows record it, so that they never count as a pruned model
+        (:func:`fairprune.cost.first_fair_checkpoint`)."""
         iterations = phase.iterations if isinstance(phase, LoopResult) else phase.train_iterations
         last = self.history[-1] if self.history else {}
         offsets = {
@@ -56,8 +59,9 @@ class Outcome:
             "seconds": last.get("seconds", 0.0),
         }
         self.train_iterations += iterations
+        tag = {} if sparsity is None else {"sparsity": float(sparsity)}
         self.history.extend(
-            {**row, **{k: row[k] + offset for k, offset in offsets.items() if k in row}}
+            {**row, **{k: row[k] + offset for k, offset in offsets.items() if k in row}, **tag}
             for row in phase.history
         )
         if phase.feasible is not None:

@@ -51,7 +51,8 @@ class IMP(PrunerBase):
             scores = space.survivors_first(model, space.magnitude(model))
             _rewind(model, start)
             space.apply(model, scores, level)
-            outcome.add(train_weights(model, task, self.round_steps, desc=f"imp {level:.3f}"))
+            round_ = train_weights(model, task, self.round_steps, desc=f"imp {level:.3f}")
+            outcome.add(round_, sparsity=level if level < sparsity else None)
         if not outcome.history:
             space.apply(model, space.magnitude(model), sparsity)
         return outcome

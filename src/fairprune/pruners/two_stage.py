@@ -49,7 +49,8 @@ class FairThenPrune(PrunerBase):
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
         outcome = Outcome().add(
-            train_weights(model, task, self.fair_steps, constraint=task.constraint(), desc="fair dense")
+            train_weights(model, task, self.fair_steps, constraint=task.constraint(), desc="fair dense"),
+            sparsity=0.0,  # the dense model: fair, but not yet a pruned one
         )
         tail = prune_and_finetune(
             model,
