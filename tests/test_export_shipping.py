@@ -118,6 +118,10 @@ def test_unstructured_round_trip_card_sparse_file_and_onnx(unstructured, csv, tm
     assert card["seeds"]["seeds"] == [0, 1] and card["seeds"]["metrics"]["accuracy"]["mean"] == pytest.approx(
         both.mean()
     )
+    # the Student-t interval of two seeds: mean -/+ t(1, 0.975) * s / sqrt(2), t = 12.706
+    half = 12.706204736 * both.std(ddof=1) / math.sqrt(2)
+    interval = card["seeds"]["metrics"]["accuracy"]
+    assert (interval["low"], interval["high"]) == pytest.approx((both.mean() - half, both.mean() + half))
     assert card["config"]["model"]["params"]["hidden"] == HIDDEN
     for name, entry in card["files"].items():
         assert entry["sha256"] == hashlib.sha256((ship / name).read_bytes()).hexdigest()

@@ -37,7 +37,7 @@ from fairprune.export import (
 )
 from fairprune.fairness.metrics import METRIC_COLUMNS
 from fairprune.models import build_model
-from fairprune.stats import bootstrap_ci, mean_std
+from fairprune.stats import mean_std, t_interval
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,8 +107,9 @@ def find_run(
 
 
 def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None:
-    """Mean, std and 95% bootstrap interval over the seeds of ``row``'s (label, structure,
-    sparsity, data cell) for each test metric; ``None`` with a single seed."""
+    """Mean, std and 95% Student-t interval of the mean over the seeds of ``row``'s (label,
+    structure, sparsity, data cell) for each test metric (:func:`fairprune.stats.t_interval`,
+    valid at any n >= 2, as the reports use); ``None`` with a single seed."""
     same = frame
     for key in ("label", "structure", "target", "sensitive_attribute"):
         if key in frame.columns:
@@ -121,12 +122,12 @@ def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None
         values = same[name].dropna().to_numpy(float) if name in same.columns else []
         if len(values) >= 2:
             mean, std = mean_std(values)
-            low, high = bootstrap_ci(values)
+            low, high = t_interval(values)
             metrics[name] = {"mean": mean, "std": std, "low": low, "high": high}
     return {
         "seeds": sorted(int(s) for s in same["seed"]),
         "split": "test",
-        "interval": "95% bootstrap",
+        "interval": "95% Student-t interval of the mean",
         "metrics": metrics,
     }
 
