@@ -29,10 +29,12 @@ from torch import nn
 
 from bench.common import Settings, adult
 from fairprune.cost import first_fair_checkpoint
-from fairprune.data.base import GroupData, Splits, stratified_split_indices
+from fairprune.data.base import Splits
+from fairprune.data.synthetic import planted_bias_images
 from fairprune.engine import Task, TrainConfig, evaluate, predict, train_weights
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.models import build_model
+from fairprune.models.tiny import OneConvNet
 from fairprune.pruners import (
     IMP,
     BiFP,
@@ -61,36 +63,6 @@ class ImpThenFair(PrunerBase):
         )
         fair = train_weights(model, task, self.finetune_steps, constraint=task.constraint(), desc="imp fair")
         return Outcome(space=imp.space).add(imp).add(fair)
-
-
-def planted_images(n: int, seed: int, minority: float = 0.2) -> Splits:
-    """1x5x5 uint8 images: the majority's label is the brightness of rows 0-1, the minority's
-    that of rows 2-3, row 4 shows the group (the planted-bias design of the test suite)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 25))
-    g = (rng.random(n) < minority).astype(int)
-    y = (np.where(g == 1, x[:, 10:20].sum(1), x[:, 0:10].sum(1)) > 0).astype(int)
-    flip = rng.random(n) < 0.05
-    y[flip] = 1 - y[flip]
-    x[:, 20:25] = (2.0 * g - 1.0)[:, None] * 1.5 + 0.3 * rng.normal(size=(n, 5))
-    images = torch.from_numpy(np.clip(128 + 40 * x, 0, 255).astype(np.uint8).reshape(n, 1, 5, 5))
-    labels, groups = torch.from_numpy(y).long(), torch.from_numpy(g).long()
-    parts = stratified_split_indices(y * 2 + g, (0.5, 0.25, 0.25), seed)
-    train, val, test = (GroupData(images[i], labels[i], groups[i]) for i in parts)
-    return Splits("planted_images", "y", "group", train, val, test, ("0", "1"), ("majority", "minority"))
-
-
-class OneConvNet(nn.Module):
-    """A 5x5 conv (to 1x1) with 32 channels, BatchNorm, ReLU and a linear head."""
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, width, 5)
-        self.bn = nn.BatchNorm2d(width)
-        self.fc = nn.Linear(width, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
 
 
 def _pruners(fast: bool) -> dict[str, PrunerBase]:
@@ -212,7 +184,11 @@ def run(settings: Settings) -> dict[str, Any]:
     torch.manual_seed(settings.seed)
     tasks.append(
         one_task(
-            "planted_images", planted_images(800 if settings.fast else 4000, 0), OneConvNet(), settings, seeds
+            "planted_images",
+            planted_bias_images(800 if settings.fast else 4000, 0),
+            OneConvNet(),
+            settings,
+            seeds,
         )
     )
     censored = [t["ratio_censored"] for t in tasks]

@@ -18,49 +18,24 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from fairprune.data.base import GroupData, Splits, stratified_split_indices
+from fairprune.data.base import Splits
+from fairprune.data.synthetic import planted_bias_images
 from fairprune.engine import Task, TrainConfig, evaluate, train_weights
 from fairprune.export import count_parameters
 from fairprune.fairness.constraints import FairnessObjective
+from fairprune.models.tiny import OneConvNet
 from fairprune.pruners import build_pruner, run_pruner
 
 TAU = 0.1
 
 
-def planted_images(n: int, seed: int, minority: float = 0.2) -> Splits:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 25))
-    g = (rng.random(n) < minority).astype(int)
-    y = (np.where(g == 1, x[:, 10:20].sum(1), x[:, 0:10].sum(1)) > 0).astype(int)
-    flip = rng.random(n) < 0.05
-    y[flip] = 1 - y[flip]
-    x[:, 20:25] = (2.0 * g - 1.0)[:, None] * 1.5 + 0.3 * rng.normal(size=(n, 5))
-    images = torch.from_numpy(np.clip(128 + 40 * x, 0, 255).astype(np.uint8).reshape(n, 1, 5, 5))
-    labels, groups = torch.from_numpy(y).long(), torch.from_numpy(g).long()
-    parts = stratified_split_indices((y * 2 + g), (0.5, 0.25, 0.25), seed)
-    train, val, test = (GroupData(images[i], labels[i], groups[i]) for i in parts)
-    return Splits("planted_images", "y", "group", train, val, test, ("0", "1"), ("majority", "minority"))
-
-
-class OneConvNet(nn.Module):
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, width, 5)  # 5x5 image -> 1x1
-        self.bn = nn.BatchNorm2d(width)
-        self.fc = nn.Linear(width, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
-
-
 @pytest.fixture(scope="module")
 def planted() -> tuple[Splits, nn.Module, Task]:
-    splits = planted_images(6000, seed=0)
+    splits = planted_bias_images(6000, seed=0)
     config = TrainConfig(batch_size=128, lr=0.05, eval_every=20)
     torch.manual_seed(0)
     dense = OneConvNet()
@@ -107,7 +82,7 @@ def test_structured_bifp_meets_tau_and_its_slim_model_is_the_masked_one(planted)
 
 @pytest.fixture(scope="module")
 def planted_rare() -> tuple[Splits, nn.Module, Task]:
-    splits = planted_images(6000, seed=0, minority=0.1)
+    splits = planted_bias_images(6000, seed=0, minority=0.1)
     config = TrainConfig(batch_size=128, lr=0.05, eval_every=20)
     torch.manual_seed(0)
     dense = OneConvNet()

@@ -22,11 +22,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_image_bias import OneConvNet
 
 from fairprune.data.base import GroupData, Splits, stratified_split_indices
 from fairprune.engine import Task, TrainConfig, evaluate, predict, train_weights
 from fairprune.fairness.constraints import FairnessObjective
+from fairprune.models.tiny import OneConvNet
 from fairprune.pruners import build_pruner, run_pruner
 
 EPSILON = 0.05
