@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairprune.errors import ShippedModelError
 from fairprune.masks import bake_masks
 
 __all__ = ["count_parameters", "count_flops", "measure_latency", "in_eval"]
@@ -75,7 +74,7 @@ def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 2
         warmup: Untimed passes first.
     """
     if repeats < 1 or warmup < 0:
-        raise ShippedModelError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     sync = torch.cuda.synchronize if example_input.is_cuda else (lambda: None)
 
     def timed() -> list[float]:
