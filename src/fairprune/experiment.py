@@ -123,8 +123,10 @@ def run_experiment(
     progress = progress and is_main_process()
     if train.threads > 0:
         torch.set_num_threads(train.threads)
-    on_main(lambda: read_records(out, set_corrupt_aside=True))  # rank 0 moves corrupt ones aside
-    recorded = {r["run_id"] for r in read_records(out, set_corrupt_aside=False)}
+    records = on_main(lambda: read_records(out, set_corrupt_aside=True))  # rank 0 moves corrupt ones aside
+    if records is None:  # another rank under torchrun: read what rank 0 left
+        records = read_records(out)
+    recorded = {r["run_id"] for r in records}
     on_main(lambda: collect_results(out))  # results.csv matches the records before any run starts
     jobs = grid(cfg)
     todo = [job for job in jobs if job.run_id not in recorded]
