@@ -25,7 +25,7 @@ from fairprune.masks import bake_masks
 from fairprune.pruners import PruneResult
 from fairprune.schema import FOOTPRINT_COLUMNS
 
-__all__ = ["footprint", "SLIM_TOLERANCE", "FOOTPRINT_COLUMNS"]
+__all__ = ["footprint", "check_slim", "SLIM_TOLERANCE", "FOOTPRINT_COLUMNS"]
 
 SLIM_TOLERANCE = 1e-4  # max |slim - masked| logit difference, relative to the logits' scale
 
@@ -61,7 +61,7 @@ def footprint(
         row["flops"] = dense_flops  # dense kernels multiply the zeros too
     else:
         shipped = result.channels.slim(pruned).to(device).eval()
-        row["slim_max_abs_diff"] = _check_slim(shipped, pruned, batch)
+        row["slim_max_abs_diff"] = check_slim(shipped, pruned, batch)
         row["channel_fraction"] = result.channels.channel_fraction
         row["params"] = count_parameters(shipped)
         row["flops"] = count_flops(shipped, one)
@@ -72,7 +72,13 @@ def footprint(
     return row, shipped
 
 
-def _check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> float:
+def check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> float:
+    """The largest difference between the slimmed and the masked model's outputs on ``batch``
+    (eval mode).
+
+    Raises:
+        SlimMismatchError: Beyond ``SLIM_TOLERANCE`` of the outputs' scale.
+    """
     expected = in_eval(pruned, lambda: pruned(batch))
     diff = float((in_eval(shipped, lambda: shipped(batch)) - expected).abs().max())
     scale = float(expected.abs().max()) + 1.0
