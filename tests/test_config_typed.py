@@ -23,6 +23,7 @@ from fairprune.config import ExperimentConfig, TrainSettings, config_from_dict, 
 from fairprune.data.registry import dataset_names
 from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError
+from fairprune.fairness.bounds import BOUNDED_METRICS
 from fairprune.fairness.metrics import METRIC_COLUMNS, PER_GROUP_METRICS
 from fairprune.methods_spec import METHODS
 from fairprune.models import MODELS
@@ -51,6 +52,7 @@ def test_the_torch_free_lists_match_the_registries() -> None:
     assert sorted(config_module.MODELS) == sorted(MODELS)
     assert CONSTRAINED_COLUMNS == METRIC_COLUMNS
     assert set(config_module.PER_GROUP_METRICS) == set(PER_GROUP_METRICS)
+    assert config_module.BOUNDED_METRICS == BOUNDED_METRICS  # fairness.confidence's metrics
     assert dataclasses.asdict(TrainSettings()) == dataclasses.asdict(TrainConfig())
 
 
