@@ -7,14 +7,14 @@ binary float tensors shaped like their parameters.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import cast
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+from fairprune.topk import TopK, n_pruned
 
 __all__ = [
     "Masks",
@@ -30,6 +30,8 @@ __all__ = [
     "effective_weight_grads",
     "capture_effective_grads",
     "mask_versions",
+    "MaskSlots",
+    "flat_alias",
 ]
 
 Masks = dict[str, Tensor]
@@ -37,7 +39,12 @@ PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, 
 
 
 class Mask(nn.Module):
-    """Parametrization ``weight -> mask * weight``; can record ``d loss / d(mask * weight)``."""
+    """Parametrization ``weight -> mask * weight``; can record ``d loss / d(mask * weight)``.
+
+    With ``capture`` on, every forward pass that builds a graph records ``g`` on the effective
+    weight it returns (summed over passes until cleared); with ``keep_outputs`` too, it also
+    keeps those effective weights, so that ``torch.autograd.grad`` can ask for ``g`` alone.
+    """
 
     mask: Tensor
 
@@ -45,12 +52,16 @@ class Mask(nn.Module):
         super().__init__()
         self.register_buffer("mask", mask)
         self.capture = False
+        self.keep_outputs = False
         self.effective_grad: Tensor | None = None
+        self.outputs: list[Tensor] = []
 
     def forward(self, weight: Tensor) -> Tensor:
         out = weight * self.mask
         if self.capture and out.requires_grad:
             out.register_hook(self._store)
+            if self.keep_outputs:
+                self.outputs.append(out)
         return out
 
     def _store(self, grad: Tensor) -> None:
@@ -184,10 +195,6 @@ def bake_masks(model: nn.Module) -> nn.Module:
     return model
 
 
-def _n_prune(n: int, target: float) -> int:
-    return int(round(target * n))
-
-
 def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global") -> Masks:
     """Binary masks keeping the highest scores, at exactly ``round(target * n)`` pruned weights.
 
@@ -200,93 +207,6 @@ def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global
     Ties are broken by :func:`torch.topk`'s order, so the count is always exact.
     """
     return TopK().masks(scores, target, scope=scope)
-
-
-class TopK:
-    """:func:`topk_masks` for scores that move a little between calls (a learned mask).
-
-    Each call remembers the *cut*, a value with exactly ``n_keep`` scores above it, and the next
-    call looks for the new cut among the scores near the old one (a band found with two
-    comparisons and one :func:`torch.kthvalue` on the band) instead of ranking all of them.
-    The masks are those of :func:`topk_masks`: a cut is used only when exactly ``n_keep``
-    scores lie above it, in which case the top set is unique; otherwise (ties at the boundary,
-    no cut yet, a band that misses) the call falls back to :func:`torch.topk`.
-    """
-
-    def __init__(self) -> None:
-        self._cuts: dict[str, tuple[float, float]] = {}  # scope key -> (cut, band half-width)
-
-    def masks(self, scores: dict[str, Tensor], target: float, *, scope: str = "global") -> Masks:
-        """Masks of ``scores`` at sparsity ``target`` (see :func:`topk_masks`)."""
-        if not 0.0 <= target < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {target}")
-        if scope == "layer":
-            return {name: self._global({name: s}, target, name)[name] for name, s in scores.items()}
-        if scope != "global":
-            raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
-        return self._global(scores, target, "")
-
-    def _global(self, scores: dict[str, Tensor], target: float, key: str) -> Masks:
-        names = list(scores)
-        flat = torch.cat([scores[n].detach().reshape(-1).float() for n in names])  # (N,)
-        n_keep = flat.numel() - _n_prune(flat.numel(), target)
-        keep = self._keep(flat, n_keep, key)
-        out: Masks = {}
-        start = 0
-        for n in names:
-            size = scores[n].numel()
-            out[n] = keep[start : start + size].reshape(scores[n].shape).to(scores[n].device)
-            start += size
-        return out
-
-    def _keep(self, flat: Tensor, n_keep: int, key: str) -> Tensor:
-        """``(N,)`` float 0/1 keeping the ``n_keep`` largest entries of ``flat``."""
-        n_prune = flat.numel() - n_keep
-        if key in self._cuts and 0 < n_keep < flat.numel():
-            old, width = self._cuts[key]
-            for _ in range(3):
-                cut = _kth_near(flat, n_prune, old, width)
-                if cut is not None:
-                    keep, kept = _above(flat, cut)
-                    if kept == n_keep:
-                        self._cuts[key] = (cut, max(2.0 * abs(cut - old), width / 2.0))
-                        return keep
-                    break  # ties at the cut: rank them as topk does
-                width *= 4.0
-        keep = torch.zeros_like(flat)
-        keep[torch.topk(flat, n_keep, sorted=False).indices] = 1.0
-        if 0 < n_keep < flat.numel():
-            cut = float(torch.where(keep > 0, flat.new_tensor(-math.inf), flat).max())
-            self._cuts[key] = (cut, 1e-3 * float(flat.abs().max()) + 1e-12)
-        return keep
-
-
-# On the CPU, numpy's comparisons and counts are an order of magnitude faster than torch's
-# (measured: 0.006 vs 0.08-0.13 ms on 92k floats); on a GPU the tensors stay where they are.
-
-
-def _kth_near(flat: Tensor, k: int, centre: float, width: float) -> float | None:
-    """The ``k``-th smallest entry of ``flat`` if it lies within ``width`` of ``centre``."""
-    low, high = centre - width, centre + width
-    if flat.device.type == "cpu":
-        values = flat.numpy()
-        n_below = int(np.count_nonzero(values < low))
-        band = values[(values >= low) & (values <= high)]
-        j = k - n_below
-        return float(np.partition(band, j - 1)[j - 1]) if 1 <= j <= band.size else None
-    n_below = int((flat < low).sum())
-    band_t = flat[(flat >= low) & (flat <= high)]
-    j = k - n_below
-    return float(torch.kthvalue(band_t, j).values) if 1 <= j <= band_t.numel() else None
-
-
-def _above(flat: Tensor, cut: float) -> tuple[Tensor, int]:
-    """``(flat > cut)`` as float 0/1 like ``flat``, and how many are 1."""
-    if flat.device.type == "cpu":
-        above = flat.numpy() > cut
-        return torch.from_numpy(above.astype(np.float32)).to(flat.dtype), int(np.count_nonzero(above))
-    keep = (flat > cut).to(flat.dtype)
-    return keep, int(keep.sum())
 
 
 def sparsity(masks: Masks) -> float:
@@ -302,8 +222,8 @@ def check_sparsity(masks: Masks, target: float, *, scope: str = "global") -> Non
     for group in groups:
         n = sum(m.numel() for m in group.values())
         zeros = sum(int((m == 0).sum()) for m in group.values())
-        if zeros != _n_prune(n, target):
-            raise ValueError(f"masks prune {zeros} of {n} weights, expected {_n_prune(n, target)}")
+        if zeros != n_pruned(n, target):
+            raise ValueError(f"masks prune {zeros} of {n} weights, expected {n_pruned(n, target)}")
 
 
 def mask_versions(model: nn.Module, names: Iterable[str]) -> tuple[tuple[int, int, int], ...]:
@@ -321,8 +241,13 @@ def capture_effective_grads(model: nn.Module, enabled: bool) -> None:
     """Turn on/off recording of ``g = d loss / d(mask * weight)`` on every mask (and clear it)."""
     for _, mask in _weight_masks(model):
         if mask is not None:
-            mask.capture = enabled
-            mask.effective_grad = None
+            _capture(mask, enabled)
+
+
+def _capture(mask: Mask, enabled: bool, keep_outputs: bool = False) -> None:
+    mask.capture, mask.keep_outputs = enabled, keep_outputs
+    mask.effective_grad = None
+    mask.outputs = []
 
 
 def effective_weight_grads(model: nn.Module) -> dict[str, Tensor]:
@@ -336,3 +261,101 @@ def effective_weight_grads(model: nn.Module) -> dict[str, Tensor]:
             )
         out[name] = mask.effective_grad
     return out
+
+
+class MaskSlots:
+    """The masks of a model's prunable weights in one fixed order, for a learned mask's hot path
+    (it reads ``theta``, ``m`` and ``g`` and writes ``m`` at every step) without walking the
+    module tree or validating shapes again.
+
+    The mask buffers become views of one flat ``(N,)`` buffer (:attr:`flat`), so that a new
+    mask is one copy; the buffers stay the model's own (``load_state_dict`` and ``apply_masks``
+    write into them in place). If something replaced a buffer since, :meth:`write` binds it
+    again. A copy of the model needs its own slots.
+
+    Raises:
+        ValueError: If a prunable weight of ``model`` has no mask.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        pairs = _weight_masks(model)
+        unmasked = [name for name, mask in pairs if mask is None]
+        if unmasked:
+            raise ValueError(f"MaskSlots needs a mask on every prunable weight; {unmasked} have none")
+        weights = prunable_parameters(model)
+        self.names = [name for name, _ in pairs]
+        self.modules = [cast(Mask, mask) for _, mask in pairs]
+        self.weights = [weights[name] for name in self.names]
+        self.sizes = [w.numel() for w in self.weights]
+        first = self.modules[0].mask
+        uniform = all(m.mask.dtype == first.dtype and m.mask.device == first.device for m in self.modules)
+        # one flat buffer needs one dtype and device (else: one copy per mask)
+        self.flat = first.new_empty(sum(self.sizes)) if uniform else None
+        self._views: list[Tensor] = []
+        self._bind()
+
+    def _bind(self) -> None:
+        if self.flat is None:
+            return
+        views = self.flat.split(self.sizes)
+        for module, view in zip(self.modules, views, strict=True):
+            view.copy_(module.mask.detach().reshape(-1))
+            module.mask = view.view(module.mask.shape)
+        self._views = [m.mask for m in self.modules]
+
+    @property
+    def segments(self) -> list[tuple[str, int]]:
+        """``(name, size)`` of every weight, in the flat order."""
+        return list(zip(self.names, self.sizes, strict=True))
+
+    def masks(self) -> list[Tensor]:
+        """The mask buffers (live), in order."""
+        return [m.mask for m in self.modules]
+
+    def grads(self) -> list[Tensor]:
+        """The recorded ``g = d loss / d(mask * weight)``, in order."""
+        grads = [m.effective_grad for m in self.modules]
+        if any(g is None for g in grads):
+            missing = [n for n, g in zip(self.names, grads, strict=True) if g is None]
+            raise ValueError(
+                f"no recorded gradient for {missing}: record g (capture on) on a masked model "
+                "before the backward pass"
+            )
+        return cast(list[Tensor], grads)
+
+    def outputs(self) -> list[Tensor]:
+        """The effective weights of the forward passes since :meth:`capture` with ``keep_outputs``."""
+        return [out for m in self.modules for out in m.outputs]
+
+    def write(self, flat_masks: Tensor) -> None:
+        """Set every mask from one flat ``(N,)`` 0/1 tensor (in place)."""
+        if self.flat is None:
+            masks = self.masks()
+            parts = flat_masks.split(self.sizes)
+            torch._foreach_copy_(
+                masks, [p.view(m.shape).to(m.dtype) for p, m in zip(parts, masks, strict=True)]
+            )
+            return
+        if any(m.mask is not v for m, v in zip(self.modules, self._views, strict=True)):
+            self._bind()  # a buffer was replaced (e.g. moved): take it in again
+        self.flat.copy_(flat_masks)
+
+    def capture(self, enabled: bool, *, keep_outputs: bool = False) -> None:
+        """Turn on/off recording of ``g`` (see :class:`Mask`) and clear what was recorded."""
+        for mask in self.modules:
+            _capture(mask, enabled, keep_outputs)
+
+
+def flat_alias(tensors: list[Tensor]) -> Tensor | None:
+    """The ``(N,)`` tensor of which ``tensors`` are consecutive contiguous slices, in order (one
+    storage, no copy), or ``None`` when they are not laid out so."""
+    first = tensors[0]
+    size, address = first.element_size(), first.data_ptr()
+    total = 0
+    for t in tensors:
+        if t.dtype != first.dtype or t.data_ptr() != address + total * size or not t.is_contiguous():
+            return None
+        total += t.numel()
+    if first.untyped_storage().nbytes() < (first.storage_offset() + total) * size:
+        return None
+    return torch.as_strided(first.detach(), (total,), (1,))

@@ -24,9 +24,10 @@ from torch import Tensor, nn
 from fairprune.engine import Task, model_inputs
 from fairprune.masks import (
     Masks,
-    TopK,
+    MaskSlots,
     apply_masks,
     check_sparsity,
+    flat_alias,
     get_masks,
     mask_versions,
     prunable_parameters,
@@ -34,6 +35,7 @@ from fairprune.masks import (
 from fairprune.structured import (
     BUDGETS,
     ChannelGroup,
+    ChannelSlice,
     apply_channel_masks,
     channel_groups,
     channel_sums,
@@ -44,6 +46,7 @@ from fairprune.structured import (
     structured_topk,
     weight_costs,
 )
+from fairprune.topk import TopK
 
 __all__ = [
     "STRUCTURES",
@@ -88,9 +91,28 @@ class WeightSpace:
         """Per-weight importance values as scores of this space (here: unchanged)."""
         return per_weight
 
-    def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
-        """Mask ``model``, keeping the highest scores (``gate``: see :class:`ChannelSpace`)."""
-        apply_masks(model, self._topk.masks(scores, sparsity, scope=self.scope))
+    def apply(
+        self,
+        model: nn.Module,
+        scores: Scores,
+        sparsity: float,
+        *,
+        gate: bool = False,
+        slots: MaskSlots | None = None,
+    ) -> None:
+        """Mask ``model``, keeping the highest scores (``gate``: see :class:`ChannelSpace`).
+
+        ``slots`` (the model's masks as flat vectors, for a learned mask's every step): one
+        top-k over the scores in the slots' order, written into the masks already on ``model``.
+        """
+        if slots is None:
+            apply_masks(model, self._topk.masks(scores, sparsity, scope=self.scope))
+            return
+        ordered = [scores[name] for name in slots.names]
+        flat = flat_alias(ordered)  # scores that are slices of one buffer are read uncopied
+        if flat is None or flat.dtype != torch.float32:
+            flat = torch.cat([s.detach().reshape(-1).float() for s in ordered])
+        slots.write(self._topk.keep(flat, sparsity, scope=self.scope, segments=slots.segments))
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """Per-weight mask gradients as score gradients (here: unchanged)."""
@@ -168,6 +190,15 @@ class ChannelSpace:
         # what apply() last wrote (keep-vectors, gate, mask fingerprint): unchanged -> no rewrite
         self._masked = sorted({s.name for g in self.groups for s in g.slices})
         self._written: tuple[dict[str, Tensor], bool, tuple[tuple[int, int, int], ...]] | None = None
+        # gates: each weight's input slices (and their groups), and the weights each group gates
+        self._gated: dict[str, list[tuple[ChannelSlice, str]]] = {}
+        for g in self.groups:
+            for sl in g.slices:
+                if sl.prunable and sl.dim == 1:
+                    self._gated.setdefault(sl.name, []).append((sl, g.id))
+        self._gates_of = {
+            g.id: sorted({sl.name for sl in g.slices if sl.prunable and sl.dim == 1}) for g in self.groups
+        }
 
     def magnitude(self, model: nn.Module) -> Scores:
         """Structured magnitude: L1 norm of each channel's weights, normalised per group."""
@@ -181,8 +212,18 @@ class ChannelSpace:
         divided by their mean (raw sums of different groups are not comparable)."""
         return normalize_per_group(channel_sums(self.groups, per_weight))
 
-    def apply(self, model: nn.Module, scores: Scores, sparsity: float, *, gate: bool = False) -> None:
-        """Mask ``model``, keeping the highest-scoring channels.
+    def apply(
+        self,
+        model: nn.Module,
+        scores: Scores,
+        sparsity: float,
+        *,
+        gate: bool = False,
+        slots: MaskSlots | None = None,
+    ) -> None:
+        """Mask ``model``, keeping the highest-scoring channels. Nothing is written when the kept
+        channels did not change, and with ``slots`` (the model's masks, see
+        :class:`~fairprune.masks.MaskSlots`) a changed gate rewrites only its consumers' masks.
 
         ``gate=True`` masks only the consumers' input slices (a channel gate, same outputs): the
         dropped channels stay computed, so ``d loss / d mask`` on those slices is not zero and a
@@ -201,11 +242,29 @@ class ChannelSpace:
         )
         if self._written is not None:  # a learned mask: most steps keep the same channels
             old_keep, old_gate, versions = self._written
-            same = old_gate == gate and all(torch.equal(old_keep[g], k) for g, k in keep.items())
-            if same and mask_versions(model, self._masked) == versions:
-                return
+            if old_gate == gate and mask_versions(model, self._masked) == versions:
+                changed = [g for g, k in keep.items() if not torch.equal(old_keep[g], k)]
+                if not changed:
+                    return
+                if gate and slots is not None:  # only the gates of the changed groups' consumers
+                    self._write_gates(slots, keep, changed)
+                    self._written = (keep, gate, mask_versions(model, self._masked))
+                    return
         apply_channel_masks(model, self.groups, keep, inputs_only=gate)
         self._written = (keep, gate, mask_versions(model, self._masked))
+
+    def _write_gates(self, slots: MaskSlots, keep: dict[str, Tensor], changed: list[str]) -> None:
+        """Rewrite, in place, the masks of the weights whose input channels belong to a group
+        in ``changed``: the masks :func:`apply_channel_masks` writes with ``inputs_only`` (ones,
+        zero on the input slices of every dropped channel), each a column vector broadcast."""
+        modules = dict(zip(slots.names, slots.modules, strict=True))
+        for name in sorted({n for g in changed for n in self._gates_of[g]}):
+            mask = modules[name].mask
+            column = torch.ones(mask.shape[1], dtype=mask.dtype)
+            for sl, gid in self._gated[name]:
+                column[sl.positions] *= keep[gid][sl.channels].to(mask.dtype)
+            view = (1, -1) + (1,) * (mask.ndim - 2)
+            mask.copy_(column.to(mask.device).view(view).expand_as(mask))
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """``d loss / d gate`` of each channel from the per-weight mask gradients: their sum over
