@@ -8,7 +8,10 @@ torch-pruning (outputs checked against the masked model). Reported per model: pa
 rounds, eval mode, no_grad), the weight and activation memory, and on CUDA the measured peak.
 
 The latency-vs-FLOPs gap: the 70% model is also timed with BatchNorm folded into the convs
-(eval) and in ``channels_last`` memory format, each against the dense model treated alike.
+(eval) and in ``channels_last`` memory format, each against the dense model treated alike; and
+every model is timed as it ships, exported to ONNX by :func:`fairprune.export.write_onnx` and run
+by onnxruntime (which folds BatchNorm and fuses the activations into the convolutions; with the
+``onnx`` extra installed).
 
 Unstructured masks: the stored size of a magnitude-pruned model at 50/70/90%, dense safetensors
 vs fairprune's sparse safetensors (:func:`fairprune.export.save_weights`).
@@ -17,6 +20,7 @@ vs fairprune's sparse safetensors (:func:`fairprune.export.save_weights`).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,14 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from bench.common import Settings, interleaved, median, synchronize
-from fairprune.export import count_flops, count_parameters, measure_latency, save_weights
+from fairprune.export import (
+    count_flops,
+    count_parameters,
+    measure_latency,
+    measure_onnx_latency,
+    save_weights,
+    write_onnx,
+)
 from fairprune.masks import apply_masks, bake_masks, prunable_parameters, topk_masks
 from fairprune.models import build_model
 from fairprune.structured import (
@@ -94,6 +105,30 @@ def _latencies(models: dict[str, nn.Module], x: torch.Tensor, rounds: int, repea
     return {k: median(v) for k, v in interleaved(jobs, rounds).items()}
 
 
+def onnx_latencies(
+    models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], rounds: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Per input name, per model: the median onnxruntime seconds of the model exported as
+    ``fairprune export`` ships it (:func:`fairprune.export.write_onnx`); empty without the
+    ``onnx`` extra."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return {}
+    example = next(iter(inputs.values()))
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for key, model in models.items():
+            paths[key] = Path(tmp) / f"{key.replace('@', '_')}.onnx"
+            write_onnx(copy.deepcopy(model).cpu(), paths[key], example[:2].cpu())
+        for name, x in inputs.items():
+            jobs = {
+                key: (lambda p=path, x=x: [measure_onnx_latency(p, x.cpu(), repeats=repeats, warmup=1)])
+                for key, path in paths.items()
+            }
+            out[name] = {k: median(v) for k, v in interleaved(jobs, rounds).items()}
+    return out
+
+
 def deployment(settings: Settings) -> dict[str, Any]:
     size = 32 if settings.fast else 64
     rounds, repeats = (1, 1) if settings.fast else (5, 3)
@@ -117,6 +152,8 @@ def deployment(settings: Settings) -> dict[str, Any]:
         )
     lat64 = _latencies(variants, x64, rounds, repeats)
     lat1 = _latencies(variants, x1, rounds, repeats * 5)
+    shipped = {k: models[k] for k in ("dense", "params@0.7")} if settings.fast else models
+    onnx = onnx_latencies(shipped, {"b64": x64, "b1": x1}, rounds, repeats)
     base = {"params": count_parameters(dense), "flops": count_flops(dense, x1)}
     rows = {}
     for key, model in models.items():
@@ -133,6 +170,10 @@ def deployment(settings: Settings) -> dict[str, Any]:
             "max_abs_diff_masked_vs_slim": gaps.get(key, 0.0),
             **_memory(model, x64, settings.device),
         }
+        for batch, seconds in onnx.items():
+            if key in seconds:
+                rows[key][f"onnx_latency_{batch}_s"] = seconds[key]
+                rows[key][f"onnx_latency_ratio_{batch}"] = seconds[key] / seconds["dense"]
     gap = {
         f"latency_ratio_b64{suffix}": lat64[f"params@0.7{suffix}"] / lat64[f"dense{suffix}"]
         for suffix in ("", "+fold_bn", "+channels_last", "+fold_bn+channels_last")

@@ -18,6 +18,7 @@ KEYS = (
     "step_cost_structured",
     "iterations_ratio",
     "slim_latency_ratio_70",
+    "slim_latency_ratio_70_onnx",
     "slim_params_ratio_70",
     "loader_throughput_ratio",
     "data_scaling_exponent",

@@ -11,7 +11,7 @@ from fairprune.export._card import CARD_FORMAT, card_metrics, check_names, flat_
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
 from fairprune.export._measure import count_flops, count_parameters, in_eval, measure_latency
-from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs, write_onnx
+from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, measure_onnx_latency, onnx_outputs, write_onnx
 from fairprune.export._records import SavedModel, build_from_spec, fit_shapes, load_model, save_model
 from fairprune.export._shipped import export_model
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, load_weights, save_weights, sha256_of
@@ -20,6 +20,7 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "measure_latency",
+    "measure_onnx_latency",
     "in_eval",
     "save_model",
     "load_model",

@@ -8,6 +8,8 @@ else in fairprune is affected.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,15 @@ try:  # the optional extra fairprune[onnx]
 except ImportError:  # pragma: no cover - exercised only without the extra
     onnxruntime = None
 
-__all__ = ["ONNX_FILE", "ONNX_TOLERANCE", "INPUT_NAME", "OUTPUT_NAME", "write_onnx", "onnx_outputs"]
+__all__ = [
+    "ONNX_FILE",
+    "ONNX_TOLERANCE",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "write_onnx",
+    "onnx_outputs",
+    "measure_onnx_latency",
+]
 
 ONNX_FILE = "model.onnx"
 ONNX_TOLERANCE = 1e-4
@@ -43,6 +53,44 @@ def onnx_outputs(path: str | os.PathLike[str], inputs: Tensor) -> Tensor:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feed = {INPUT_NAME: np.ascontiguousarray(inputs.detach().cpu().float().numpy())}
     return torch.from_numpy(session.run([OUTPUT_NAME], feed)[0])
+
+
+def measure_onnx_latency(
+    path: str | os.PathLike[str],
+    example_input: Tensor,
+    *,
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int = 0,
+) -> float:
+    """Median wall-clock seconds of one onnxruntime pass of the ONNX model at ``path`` on
+    ``example_input`` (CPU; onnxruntime's default graph optimisations, which fold BatchNorm into
+    the convolutions and fuse activations, as a deployment runs it).
+
+    Args:
+        path: A model written by :func:`write_onnx`.
+        example_input: One batch, as the model takes it.
+        repeats: Timed passes (at least 1).
+        warmup: Untimed passes first.
+        threads: onnxruntime's intra-op threads (0: torch's CPU thread count, for comparison
+            with :func:`~fairprune.export.measure_latency`).
+    """
+    _require_onnxruntime()
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {INPUT_NAME: np.ascontiguousarray(example_input.detach().cpu().float().numpy())}
+    for _ in range(warmup):
+        session.run([OUTPUT_NAME], feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run([OUTPUT_NAME], feed)
+        times.append(time.perf_counter() - start)
+    return float(statistics.median(times))
 
 
 def write_onnx(model: nn.Module, path: str | os.PathLike[str], example: Tensor) -> float:
