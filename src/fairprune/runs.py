@@ -1,0 +1,226 @@
+"""One run of the sweep's grid: the dense model of a (data cell, seed), what its runs share
+(:class:`Cell`), and a pruned run with its record (:func:`one_run`).
+
+:mod:`fairprune.experiment` drives these over the grid, in one process or in several.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fairprune.atomic import replace_atomically
+from fairprune.config import ExperimentConfig, FairnessConfig
+from fairprune.data import Splits
+from fairprune.distributed import is_main_process, on_main
+from fairprune.engine import Task, TrainConfig, evaluate, is_trivial, predict, train_weights
+from fairprune.export import save_model
+from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS, fairness_report
+from fairprune.footprint import footprint
+from fairprune.grid import Job
+from fairprune.masks import sparsity as mask_sparsity
+from fairprune.models import build_model
+from fairprune.pruners import PruneResult, build_pruner, run_pruner
+from fairprune.run_store import set_aside
+from fairprune.schema import name_groups
+from fairprune.validation import load_splits
+
+__all__ = ["Cell", "cell_of", "dense_model", "load_dense", "one_run", "tolerance_of"]
+
+
+def load_dense(path: Path, model: nn.Module, out: Path) -> tuple[int, float] | None:
+    """Load a saved dense model into ``model``: its iterations and seconds, or ``None`` when
+    there is none, or it cannot be read (then it is moved to ``OUT/corrupt/``)."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+        model.load_state_dict(saved["state"])
+        return int(saved["iterations"]), float(saved.get("seconds", math.nan))
+    except (RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
+        if not is_main_process():  # rank 0 moves it aside
+            return None
+        set_aside(path, out, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return None
+
+
+def dense_model(
+    cfg: ExperimentConfig, train: TrainConfig, splits: Splits, job: Job, out: Path, progress: bool
+) -> tuple[nn.Module, int, float]:
+    """Train (or reload) the dense model of a job's seed and data cell, with its training
+    iterations and seconds (NaN for a model saved before the seconds were recorded)."""
+    seed = job.seed
+    torch.manual_seed(seed)
+    model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    path = out / "dense" / f"{job.dense_key}.pt"
+    loaded = load_dense(path, model, out)
+    if loaded is not None:
+        return model, *loaded
+    torch.manual_seed(seed)
+    model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    task = Task(splits, None, train, seed, progress)
+    start = time.perf_counter()
+    loop = train_weights(model, task, cfg.train.dense_steps, desc=f"dense seed {seed}")
+    seconds = time.perf_counter() - start
+    saved = {"state": model.state_dict(), "iterations": loop.iterations, "seconds": seconds}
+    on_main(lambda: replace_atomically(path, lambda temporary: torch.save(saved, temporary)))
+    return model, loop.iterations, seconds
+
+
+def tolerance_of(cfg: ExperimentConfig, dense_val_pred: torch.Tensor, splits: Splits) -> float:
+    if cfg.fairness.tolerance != "dense":
+        return float(cfg.fairness.tolerance)
+    metric = METRICS[cfg.fairness.metric]
+    value = float(metric(splits.val.y, dense_val_pred, groups=splits.val.groups, n_groups=splits.n_groups))
+    return cfg.fairness.dense_factor * value
+
+
+def tolerance_setting(fc: FairnessConfig) -> str:
+    """How tau was set: a number, ``dense`` or ``<factor>*dense``."""
+    if fc.tolerance == "dense" and fc.dense_factor != 1.0:
+        return f"{fc.dense_factor:g}*dense"
+    return str(fc.tolerance)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What every run of one (data cell, seed) shares: data, trained dense model, its training
+    iterations and seconds, the resolved tolerance, the dense model's test and validation
+    predictions."""
+
+    splits: Splits
+    dense: nn.Module
+    dense_iters: int
+    dense_seconds: float
+    tau: float
+    dense_test_pred: torch.Tensor
+    dense_val_pred: torch.Tensor
+    train: TrainConfig
+
+
+def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Path) -> dict[str, Any]:
+    splits, dense, dense_iters, tau = cell.splits, cell.dense, cell.dense_iters, cell.tau
+    variant, s, seed = job.variant, job.sparsity, job.seed
+    fc = cfg.fairness
+    tau = variant.tolerance if variant.tolerance is not None else tau
+    objective = FairnessObjective(
+        fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence
+    )
+    task = Task(splits, objective, cell.train, seed, progress, dense=dense)
+    model = copy.deepcopy(dense)
+    pruner = build_pruner(variant.method, **variant.params)
+    result = run_pruner(pruner, model, s, task)
+    shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cell.train.device)
+    post = result.postprocessor  # group thresholds: predictions need the sensitive attribute
+    device = cell.train.device
+    test = evaluate(
+        model,
+        splits.test,
+        splits.n_groups,
+        dense_pred=cell.dense_test_pred,
+        device=device,
+        postprocessor=post,
+    )
+    val_pred = predict(model, splits.val, device=device, postprocessor=post)
+    val = fairness_report(
+        splits.val.y,
+        val_pred,
+        groups=splits.val.groups,
+        n_groups=splits.n_groups,
+        y_pred_dense=cell.dense_val_pred,
+    )
+    trivial = is_trivial(splits.val.y, val_pred)
+    val_violation = val[METRIC_COLUMNS[fc.metric]]
+    # the dense row carries the dense training (once per cell and seed; every method starts from it)
+    is_dense = variant.method == "dense"
+    iterations = result.train_iterations + (dense_iters if is_dense else 0)
+    wall_seconds = result.wall_seconds + (cell.dense_seconds if is_dense else 0.0)
+    row = {
+        "run_id": job.run_id,
+        "dataset": splits.name,
+        "target": splits.target,
+        "sensitive_attribute": splits.sensitive_attribute,
+        "model": cfg.model.name,
+        "method": variant.method,
+        "label": variant.label,
+        "structure": pruner.structure,
+        "sparsity": s,
+        "seed": seed,
+        "fairness": fc.metric,
+        "tolerance": tau,
+        "tolerance_setting": str(variant.tolerance)
+        if variant.tolerance is not None
+        else tolerance_setting(fc),
+        **test,
+        "val_accuracy": val["accuracy"],
+        "val_violation": val_violation,
+        # a (near-)constant predictor has every group metric ~0: not what "fair" should certify
+        "fair": bool(val_violation <= tau + 1e-12) and not trivial,
+        "trivial": trivial,
+        "needs_sensitive_attribute": post is not None,
+        "achieved_sparsity": mask_sparsity(result.masks),
+        **shipped_row,
+        "train_iterations": iterations,
+        "wall_seconds": wall_seconds,
+    }
+    row = name_groups(row, splits.group_names)  # group_accuracy_<name>, group_size_<name>
+    params = dict(variant.params)
+    if cfg.export.save_models and is_main_process():
+        save_shipped(cfg, splits, shipped, result, row, out / "models" / job.run_id)
+    return {
+        "run_id": row["run_id"],
+        "config": {
+            "method": variant.method,
+            "params": params,
+            "sparsity": s,
+            "seed": seed,
+            "tolerance": tau,
+        },
+        "result": row,
+        "history": result.history,
+    }
+
+
+def save_shipped(
+    cfg: ExperimentConfig,
+    splits: Splits,
+    shipped: nn.Module,
+    result: PruneResult,
+    row: dict[str, Any],
+    path: Path,
+) -> None:
+    """Save the model a run would ship (slimmed when structured) with a model card."""
+    card = {
+        "model": {
+            "name": cfg.model.name,
+            "input_shape": list(splits.train.x.shape[1:]),
+            "n_classes": splits.n_classes,
+            "params": cfg.model.params,
+        },
+        "slimmed": result.channels is not None,
+        "class_names": list(splits.class_names),
+        "group_names": list(splits.group_names),
+        "result": {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))},
+    }
+    masks = {} if result.channels is not None else result.masks
+    save_model(path, shipped, masks, card)
+
+
+def cell_of(cfg: ExperimentConfig, train: TrainConfig, job: Job, out: Path, progress: bool) -> Cell:
+    """What every run of ``job``'s (data cell, seed) shares: its splits, the dense model
+    (trained, or reloaded from ``OUT/dense/``), tau and the dense model's predictions."""
+    splits = load_splits(job.data, job.seed)
+    dense, iters, seconds = dense_model(cfg, train, splits, job, out, progress)
+    test_pred = predict(dense, splits.test, device=train.device)
+    val_pred = predict(dense, splits.val, device=train.device)
+    tau = tolerance_of(cfg, val_pred, splits)
+    return Cell(splits, dense, iters, seconds, tau, test_pred, val_pred, train)
