@@ -56,9 +56,7 @@ def test_imp_and_fair_then_prune_tag_their_rows_below_the_target(planted_splits)
     from fairprune.models import build_model
     from fairprune.pruners import build_pruner, run_pruner
 
-    task = Task(
-        planted_splits, FairnessObjective("equalized_odds", 0.1), TrainConfig(eval_every=5), 0, False
-    )
+    task = Task(planted_splits, FairnessObjective("equalized_odds", 0.1), TrainConfig(eval_every=5), 0, False)
     n_features = planted_splits.train.x.shape[1]
     imp = run_pruner(
         build_pruner("imp", round_steps=5, rate=0.5), build_model("mlp", (n_features,), 2), 0.8, task

@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         "scaled down",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="runs at a time, each in its own process (default: 1; the results are the same)",
+    )
     report = sub.add_parser("report", help="write report.md and plots from an output directory")
     report.add_argument("out", help="output directory of 'fairprune run'")
     _add_shipping(sub)
@@ -135,6 +142,16 @@ def format_results(frame: pd.DataFrame) -> str:
     return table if line is None else f"{table}\n{line}"
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes, got {text!r}")
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     from fairprune.config import load_config, quick, quick_changes
     from fairprune.distributed import is_main_process
@@ -145,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         cfg, full = quick(cfg), cfg
         print("--quick scaled down:\n  " + "\n  ".join(quick_changes(full, cfg)), flush=True)
     start = time.perf_counter()
-    frame = run_experiment(cfg, args.out, restart=args.restart, progress=not args.quiet)
+    frame = run_experiment(cfg, args.out, restart=args.restart, progress=not args.quiet, jobs=args.jobs)
     if not is_main_process():  # under torchrun: rank 0 reports
         return 0
     print(format_results(frame))
