@@ -18,6 +18,13 @@ plain PyTorch loop and a DDP loop are others. The score update (BiP's, Zhang et 
                                        # micro-batches; averaged over ranks like DDP's gradients)
     grad_s = theta * g - (1 / gamma) * m * g * g
     s <- Adam(s, grad_s);  m <- TopK(s, k)
+
+It runs at every step, so it is written for its cost: the scores are leaf parameters that share
+one flat buffer (the top-k reads them without a copy), the masks are views of one flat buffer
+(:class:`~fairprune.masks.MaskSlots`: a new mask is one copy), BiP's expression is a handful of
+``torch._foreach_*`` ops over all layers, the scores' Adam runs through torch's functional form,
+and the alternating schedule's upper pass asks autograd for ``g`` alone (no weight gradients).
+Each of these gives the same numbers as the plain path (``tests/test_hot_path.py``).
 """
 
 from __future__ import annotations
@@ -194,6 +201,9 @@ class BiFPSparsifier:
             self._upper = True
             try:
                 loss = closure()
+            except BaseException:
+                self._slots.capture(True)  # keep no effective weights after a failed closure
+                raise
             finally:
                 self._upper = False
             outputs = self._slots.outputs()
