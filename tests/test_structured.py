@@ -313,6 +313,21 @@ def test_latency_is_a_positive_float_and_restores_train_mode():
     latency = measure_latency(model, torch.randn(8, 4), repeats=3, warmup=1)
     assert isinstance(latency, float) and latency > 0
     assert model.training and model[1].num_batches_tracked == 0
+    with pytest.raises(ValueError, match=r"need repeats >= 1 and warmup >= 0, got repeats=0, warmup=1"):
+        measure_latency(model, torch.randn(8, 4), repeats=0, warmup=1)
+
+
+def test_onnx_latency_times_the_exported_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fairprune.export import measure_onnx_latency, write_onnx
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    path = tmp_path / "m.onnx"
+    write_onnx(model, path, torch.randn(8, 4))
+    latency = measure_onnx_latency(path, torch.randn(8, 4), repeats=3, warmup=1)
+    assert isinstance(latency, float) and latency > 0
+    with pytest.raises(ValueError, match=r"need repeats >= 1 and warmup >= 0, got repeats=1, warmup=-1"):
+        measure_onnx_latency(path, torch.randn(8, 4), repeats=1, warmup=-1)
 
 
 def test_count_parameters_nonzero_sees_masks():

@@ -61,6 +61,27 @@ def count_flops(model: nn.Module, example_input: Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+def median_seconds(
+    run: Callable[[], Any], *, repeats: int, warmup: int, sync: Callable[[], Any] | None = None
+) -> float:
+    """Median wall-clock seconds of ``run()`` over ``repeats`` timed calls after ``warmup``
+    untimed ones (``sync()`` before and after each timed call, e.g. CUDA's synchronize)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        if sync is not None:
+            sync()
+        start = time.perf_counter()
+        run()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - start)
+    return float(statistics.median(times))
+
+
 def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 20, warmup: int = 3) -> float:
     """Median wall-clock seconds of one forward pass on ``example_input``.
 
@@ -73,20 +94,8 @@ def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 2
         repeats: Timed passes (at least 1).
         warmup: Untimed passes first.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    sync = torch.cuda.synchronize if example_input.is_cuda else (lambda: None)
-
-    def timed() -> list[float]:
-        for _ in range(warmup):
-            model(example_input)
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            model(example_input)
-            sync()
-            times.append(time.perf_counter() - start)
-        return times
-
-    return float(statistics.median(in_eval(model, timed)))
+    sync = torch.cuda.synchronize if example_input.is_cuda else None
+    return in_eval(
+        model,
+        lambda: median_seconds(lambda: model(example_input), repeats=repeats, warmup=warmup, sync=sync),
+    )

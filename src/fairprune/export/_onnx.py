@@ -8,8 +8,6 @@ else in fairprune is affected.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from torch import Tensor, nn
 
 from fairprune.atomic import replace_atomically
 from fairprune.errors import ShippedModelError
+from fairprune.export._measure import median_seconds
 
 try:  # the optional extra fairprune[onnx]
     import onnxruntime
@@ -76,21 +75,12 @@ def measure_onnx_latency(
             with :func:`~fairprune.export.measure_latency`).
     """
     _require_onnxruntime()
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {INPUT_NAME: np.ascontiguousarray(example_input.detach().cpu().float().numpy())}
-    for _ in range(warmup):
-        session.run([OUTPUT_NAME], feed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run([OUTPUT_NAME], feed)
-        times.append(time.perf_counter() - start)
-    return float(statistics.median(times))
+    return median_seconds(lambda: session.run([OUTPUT_NAME], feed), repeats=repeats, warmup=warmup)
 
 
 def write_onnx(model: nn.Module, path: str | os.PathLike[str], example: Tensor) -> float:
