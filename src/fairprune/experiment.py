@@ -127,8 +127,10 @@ def _run_in_processes(
     A failed run stops the pending ones; the runs already under way are still recorded (nothing
     finished is lost), then the first error is raised.
     """
-    first_of_cell = {job.dense_key: job for job in reversed(todo)}
-    for job in first_of_cell.values():  # the dense models, once each, before any worker needs one
+    first_of_cell: dict[str, Job] = {}
+    for job in todo:
+        first_of_cell.setdefault(job.dense_key, job)
+    for job in first_of_cell.values():  # the dense models, in grid order, before any worker needs one
         dense_model(cfg, train, load_splits(job.data, job.seed), job, out, progress)
     # fork shares what this process loaded; CUDA needs fresh processes
     method = "fork" if train.device == "cpu" and "fork" in mp.get_all_start_methods() else "spawn"
