@@ -36,6 +36,11 @@ Excess degradation (always against the dense model): with ``e_i = 1[d correct] -
 ``R_g = E[e | g]`` and ``R = E[e]``, ``psi_g = R_g - R <= UB(R_g) - LB(R)`` where
 ``UB(R_g) = UB(Q+_g) - LB(Q-_g)``, ``LB(R) = LB(Q+) - UB(Q-)`` and ``Q± = P(e = ±1)`` (per group,
 and over all samples): ``M = 2 G + 2``.
+
+``scale`` multiplies every ``k`` and ``n`` (real counts are fine: ``Beta⁻¹`` is
+``scipy.special.betaincinv``, the function behind ``scipy.stats.beta.ppf``), keeping the rates but
+sizing the intervals for a split ``scale`` times larger: a prediction, on validation data, of
+whether a checkpoint would pass on the certification split (Seldonian candidate selection).
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ class Certificate:
     def describe(self, group_names: Sequence[str] | None = None) -> str:
         """One sentence for a report, naming the smallest (stratum, group) cell."""
         sizes = np.array(self.cell_sizes)
-        s, g = np.unravel_index(int(sizes.argmin()), sizes.shape)
+        s, g = (int(i) for i in np.unravel_index(int(sizes.argmin()), sizes.shape))
         group = group_names[g] if group_names is not None else f"group {g}"
         where = f" at y={s}" if sizes.shape[0] > 1 else ""
         samples = f"{self.n_samples:,} certification samples"
