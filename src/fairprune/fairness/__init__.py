@@ -4,6 +4,7 @@
 report measures.
 """
 
+from fairprune.fairness.certify import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import (
     METRIC_COLUMNS,
@@ -38,6 +39,12 @@ __all__ = [
     # the constrained objective
     "FairnessObjective",
     "Constraint",
+    # certificates (held-out safety test)
+    "CERTIFIABLE_METRICS",
+    "MIN_CELL",
+    "Certificate",
+    "cell_sizes",
+    "certify",
     # metrics (exact)
     "METRICS",
     "METRIC_COLUMNS",
