@@ -5,6 +5,7 @@ report measures.
 """
 
 from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.controller import CONTROLLERS, MultiplierController
 from fairprune.fairness.metrics import (
     METRIC_COLUMNS,
     METRICS,
@@ -38,6 +39,8 @@ __all__ = [
     # the constrained objective
     "FairnessObjective",
     "Constraint",
+    "CONTROLLERS",
+    "MultiplierController",
     # metrics (exact)
     "METRICS",
     "METRIC_COLUMNS",
