@@ -275,11 +275,15 @@ def test_convergence_figure(results: pd.DataFrame, out_dir: Path) -> None:
         "multiplier",
         "mask_hamming",
     ]
+    runs = ["sparsity=0.5", "sparsity=0.9"]
     for ax in fig.axes:
         assert ax.get_xlabel() == "step"
-        assert [line.get_label() for line in ax.get_lines()] == ["sparsity=0.5", "sparsity=0.9"]
+        tau = [f"tau={TOLERANCE:.3g}"] if ax.get_ylabel() == "violation" else []
+        assert [line.get_label() for line in ax.get_lines()] == runs + tau
     first = fig.axes[0].get_lines()[0]
     assert list(first.get_ydata()) == histories["bifp__s0.5__seed0"]["loss"].tolist()
+    tau_line = fig.axes[1].get_lines()[-1]  # the tolerance: horizontal, dashed, at tau
+    assert list(tau_line.get_ydata()) == [TOLERANCE, TOLERANCE] and tau_line.get_linestyle() == "--"
 
 
 def test_mask_init_figure(results: pd.DataFrame) -> None:

@@ -145,10 +145,14 @@ def _checkpoint(model: nn.Module, sparsifier: BiFPSparsifier) -> dict[str, objec
     return copy.deepcopy({"model": model.state_dict(), "sparsifier": sparsifier.state_dict()})
 
 
-def test_state_dict_resumes_scores_optimizer_and_multiplier(small_dense, planted_splits):
+@pytest.mark.parametrize("controller", ["ascent", "nupi"])
+def test_state_dict_resumes_scores_optimizer_and_multiplier(small_dense, planted_splits, controller):
     """Train 10 steps, checkpoint, train 10 more; a fresh model and sparsifier loaded from the
-    checkpoint and trained the same 10 steps end with the same scores and masks."""
-    objective = FairnessObjective("equalized_odds", 0.0, mode="lagrangian", strength=5.0)
+    checkpoint and trained the same 10 steps end with the same scores, masks and multipliers
+    (the controller's state resumes: nuPI's smoothed error, the anti-windup's record)."""
+    objective = FairnessObjective(
+        "equalized_odds", 0.0, mode="lagrangian", strength=5.0, controller=controller, kp=1.0, ema_nu=0.5
+    )
     model = copy.deepcopy(small_dense)
     sparsifier = BiFPSparsifier(0.8, Constraint(objective, 2))
     sparsifier.prepare(model)
@@ -156,7 +160,8 @@ def test_state_dict_resumes_scores_optimizer_and_multiplier(small_dense, planted
     saved = _checkpoint(model, sparsifier)
     assert saved["sparsifier"]["constraint"]["multipliers"][0] > 0  # the dual steps happened
     assert saved["sparsifier"]["steps"] == 10 and saved["sparsifier"]["optimizer"]["state"]
-    user_loop(model, planted_splits, sparsifier, 10, alternating=False)
+    assert saved["sparsifier"]["constraint"]["controller"]["steps"] == 2
+    after = user_loop(model, planted_splits, sparsifier, 10, alternating=False, eval_every=5)
 
     fresh = copy.deepcopy(small_dense)
     resumed = BiFPSparsifier(0.8, Constraint(objective, 2))
@@ -165,7 +170,8 @@ def test_state_dict_resumes_scores_optimizer_and_multiplier(small_dense, planted
     resumed.load_state_dict(saved["sparsifier"])
     assert resumed.constraint is not None and sparsifier.constraint is not None
     assert resumed.constraint.multiplier == saved["sparsifier"]["constraint"]["multipliers"][0]
-    user_loop(fresh, planted_splits, resumed, 10, alternating=False)
+    assert user_loop(fresh, planted_splits, resumed, 10, alternating=False, eval_every=5) == after
+    assert resumed.constraint.state_dict() == sparsifier.constraint.state_dict()
     for name, score in sparsifier.scores.items():
         torch.testing.assert_close(resumed.scores[name], score, rtol=0, atol=0)
     masks, again = get_masks(model), get_masks(fresh)

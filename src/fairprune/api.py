@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,14 +124,27 @@ def _device(device: str) -> str:
         raise ValueError(f"device must be 'auto' or a torch device name; received {device!r}") from error
 
 
-def _objective(fairness: str | None, tolerance: float | str) -> FairnessObjective | None:
-    """The objective to constrain (its tolerance resolved later), with ``tolerance`` checked."""
+_SETTINGS = tuple(
+    f.name for f in dataclasses.fields(FairnessObjective) if f.name not in ("metric", "tolerance")
+)
+"""What ``fairness_settings`` may set: the fields of :class:`FairnessObjective` but the two
+arguments of their own."""
+
+
+def _objective(
+    fairness: str | None, tolerance: float | str, settings: Mapping[str, Any] | None = None
+) -> FairnessObjective | None:
+    """The objective to constrain (its tolerance resolved later), with ``tolerance`` and the
+    ``fairness_settings`` checked."""
+    unknown = sorted(set(settings or {}) - set(_SETTINGS))
+    if unknown:
+        raise ValueError(f"fairness_settings: expected keys among {list(_SETTINGS)}; received {unknown}")
     if fairness is None:
         return None
     dense = isinstance(tolerance, str) and tolerance == "dense"
     if not dense and not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)):
         raise ValueError(f"tolerance must be a number >= 0 or 'dense'; received {tolerance!r}")
-    objective = FairnessObjective(fairness, 0.0 if dense else float(tolerance))  # checks both
+    objective = FairnessObjective(fairness, 0.0 if dense else float(tolerance), **(settings or {}))
     if objective.per_group and dense:
         raise ValueError(
             f"tolerance='dense' means 0 for {fairness!r} (the dense model does not degrade relative "
@@ -243,6 +256,7 @@ def prune(
     inplace: bool = False,
     progress: bool = True,
     config: TrainConfig | None = None,
+    fairness_settings: Mapping[str, Any] | None = None,
     **method_params: Any,
 ) -> PruningResult:
     """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
@@ -270,6 +284,9 @@ def prune(
             ``structure="channel"`` ``model`` keeps zeroed channels and the slim model is new.
         progress: Show progress bars (tqdm).
         config: Training settings (default: batches and validation checks scaled to the data).
+        fairness_settings: How the constraint is held, by the field names of
+            :class:`~fairprune.fairness.FairnessObjective` (e.g. ``{"strength": 2.0,
+            "controller": "nupi", "kp": 1.0}``); the rest keep its defaults.
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
 
@@ -282,7 +299,7 @@ def prune(
     """
     if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
-    objective = _objective(fairness, tolerance)
+    objective = _objective(fairness, tolerance, fairness_settings)
     prunable_parameters(model)  # a model with nothing to prune fails here, before any work
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
     data, names = _read({"train": train, "val": val, "test": test}, group_names)

@@ -54,6 +54,7 @@ MODELS = ("mlp", "resnet10", "resnet18", "resnet50", "mobilenet_v2", "vit_small"
 """Every ``model.name`` (the keys of ``fairprune.models.MODELS``)."""
 PER_GROUP_METRICS = ("excess_degradation",)  # one multiplier per group (fairness.metrics)
 BOUNDED_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds")  # fairness.bounds
+CONTROLLERS = ("nupi", "ascent")  # the multipliers' controllers (fairness.controller)
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Steps = Annotated[int, Field(ge=0)]
@@ -98,7 +99,9 @@ class ModelConfig:
 class FairnessConfig:
     """The constrained metric and its tolerance tau: a number, or ``"dense"`` (the dense model's
     validation value times ``dense_factor``: with 1, "no less fair than before pruning"; with
-    0.5, "half the dense model's bias")."""
+    0.5, "half the dense model's bias"); how the Lagrange multiplier follows the violation
+    (``controller``, ``kp``, ``ema_nu``, ``windup_window``: the fields of
+    :class:`fairprune.fairness.FairnessObjective`, documented there)."""
 
     metric: Literal[tuple(CONSTRAINED_COLUMNS)] = "equalized_odds"  # type: ignore[valid-type]
     tolerance: NonNegative | Literal["dense"] = "dense"
@@ -107,6 +110,10 @@ class FairnessConfig:
     strength: NonNegative = 5.0
     temperature: PositiveFloat = 1.0
     confidence: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # 0: off; else in [0.5, 1)
+    controller: Literal[CONTROLLERS] = "ascent"  # type: ignore[valid-type]
+    kp: NonNegative = 0.5
+    ema_nu: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    windup_window: Steps = 4
 
 
 @dataclass(config=_STRICT)

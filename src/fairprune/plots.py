@@ -236,7 +236,8 @@ def plot_ablation(results: pd.DataFrame, *, confidence: float = 0.95) -> Figure 
 
 
 def plot_convergence(results: pd.DataFrame, histories: Mapping[str, pd.DataFrame]) -> Figure | None:
-    """Loss, violation, multiplier and mask change per step of BiFP runs, one line per sparsity.
+    """Loss, violation, multiplier and mask change per step of BiFP runs, one line per sparsity;
+    the violation panel also draws each tolerance tau of those runs as a dashed horizontal line.
 
     Takes, at each sparsity, the run of ``bifp`` with default hyperparameters (any ``bifp`` run
     when none has them) and the lowest seed that has a history. Returns ``None`` when no BiFP
@@ -254,6 +255,9 @@ def plot_convergence(results: pd.DataFrame, histories: Mapping[str, pd.DataFrame
         for run_id, sparsity in zip(chosen["run_id"], chosen["sparsity"], strict=True):
             history = histories[run_id]
             ax.plot(history["step"], history[column], label=f"sparsity={sparsity:g}")
+        if column == "violation":
+            for tau in sorted(set(pd.to_numeric(chosen["tolerance"], errors="coerce").dropna())):
+                ax.axhline(tau, color="black", linestyle="--", linewidth=1, label=f"tau={tau:.3g}")
         ax.set_xlabel("step")
         ax.set_ylabel(column)
         if all(histories[run_id][column].isna().all() for run_id in chosen["run_id"]):

@@ -113,8 +113,10 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
     fc = cfg.fairness
     tau = variant.tolerance if variant.tolerance is not None else tau
     objective = FairnessObjective(
-        fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence
-    )
+        fc.metric, tau, fc.mode, fc.strength, fc.temperature,
+        confidence=fc.confidence, controller=fc.controller, kp=fc.kp, ema_nu=fc.ema_nu,
+        windup_window=fc.windup_window,
+    )  # fmt: skip
     task = Task(splits, objective, cell.train, seed, progress, dense=dense)
     model = copy.deepcopy(dense)
     pruner = build_pruner(variant.method, **variant.params)

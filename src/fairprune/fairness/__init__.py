@@ -6,6 +6,7 @@ report measures.
 
 from fairprune.fairness.certify import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
 from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.controller import CONTROLLERS, MultiplierController
 from fairprune.fairness.metrics import (
     METRIC_COLUMNS,
     METRICS,
@@ -39,6 +40,9 @@ __all__ = [
     # the constrained objective
     "FairnessObjective",
     "Constraint",
+    # the multipliers' controller
+    "CONTROLLERS",
+    "MultiplierController",
     # certificates (held-out safety test)
     "CERTIFIABLE_METRICS",
     "MIN_CELL",

@@ -2,10 +2,13 @@
 
 ``penalty``: the loss gains ``lambda * Phi`` (the paper's relaxation; ``strength`` is lambda).
 
-``lagrangian``: the loss gains ``mu * Phi`` with a multiplier ``mu >= 0`` updated by projected
-dual ascent ``mu <- max(0, mu + eta * (Phi_hat - tau))`` (``strength`` is the dual step ``eta``),
-where ``Phi_hat`` is the *exact* metric measured on the validation split, so the multiplier grows
-until the user's tolerance ``tau`` holds where it is checked, not on a surrogate scale.
+``lagrangian``: the loss gains ``mu * Phi`` with a multiplier ``mu >= 0`` driven by the error
+``Phi_hat - tau``, where ``Phi_hat`` is the *exact* metric measured on the validation split, so the
+multiplier grows until the user's tolerance ``tau`` holds where it is checked, not on a surrogate
+scale. Its controller (:mod:`fairprune.fairness.controller`) is projected dual ascent
+``mu <- max(0, mu + eta * (Phi_hat - tau))`` or nuPI (Sohrabi et al., ICML 2024), which adds a
+damping term on the error's trend; ``strength`` is the step ``eta`` of either. Anti-windup stops a
+multiplier that keeps climbing while the exact violation does not fall.
 
 Per-group metrics (``metrics.PER_GROUP_METRICS``, e.g. ``excess_degradation``: CEAG, "Balancing
 Act") have one multiplier per group, ``mu_g <- max(0, mu_g + eta (psi_g - tau))``, and the loss
@@ -13,11 +16,12 @@ gains ``sum_g mu_g Phi_g``; with 5-16 groups one multiplier on a max - min gap m
 extreme groups at a time. They need the dense model's validation predictions and the Lagrangian.
 
 A :class:`Constraint` is the state of the constrained problem (Cooper's ``Constraint`` with its
-``Multiplier``): the training term (:meth:`Constraint.term`), the exact violation
-(:meth:`Constraint.violations`), the explicit dual step (:meth:`Constraint.update`), and a
-``state_dict`` so that a checkpoint restores its multipliers. Under ``torchrun`` (a process group
-with more than one rank) the surrogate's per-group statistics and the logit scale are the global
-batch's (:mod:`fairprune.distributed`), so every rank trains on the same term.
+``Multiplier`` and dual optimiser): the training term (:meth:`Constraint.term`), the exact
+violation (:meth:`Constraint.violations`), the explicit dual step (:meth:`Constraint.update`), and
+a ``state_dict`` so that a checkpoint restores its multipliers and their controller. Under
+``torchrun`` (a process group with more than one rank) the surrogate's per-group statistics and
+the logit scale are the global batch's (:mod:`fairprune.distributed`), so every rank trains on the
+same term.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import Tensor
 
 from fairprune.distributed import all_reduce_sum, is_distributed
 from fairprune.fairness.bounds import BOUNDED_METRICS, violation_upper_bound
+from fairprune.fairness.controller import MultiplierController, check_controller
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.surrogates import SURROGATES
 
@@ -60,6 +65,15 @@ class FairnessObjective:
             In [0.5, 1): on its one-sided upper confidence bound at this level
             (:func:`~fairprune.fairness.bounds.violation_upper_bound`), for the dual step and
             for which checkpoints count as within tau — so that tau also holds on unseen data.
+        controller: How the multipliers follow the error (``lagrangian``): ``"ascent"`` or
+            ``"nupi"`` (see :mod:`fairprune.fairness.controller`). Ascent is the default: on the
+            default Adult run no nuPI setting lowered the check-to-check swing of the violation,
+            which is as large with the multiplier held at 0 (README, "The multiplier's controller").
+        kp: nuPI's proportional gain ``K_P`` (>= 0; 0 is ascent).
+        ema_nu: nuPI's smoothing ``nu`` of the error, in [0, 1). The defaults (0.5, 0.9) were the
+            nuPI setting that moved the multiplier no further than ascent on that run.
+        windup_window: Dual steps ``W`` over which a climbing multiplier with no progress of the
+            violation counts as wound up (0: no anti-windup).
     """
 
     metric: str = "equalized_odds"
@@ -69,8 +83,13 @@ class FairnessObjective:
     temperature: float = 1.0
     scale_free: bool = True
     confidence: float = 0.0
+    controller: str = "ascent"
+    kp: float = 0.5
+    ema_nu: float = 0.9
+    windup_window: int = 4
 
     def __post_init__(self) -> None:
+        check_controller(self.controller, self.kp, self.ema_nu, self.windup_window)
         if self.confidence != 0.0:
             if not 0.5 <= self.confidence < 1.0:
                 raise ValueError(f"fairness confidence must be 0 (off) or in [0.5, 1), got {self.confidence}")
@@ -104,13 +123,36 @@ class Constraint:
     """Training-time state of one :class:`FairnessObjective`: its Lagrange multiplier(s).
 
     Attributes:
-        multipliers: ``(G,)`` for a per-group metric, else ``(1,)``; all 0 at the start.
+        controller: The multipliers and their controller.
     """
 
     def __init__(self, objective: FairnessObjective, n_groups: int) -> None:
         self.objective = objective
         self.n_groups = n_groups
-        self.multipliers = np.zeros(n_groups if objective.per_group else 1)
+        self.controller = MultiplierController(
+            n_groups if objective.per_group else 1,
+            lr=objective.strength,
+            controller=objective.controller,
+            kp=objective.kp,
+            ema_nu=objective.ema_nu,
+            windup_window=objective.windup_window,
+        )
+
+    @property
+    def multipliers(self) -> np.ndarray:
+        """``(G,)`` for a per-group metric, else ``(1,)``; all 0 at the start. A view: writing to
+        it sets the multipliers."""
+        return self.controller.multipliers
+
+    @multipliers.setter
+    def multipliers(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=float)
+        if values.shape != self.multipliers.shape:
+            raise ValueError(
+                f"expected {self.multipliers.shape[0]} multiplier(s) for {self.objective.metric!r}, "
+                f"got shape {values.shape}"
+            )
+        self.multipliers[:] = values
 
     @property
     def multiplier(self) -> float:
@@ -196,33 +238,44 @@ class Constraint:
         return violations
 
     def dual_step(self, violations: float | np.ndarray) -> None:
-        """Projected dual ascent on the multiplier(s) (no-op in penalty mode)."""
+        """One step of the multipliers' controller on the errors ``violations - tau`` (no-op in
+        penalty mode)."""
         if self.objective.mode == "lagrangian":
-            step = self.objective.strength * (np.asarray(violations, dtype=float) - self.objective.tolerance)
-            self.multipliers = np.maximum(0.0, self.multipliers + step)
+            self.controller.step(np.asarray(violations, dtype=float) - self.objective.tolerance)
 
     def satisfied(self, violation: float) -> bool:
         return violation <= self.objective.tolerance + 1e-12
 
     def state(self) -> dict[str, float]:
-        """Multiplier(s) for a history row: ``multiplier`` (the largest), and ``multiplier_<g>``
-        for a per-group metric."""
+        """Multiplier(s) for a history row: ``multiplier`` (the largest), ``multiplier_<g>`` for
+        a per-group metric, ``windup`` (1 when a multiplier is wound up, else 0) and
+        ``windup_checks`` (the dual steps so far at which one was)."""
         if self.objective.mode != "lagrangian":
             return {"multiplier": math.nan}
         out = {"multiplier": self.multiplier}
         if self.objective.per_group:
             out.update({f"multiplier_{g}": float(m) for g, m in enumerate(self.multipliers)})
+        out.update(
+            windup=float(self.controller.wound.any()), windup_checks=float(self.controller.windup_checks)
+        )
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """The multipliers, with the metric they belong to (plain Python values)."""
-        return {"metric": self.objective.metric, "multipliers": [float(m) for m in self.multipliers]}
+        """The multipliers, with the metric they belong to, and their controller's state (plain
+        Python values)."""
+        return {
+            "metric": self.objective.metric,
+            "multipliers": [float(m) for m in self.multipliers],
+            "controller": self.controller.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the multipliers of :meth:`state_dict`.
+        """Restore the multipliers of :meth:`state_dict` and their controller's state (a state
+        saved without one restarts the controller from the multipliers).
 
         Raises:
-            ValueError: If the state is of another metric or holds another number of multipliers.
+            ValueError: If the state is of another metric or controller, or holds another number
+                of multipliers.
         """
         metric = state.get("metric", self.objective.metric)
         if metric != self.objective.metric:
@@ -236,7 +289,11 @@ class Constraint:
                 f"expected {self.multipliers.shape[0]} multiplier(s) for {self.objective.metric!r}, "
                 f"got {values.shape[0]}"
             )
-        self.multipliers = values
+        if "controller" in state:
+            self.controller.load_state_dict(state["controller"])  # checks before changing anything
+        else:
+            self.controller.reset()
+        self.multipliers[:] = values
 
 
 def _logit_scale(logits: Tensor, *, global_batch: bool = False) -> Tensor:

@@ -61,8 +61,9 @@ class Ceag(PrunerBase):
         base = task.objective or FairnessObjective()
         strength = base.strength if self.dual_step is None else self.dual_step
         objective = FairnessObjective(
-            "excess_degradation", self.epsilon, "lagrangian", strength, base.temperature
-        )
+            "excess_degradation", self.epsilon, "lagrangian", strength, base.temperature,
+            controller=base.controller, kp=base.kp, ema_nu=base.ema_nu, windup_window=base.windup_window,
+        )  # fmt: skip
         space = self.space(model, task)
         outcome = Outcome(space=space)
         if self.pruning == "imp":
