@@ -368,6 +368,22 @@ def test_utkface(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert gender.group_names == ("male", "female") and gender.n_classes == 5
 
 
+def test_utkface_skipped_files_are_said_once_per_root(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_utkface(tmp_path / "a")
+    make_utkface(tmp_path / "b")
+    with caplog.at_level(logging.WARNING):
+        for root in ("a", "a", "b", "a", "b"):  # a sweep loads its data once per seed, export again
+            load_utkface(tmp_path / root, resolution=R)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        f"skipping 1 of 41 UTKFace files under {tmp_path / root} whose names do not parse as "
+        "age_gender_race_date, e.g. ['39_1_20170116174525125.jpg.chip.jpg']"
+        for root in ("a", "b")
+    ]
+
+
 def test_utkface_errors(tmp_path: Path) -> None:
     write_image(tmp_path / "u" / "nolabels.jpg", (1, 1, 1))
     with pytest.raises(ValueError, match="none of the 1 image file names parse"):

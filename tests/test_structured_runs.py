@@ -18,7 +18,7 @@ from fairprune.config import ExportConfig, load_config, quick
 from fairprune.data.base import GroupData, Splits
 from fairprune.data.tabular import load_csv
 from fairprune.engine import Task, TrainConfig, predict, stratified_subset, train_weights
-from fairprune.export import count_parameters, load_model
+from fairprune.export import count_parameters, load_exported
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.footprint import footprint
 from fairprune.masks import prunable_parameters
@@ -88,12 +88,17 @@ def test_channel_sweep_reports_and_saves_slim_models(tmp_path, planted_csv):
     # the saved slim model rebuilds from its card and reproduces the recorded test accuracy
     splits = load_csv(planted_csv, target="label", sensitive_attribute="group", seed=0)
     for _, row in pruned.iterrows():
-        saved = load_model(out / "models" / row["run_id"])
-        assert saved.card["slimmed"] is True and saved.masks == {}
-        assert count_parameters(saved.model) == row["params"]
+        saved = load_exported(out / "models" / row["run_id"])
+        assert saved.card["model"]["shapes"]["features.0.weight"][0] < 32  # slimmed
+        assert sorted(saved.card["files"]) == ["model.safetensors"]
+        assert count_parameters(saved.model) == row["params"] == saved.card["footprint"]["params"]
         accuracy = float((predict(saved.model, splits.test) == splits.test.y).float().mean())
         assert accuracy == pytest.approx(row["accuracy"], abs=1e-6)
-        assert saved.card["result"]["label"] == row["label"]
+        assert saved.card["metrics"]["test"]["pruned"]["accuracy"] == pytest.approx(
+            row["accuracy"], abs=1e-12
+        )
+        assert saved.card["pruning"]["label"] == row["label"] == saved.card["sweep"]["record"]["label"]
+    assert not (out / "models" / frame.query("method == 'dense'")["run_id"].iloc[0]).exists()
     # the report lists what each run ships
     text = write_report(out).path.read_text()
     section = text[text.index("## Shipped model footprint") :]

@@ -23,9 +23,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs
-    from fairprune.api import PruningResult, prune
+    from fairprune.api import prune
     from fairprune.data.registry import load_dataset
     from fairprune.pruners.bifp_update import BiFPSparsifier
+    from fairprune.result import PruningResult
     from fairprune.samplers import StratifiedBatchSampler
 
 __all__ = [
@@ -41,7 +42,7 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "BiFPSparsifier": "fairprune.pruners.bifp_update",
-    "PruningResult": "fairprune.api",
+    "PruningResult": "fairprune.result",
     "StratifiedBatchSampler": "fairprune.samplers",
     "load_dataset": "fairprune.data.registry",
     "prune": "fairprune.api",

@@ -11,10 +11,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -25,10 +23,11 @@ from fairprune.engine import Task, TrainConfig, model_inputs, predict
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
-from fairprune.masks import Masks, bake_masks, prunable_parameters
+from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.models.binary import TwoLogits, output_classes, unwrap
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
+from fairprune.result import PruningResult
 from fairprune.schema import name_groups
 
 __all__ = ["PruningResult", "prune", "default_budgets", "REFERENCE_TRAIN_SIZE"]
@@ -38,53 +37,6 @@ REFERENCE_TRAIN_SIZE = 30_000
 Adult's training split, where they were set); smaller data gets proportionally fewer."""
 MIN_BUDGET_SCALE = 0.1  # the smallest fraction of a default budget (tiny data still trains)
 _VAL_CHECK_SAMPLES = 4096  # validation samples checked during training (all if fewer)
-
-
-@dataclass
-class PruningResult:
-    """What :func:`prune` returns.
-
-    Attributes:
-        model: The pruned model, a plain ``nn.Module``: masks baked in (unstructured) or channels
-            physically removed (``structure="channel"``); on the input model's device and in its
-            train/eval mode.
-        metrics: ``metrics[split][which][metric]`` for each split given (``"train"``, ``"val"``,
-            ``"test"``) and ``which`` in ``"dense"`` (the input model) and ``"pruned"``: accuracy,
-            ``accuracy_gap``, ``worst_group_accuracy``, for binary tasks
-            ``demographic_parity_difference`` and ``equalized_odds_difference``, for the pruned
-            model ``degradation_gap`` and ``excess_degradation``, and per group by name
-            ``group_accuracy_<name>`` and ``group_size_<name>``.
-        masks: The binary mask of every prunable weight, by the input model's parameter names.
-        sparsity: The target sparsity.
-        achieved_sparsity: Fraction of the prunable weights removed.
-        fairness: The constrained metric (``None``: unconstrained).
-        tolerance: The tolerance tau it was held to on validation (resolved from ``"dense"``).
-        feasible: Whether the chosen state met tau on validation (``None``: unconstrained method).
-        train_iterations: Forward/backward passes the method used.
-        wall_seconds: Seconds the method took (data conversion and final evaluation excluded).
-        history: The method's validation log (one row per check).
-        group_names: Name of each group id.
-        channel_fraction: Fraction of the prunable channels removed (``structure="channel"``).
-    """
-
-    model: nn.Module
-    metrics: dict[str, dict[str, dict[str, float]]]
-    masks: Masks
-    sparsity: float
-    achieved_sparsity: float
-    fairness: str | None
-    tolerance: float | None
-    feasible: bool | None
-    train_iterations: int
-    wall_seconds: float
-    history: list[dict[str, float]] = field(repr=False)
-    group_names: tuple[str, ...]
-    channel_fraction: float | None = None
-
-    def metrics_frame(self) -> pd.DataFrame:
-        """:attr:`metrics` as a table: one row per (split, model), one column per metric."""
-        rows = {(s, w): m for s, per in self.metrics.items() for w, m in per.items()}
-        return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["split", "model"])
 
 
 def default_budgets(method: str, n_train: int) -> dict[str, int]:
@@ -357,6 +309,8 @@ def _prune(
         model=shipped,
         metrics=metrics,
         masks=masks,
+        method=method,
+        structure=structure,
         sparsity=float(sparsity),
         achieved_sparsity=mask_sparsity(masks),
         fairness=None if objective is None else objective.metric,

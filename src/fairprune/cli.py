@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -82,7 +83,15 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--sparsity", type=float, help="target sparsity of the run (e.g. 0.9)")
     export.add_argument("--seed", type=int, help="seed of the run (needed when the sweep has several)")
     export.add_argument("--structure", choices=["unstructured", "channel"], help="structure of the run")
-    export.add_argument("--run-id", help="the run's id in results.csv (instead of the fields above)")
+    choice = export.add_mutually_exclusive_group()
+    choice.add_argument("--run-id", help="the run's id in results.csv (instead of the fields above)")
+    choice.add_argument(
+        "--best",
+        action="store_true",
+        help="the pruned run with the highest validation accuracy among those within tau (certified "
+        "ones first, where the sweep records them), at --sparsity (default: any), narrowed by the "
+        "fields above; prints which it picked",
+    )
     export.add_argument("--to", required=True, help="directory to write the shipped model into")
     export.add_argument(
         "--weights",
@@ -181,19 +190,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fairprune.shipping import export_run
+    from fairprune.shipping import best_in, export_run
 
-    to = export_run(
-        args.out,
-        args.to,
-        method=args.method,
-        sparsity=args.sparsity,
-        seed=args.seed,
-        structure=args.structure,
-        run_id=args.run_id,
-        weights=args.weights,
-        onnx=args.onnx,
-    )
+    fields = ("method", "sparsity", "seed", "structure")
+    choice: dict[str, Any] = {name: getattr(args, name) for name in fields}
+    if args.best:
+        run_id, line = best_in(args.out, **choice)
+        print(line, flush=True)
+        choice = {"run_id": run_id}
+    else:
+        choice["run_id"] = args.run_id
+    to = export_run(args.out, args.to, weights=args.weights, onnx=args.onnx, **choice)
     print(f"shipped model: {to}  card: {to}/MODEL_CARD.md")
     return 0
 

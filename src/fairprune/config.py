@@ -146,14 +146,17 @@ class ExportConfig:
             on ``train.device``; the shipped model is the slimmed one for channel pruning).
         latency_batch: Batch size of the timed forward passes.
         latency_repeats: Timed passes per model (the median is reported).
-        save_models: Save every pruned model (slimmed when structured) with its masks and model
-            card under ``OUT/models/<run_id>/`` (see :func:`fairprune.export.save_model`).
+        save_models: Ship every pruned run's model under ``OUT/models/<run_id>/``, as
+            ``fairprune export`` reads it: a directory of :func:`fairprune.export.export_model`
+            (sparse safetensors with the masks baked in, or the slimmed model, and the model
+            card). Not the ``dense`` run (``OUT/dense/`` keeps it) nor a method whose
+            predictions need the sensitive attribute. ``false`` keeps the records only.
     """
 
     latency: bool = True
     latency_batch: Positive = 64
     latency_repeats: Positive = 10
-    save_models: bool = False
+    save_models: bool = True
 
 
 @dataclass(config=_STRICT)

@@ -78,6 +78,14 @@ def _with_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str,
     return out
 
 
+def _results_config(resolved: Any) -> Any:
+    """A resolved config without the keys that change what is kept, not the results
+    (``export.save_models``): a sweep resumes whichever way it saves its models."""
+    if not isinstance(resolved, dict) or not isinstance(resolved.get("export"), dict):
+        return resolved
+    return {**resolved, "export": {k: v for k, v in resolved["export"].items() if k != "save_models"}}
+
+
 def check_out_dir(out: Path) -> None:
     """Check, writing nothing, that ``out`` is (or can be created as) a writable directory.
 
@@ -121,6 +129,7 @@ def check_same_config(
             f"{str(cfg_path)!r} cannot be read ({err}); use --restart to move the directory's contents aside"
         ) from None
     previous = _with_defaults(previous, resolved, defaults) if isinstance(previous, dict) else previous
+    previous, resolved = _results_config(previous), _results_config(resolved)
     if previous != resolved and not extends(previous, resolved):
         raise OutputDirError(
             f"output directory {str(out)!r} holds results of a different config; expected the "

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import pickle
 import time
@@ -22,19 +23,19 @@ from fairprune.config import ExperimentConfig, FairnessConfig
 from fairprune.data import Splits
 from fairprune.distributed import is_main_process, on_main
 from fairprune.engine import Task, TrainConfig, evaluate, is_trivial, predict, train_weights
-from fairprune.export import save_model
+from fairprune.export import export_model, plain, pruning_section
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS, fairness_report
 from fairprune.footprint import footprint
 from fairprune.grid import Job
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.models import build_model
-from fairprune.pruners import PruneResult, build_pruner, run_pruner
+from fairprune.pruners import build_pruner, run_pruner
 from fairprune.run_store import set_aside
 from fairprune.schema import name_groups
 from fairprune.validation import load_splits
 
-__all__ = ["Cell", "cell_of", "dense_model", "load_dense", "one_run", "tolerance_of"]
+__all__ = ["Cell", "architecture", "cell_of", "dense_model", "load_dense", "one_run", "tolerance_of"]
 
 
 def load_dense(path: Path, model: nn.Module, out: Path) -> tuple[int, float] | None:
@@ -176,8 +177,9 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
     }
     row = name_groups(row, splits.group_names)  # group_accuracy_<name>, group_size_<name>
     params = dict(variant.params)
-    if cfg.export.save_models and is_main_process():
-        save_shipped(cfg, splits, shipped, result, row, out / "models" / job.run_id)
+    # what `fairprune export` ships; not the dense run (OUT/dense/ keeps it) nor group thresholds
+    if cfg.export.save_models and not is_dense and post is None and is_main_process():
+        save_shipped(cfg, cell, job, shipped, row, out / "models" / job.run_id)
     return {
         "run_id": row["run_id"],
         "config": {
@@ -192,29 +194,30 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
     }
 
 
-def save_shipped(
-    cfg: ExperimentConfig,
-    splits: Splits,
-    shipped: nn.Module,
-    result: PruneResult,
-    row: dict[str, Any],
-    path: Path,
-) -> None:
-    """Save the model a run would ship (slimmed when structured) with a model card."""
-    card = {
-        "model": {
-            "name": cfg.model.name,
-            "input_shape": list(splits.train.x.shape[1:]),
-            "n_classes": splits.n_classes,
-            "params": cfg.model.params,
-        },
-        "slimmed": result.channels is not None,
-        "class_names": list(splits.class_names),
-        "group_names": list(splits.group_names),
-        "result": {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))},
+def architecture(cfg: ExperimentConfig, splits: Splits) -> dict[str, Any]:
+    """The built-in model of a sweep as a card names it (``name``, ``input_shape``, ``n_classes``,
+    ``params``), so that :func:`fairprune.export.load_exported` can rebuild it."""
+    return {
+        "name": cfg.model.name,
+        "input_shape": list(splits.train.x.shape[1:]),
+        "n_classes": splits.n_classes,
+        "params": cfg.model.params,
     }
-    masks = {} if result.channels is not None else result.masks
-    save_model(path, shipped, masks, card)
+
+
+def save_shipped(
+    cfg: ExperimentConfig, cell: Cell, job: Job, shipped: nn.Module, row: dict[str, Any], path: Path
+) -> None:
+    """Ship a run's model into ``path`` (``OUT/models/<run_id>/``) as ``fairprune export`` reads
+    it: a directory of :func:`fairprune.export.export_model` (masks baked in and stored sparse, or
+    the slimmed model) whose card is measured on the run's data against its dense model."""
+    about = {
+        "pruning": pruning_section({**row, "dense_train_iterations": cell.dense_iters}),
+        "data_source": {"config": dataclasses.asdict(job.data), "seed": job.seed},
+        "sweep": {"record": {key: plain(value) for key, value in row.items()}},
+    }
+    arch = architecture(cfg, cell.splits)
+    export_model(shipped, path, data=cell.splits, dense=cell.dense, architecture=arch, about=about)
 
 
 def cell_of(cfg: ExperimentConfig, train: TrainConfig, job: Job, out: Path, progress: bool) -> Cell:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,20 @@ from fairprune.engine import evaluate
 from fairprune.errors import ShippedModelError
 from fairprune.experiment import Job, grid, load_splits
 from fairprune.export import (
+    CARD_FILE,
     DEFAULT_TOLERANCE,
     Evaluation,
     evaluate_exported,
     export_model,
     load_exported,
     load_model,
+    plain,
+    pruning_section,
 )
 from fairprune.fairness.metrics import METRIC_COLUMNS
 from fairprune.models import build_model
+from fairprune.run_choice import best_run, find_run
+from fairprune.runs import architecture
 from fairprune.stats import mean_std, t_interval
 
 if sys.version_info >= (3, 11):
@@ -44,12 +48,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["find_run", "export_run", "evaluate_directory", "seed_intervals"]
+__all__ = ["find_run", "best_in", "export_run", "evaluate_directory", "seed_intervals"]
 
 logger = logging.getLogger(__name__)
 
 SEED_METRICS = ["accuracy", "worst_group_accuracy", "degradation_gap", *METRIC_COLUMNS.values()]
-_KEYS = ["label", "structure", "sparsity", "seed"]
 
 
 def _sweep(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -63,47 +66,6 @@ def _sweep(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if frame.empty:
         raise ShippedModelError(f"{out}/results.csv records no run yet; expected a finished sweep")
     return frame, json.loads((out / "config.json").read_text())
-
-
-def _available(frame: pd.DataFrame) -> str:
-    keys = [k for k in _KEYS if k in frame.columns]
-    cells = [k for k in ("target", "sensitive_attribute") if k in frame and frame[k].nunique() > 1]
-    rows = frame[keys + cells].drop_duplicates().itertuples(index=False)
-    return "; ".join("(" + ", ".join(str(v) for v in row) + ")" for row in rows)
-
-
-def find_run(
-    frame: pd.DataFrame,
-    *,
-    method: str | None = None,
-    sparsity: float | None = None,
-    seed: int | None = None,
-    structure: str | None = None,
-    run_id: str | None = None,
-) -> pd.Series:
-    """The one row of a results table matching the choice (``method`` matches a label first, then
-    a method name); a ``ValueError`` listing the available (label, structure, sparsity, seed)
-    when none or several match."""
-    chosen = frame
-    if run_id is not None:
-        chosen = chosen[chosen["run_id"] == run_id]
-    if method is not None:
-        by_label = chosen[chosen["label"] == method]
-        chosen = by_label if not by_label.empty else chosen[chosen["method"] == method]
-    if sparsity is not None:
-        chosen = chosen[(chosen["sparsity"] - sparsity).abs() < 1e-9]
-    if seed is not None:
-        chosen = chosen[chosen["seed"] == seed]
-    if structure is not None:
-        chosen = chosen[chosen["structure"] == structure]
-    if len(chosen) != 1:
-        what = "no run matches" if chosen.empty else f"{len(chosen)} runs match"
-        raise ShippedModelError(
-            f"{what} method={method!r}, sparsity={sparsity}, seed={seed}, structure={structure}"
-            f"{f', run_id={run_id!r}' if run_id else ''}; available (label, structure, sparsity, seed): "
-            f"{_available(frame)}. Narrow it with --seed / --structure / --run-id"
-        )
-    return chosen.iloc[0]
 
 
 def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None:
@@ -156,13 +118,30 @@ def _models(
     if job.variant.method == "dense":
         return dense, dense, int(saved["iterations"])
     model_dir = out / "models" / job.run_id
-    if not (model_dir / "card.json").is_file():
+    if (model_dir / "model.pt").is_file():  # saved by fairprune before the runs were shipped directories
+        return dense, load_model(model_dir).model, int(saved["iterations"])
+    if not (model_dir / CARD_FILE).is_file():
         raise ShippedModelError(
-            f"the sweep did not save the model of run {job.run_id!r} ({model_dir} is missing); its records "
-            "keep the metrics, not the weights. Run the sweep with --set export.save_models=true (into a "
-            "new --out, or with --restart), then export"
+            f"the sweep did not save the model of run {job.run_id!r} ({model_dir} is missing): it ran with "
+            "export.save_models = false, which keeps the metrics, not the weights. Run the sweep with "
+            "--set export.save_models=true (the default; into a new --out, or with --restart), then export"
         )
-    return dense, load_model(model_dir).model, int(saved["iterations"])
+    return dense, load_exported(model_dir).model, int(saved["iterations"])
+
+
+def best_in(
+    out: str | Path,
+    *,
+    sparsity: float | None = None,
+    method: str | None = None,
+    seed: int | None = None,
+    structure: str | None = None,
+) -> tuple[str, str]:
+    """The run id of the most accurate pruned run within tau of the sweep in ``out`` (see
+    :func:`fairprune.run_choice.best_run`), and one line saying which it picked and why."""
+    frame, _ = _sweep(Path(out))
+    row, line = best_run(frame, sparsity=sparsity, method=method, seed=seed, structure=structure)
+    return str(row["run_id"]), line
 
 
 def export_run(
@@ -192,54 +171,24 @@ def export_run(
     splits = load_splits(job.data, job.seed)
     dense, shipped, dense_iterations = _models(out, cfg, splits, job, row)
     _check_record(shipped, splits, row)
-    record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.to_dict().items()}
-    pruning = {
-        key: record.get(key)
-        for key in (
-            "method",
-            "label",
-            "structure",
-            "sparsity",
-            "achieved_sparsity",
-            "fairness",
-            "tolerance",
-            "tolerance_setting",
-            "fair",
-            "train_iterations",
-            "wall_seconds",
-            "run_id",
-            "seed",
-        )
-    }
-    pruning["dense_train_iterations"] = dense_iterations
+    record = {key: plain(value) for key, value in row.to_dict().items()}
     about = {
-        "pruning": _plain(pruning),
+        "pruning": pruning_section({**record, "dense_train_iterations": dense_iterations}),
         "seeds": seed_intervals(frame, row),
         "data_source": {"config": dataclasses.asdict(job.data), "seed": job.seed},
-        "sweep": {"directory": str(out.resolve()), "record": _plain(record)},
+        "sweep": {"directory": str(out.resolve()), "record": record},
         "config": resolved,
-    }
-    architecture = {
-        "name": cfg.model.name,
-        "input_shape": list(splits.train.x.shape[1:]),
-        "n_classes": splits.n_classes,
-        "params": cfg.model.params,
     }
     return export_model(
         shipped,
         to,
         data=splits,
         dense=dense,
-        architecture=architecture,
+        architecture=architecture(cfg, splits),
         about=about,
         weights=weights,
         onnx=onnx,
     )
-
-
-def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars as Python numbers (for JSON)."""
-    return {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
 
 
 def _check_record(shipped: nn.Module, splits: Splits, row: pd.Series) -> None:

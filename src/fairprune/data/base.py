@@ -12,6 +12,17 @@ __all__ = ["GroupData", "Splits", "stratified_sample", "stratified_split_indices
 
 _SHOWN = 6
 """Groups whose per-split sizes a ``check_groups`` message shows."""
+_SHOWN_IN_REPR = 8
+"""Classes or groups a ``repr`` lists (then ``... (k more)``)."""
+
+
+def _listed(items: list[str]) -> str:
+    more = f", ... ({len(items) - _SHOWN_IN_REPR} more)" if len(items) > _SHOWN_IN_REPR else ""
+    return ", ".join(items[:_SHOWN_IN_REPR]) + more
+
+
+def _counts(ids: Tensor, n: int = 0) -> list[int]:
+    return torch.bincount(ids.reshape(-1).long(), minlength=n).tolist() if ids.numel() else [0] * n
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,16 @@ class GroupData:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    def __repr__(self) -> str:
+        """Size, input shape and dtype, and the samples per class and per group id."""
+        classes = _listed([str(c) for c in _counts(self.y)])
+        groups = _listed([str(c) for c in _counts(self.groups)])
+        dtype = str(self.x.dtype).removeprefix("torch.")
+        return (
+            f"GroupData(n={len(self)}, x {tuple(self.x.shape[1:])} {dtype}, "
+            f"per class [{classes}], per group [{groups}])"
+        )
 
     def subset(self, index: Tensor | np.ndarray) -> GroupData:
         """The samples at ``index`` (a 1-D index array)."""
@@ -83,6 +104,20 @@ class Splits:
     @property
     def n_groups(self) -> int:
         return len(self.group_names)
+
+    def __repr__(self) -> str:
+        """Names, input shape and dtype, split sizes, and each group's size in every split."""
+        parts = (self.train, self.val, self.test)
+        sizes = [_counts(part.groups, self.n_groups) for part in parts]
+        groups = [f"{name} {'/'.join(str(s[g]) for s in sizes)}" for g, name in enumerate(self.group_names)]
+        x = self.train.x
+        return (
+            f"Splits({self.name!r}: target {self.target!r} (classes {_listed(list(self.class_names))}), "
+            f"sensitive attribute {self.sensitive_attribute!r}; x {tuple(x.shape[1:])} "
+            f"{str(x.dtype).removeprefix('torch.')}\n"
+            f"  train {len(self.train)}, val {len(self.val)}, test {len(self.test)}\n"
+            f"  groups (train/val/test): {_listed(groups)})"
+        )
 
     def check_groups(self, min_group_size: int = 1) -> None:
         """Raise ``ValueError`` if a split has fewer than ``min_group_size`` samples of a group, or

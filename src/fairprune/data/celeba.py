@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairprune.data._once import warn_once
 from fairprune.data.base import Splits
 from fairprune.data.groups import (
     SensitiveAttribute,
@@ -85,7 +86,7 @@ def _attribute_layout(path: Path) -> tuple[int, list[str]]:
         lines = [file.readline().split() for _ in range(3)]
     skip = 2
     if len(lines[0]) != 1 or not lines[0][0].isdigit():
-        logger.warning("%s has no image-count line; reading its first line as the attribute names", path)
+        warn_once(logger, "%s has no image-count line; reading its first line as the attribute names", path)
         lines, skip = lines[:2], 1
     names, first_row = lines[-2], lines[-1]
     if not names or any(_is_number(t) or "." in t for t in names):
@@ -132,7 +133,7 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
                 with path.open() as file:
                     count = file.readline().strip()
                 if len(frame) != int(count):
-                    logger.warning("%s announces %s images but lists %d", path, count, len(frame))
+                    warn_once(logger, "%s announces %s images but lists %d", path, count, len(frame))
             return frame
         return pd.read_csv(path, sep=r"\s+", header=None, index_col=0, dtype={0: str})
     except (ValueError, KeyError, pd.errors.ParserError) as error:

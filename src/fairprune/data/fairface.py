@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairprune.data._once import warn_once
 from fairprune.data.base import Splits, stratified_split_indices
 from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 from fairprune.data.image_csv import categorical_codes, check_columns, read_label_csv
@@ -96,7 +97,8 @@ def repair_age_bins(ages: pd.Series, source: str) -> pd.Series:
         )
     if repairs:
         counts = strings.value_counts()
-        logger.warning(
+        warn_once(
+            logger,
             "repaired spreadsheet-damaged FairFace age bins in %s (date renderings of ranges): %s",
             source,
             ", ".join(f"{v!r} -> {b!r} ({counts[v]} rows)" for v, b in repairs.items()),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fairprune.data._once import warn_once
 from fairprune.data.base import GroupData, Splits, stratified_sample
 from fairprune.data.images import cached_images, first_names, mapped_rows
 
@@ -69,8 +70,12 @@ def present_mask(
             f"{first_names(absent)}; pass missing='skip' to drop them"
         )
     if absent:
-        logger.warning(
-            "skipping %d of %d images listed in %s that are absent", len(absent), len(present), listed_in
+        warn_once(
+            logger,
+            "skipping %d of %d images listed in %s that are absent",
+            len(absent),
+            len(present),
+            listed_in,
         )
     return present
 

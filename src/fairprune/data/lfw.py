@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairprune.data._once import warn_once
 from fairprune.data.base import Splits, stratified_split_indices
 from fairprune.data.groups import (
     SensitiveAttribute,
@@ -61,7 +62,8 @@ def _header(lines: list[str], path: Path) -> tuple[int, list[str]]:
         fields = [f.strip() for f in line.lstrip("#").strip().split("\t")]
         if fields[:2] == ["person", "imagenum"] and len(fields) > 2:
             if position == 0 or not line.startswith("#"):
-                logger.warning(
+                warn_once(
+                    logger,
                     "%s: the header is line %d%s; read it as the header",
                     path,
                     position + 1,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairprune.data._once import warn_once
 from fairprune.data.base import Splits, stratified_split_indices
 from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
 from fairprune.data.labelled_images import LabelledImages, Limit, setting_hint
@@ -57,8 +58,9 @@ def _base(name: str) -> str:
     return name.replace(" ", "").split(">=")[0]
 
 
-def _parse(files: list[Path]) -> tuple[list[Path], np.ndarray]:
-    """The files whose names parse, and their ``(n, 3)`` (age, gender, race) labels."""
+def _parse(files: list[Path], root: Path) -> tuple[list[Path], np.ndarray]:
+    """The files whose names parse, and their ``(n, 3)`` (age, gender, race) labels; the others
+    are named in a warning, once per root and process."""
     kept, labels, malformed = [], [], []
     for file in files:
         match = _NAME.match(file.name)
@@ -73,10 +75,13 @@ def _parse(files: list[Path]) -> tuple[list[Path], np.ndarray]:
             f"; e.g. {malformed[:5]}"
         )
     if malformed:
-        logger.warning(
-            "skipping %d of %d UTKFace files whose names do not parse as age_gender_race_date, e.g. %s",
+        warn_once(
+            logger,
+            "skipping %d of %d UTKFace files under %s whose names do not parse as age_gender_race_date, "
+            "e.g. %s",
             len(malformed),
             len(files),
+            root,
             malformed[:5],
         )
     return kept, np.array(labels, dtype=np.int64).reshape(-1, 3)
@@ -129,7 +134,7 @@ def load_utkface(
             f"expected UTKFace images (*.jpg, *.jpeg, *.png, in any subfolder) under {str(root)!r}; "
             f"found none (set the folder with {setting_hint('root', 'data.root')})"
         )
-    kept, labels = _parse(files)
+    kept, labels = _parse(files, root)
     ages, genders, races = labels[:, 0], labels[:, 1], labels[:, 2]
     y, class_names = _labels(target, ages, genders, races)
     names = attribute_names(sensitive_attribute, key=_base)

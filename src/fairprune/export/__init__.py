@@ -7,7 +7,18 @@ weight file. Reloading never unpickles code. ``fairprune export`` / ``fairprune 
 :mod:`fairprune.shipping`) pick a model out of a finished sweep and re-check a card.
 """
 
-from fairprune.export._card import CARD_FORMAT, card_metrics, check_names, flat_metrics, render_markdown
+from fairprune.export._card import (
+    CARD_FORMAT,
+    PRUNING_KEYS,
+    card_metrics,
+    check_names,
+    flat_metrics,
+    named_card_metrics,
+    plain,
+    pruning_section,
+    render_markdown,
+    summarize_card,
+)
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
 from fairprune.export._measure import count_flops, count_parameters, in_eval, measure_latency
@@ -46,6 +57,11 @@ __all__ = [
     "CARD_FILE",
     "MARKDOWN_FILE",
     "CARD_FORMAT",
+    "PRUNING_KEYS",
+    "pruning_section",
+    "plain",
+    "summarize_card",
+    "named_card_metrics",
     "card_metrics",
     "flat_metrics",
     "check_names",

@@ -14,8 +14,12 @@
   metrics of :func:`fairprune.fairness.metrics.fairness_report` with per-group accuracies and sizes
   keyed by group name;
 - ``footprint``: parameters, non-zero parameters, sparsity of the prunable weights, FLOPs, latency;
-- any provenance the caller adds (``pruning``: method, sparsity, fairness notion, tau and how it
-  was set, training iterations; ``seeds``: the interval over seeds; ``data_source``; ``config``).
+- ``pruning`` (:func:`pruning_section`, the same keys from a sweep's run record and from a
+  :class:`~fairprune.PruningResult`): method, label, structure, target and achieved sparsity,
+  fairness notion, tau and how it was set, the outcome (``fair``: within tau on validation;
+  ``certified`` where the sweep records it), training iterations and seconds, run id and seed;
+- any provenance the caller adds (``seeds``: the interval over seeds; ``data_source``; ``sweep``;
+  ``config``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fairprune.errors import ShippedModelError
+from fairprune.fairness.metrics import METRIC_COLUMNS
 
 __all__ = [
     "CARD_FORMAT",
+    "PRUNING_KEYS",
+    "pruning_section",
+    "plain",
     "card_metrics",
+    "named_card_metrics",
+    "summarize_card",
     "flat_metrics",
     "check_names",
     "render_markdown",
@@ -36,11 +46,53 @@ __all__ = [
 
 CARD_FORMAT = "fairprune.card/1"
 _GROUPED = {"group_accuracy_": "group_accuracy", "group_size_": "group_size"}
+PRUNING_KEYS = (
+    "method",
+    "label",
+    "structure",
+    "sparsity",
+    "achieved_sparsity",
+    "channel_fraction",
+    "fairness",
+    "tolerance",
+    "tolerance_setting",
+    "fair",
+    "certified",
+    "train_iterations",
+    "dense_train_iterations",
+    "wall_seconds",
+    "run_id",
+    "seed",
+)
+"""The keys of a card's ``pruning`` section (``None`` where the route does not know one)."""
+
+
+def plain(value: Any) -> Any:
+    """A record's value for JSON: numpy scalars as Python numbers, NaN as ``None``."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def pruning_section(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's ``pruning`` section: each of :data:`PRUNING_KEYS` from a run record (a row of a
+    sweep's ``results.csv``, or the fields of a :class:`~fairprune.PruningResult`), ``None``
+    where the record has none."""
+    return {key: plain(record.get(key)) for key in PRUNING_KEYS}
 
 
 def card_metrics(report: Mapping[str, float], group_names: Sequence[str]) -> dict[str, Any]:
     """A :func:`~fairprune.fairness.metrics.fairness_report` with its per-group entries keyed by
     group name: ``{"accuracy": ..., "group_accuracy": {"Female": ...}, "group_size": {...}}``."""
+    named = {}
+    for key, value in report.items():
+        prefix = next((p for p in _GROUPED if key.startswith(p)), None)
+        named[key if prefix is None else prefix + group_names[int(key[len(prefix) :])]] = value
+    return named_card_metrics(named)
+
+
+def named_card_metrics(report: Mapping[str, float]) -> dict[str, Any]:
+    """:func:`card_metrics` of a report whose per-group keys already carry the group's name
+    (``group_accuracy_Female``, as in :attr:`fairprune.PruningResult.metrics`)."""
     out: dict[str, Any] = {}
     grouped: dict[str, dict[str, float | int]] = {name: {} for name in _GROUPED.values()}
     for key, value in report.items():
@@ -48,8 +100,8 @@ def card_metrics(report: Mapping[str, float], group_names: Sequence[str]) -> dic
         if prefix is None:
             out[key] = float(value)
         else:
-            name = group_names[int(key[len(prefix) :])]
-            grouped[_GROUPED[prefix]][name] = int(value) if prefix == "group_size_" else float(value)
+            size = prefix == "group_size_"
+            grouped[_GROUPED[prefix]][key[len(prefix) :]] = int(value) if size else float(value)
     return {**out, **grouped}
 
 
@@ -111,16 +163,68 @@ def _metric_names(metrics: Mapping[str, Any]) -> list[str]:
     return names
 
 
+def _title(model: Mapping[str, Any], pruning: Mapping[str, Any]) -> str:
+    name = model.get("name") or str(model.get("class", "model")).rpartition(".")[2]
+    method = pruning.get("label") or pruning.get("method")
+    return f"{name} pruned by {method}" if method else f"{name} (no pruning record)"
+
+
+def outcome(pruning: Mapping[str, Any]) -> str:
+    """The pruning section's outcome in words: whether tau held on validation (and was certified)."""
+    if pruning.get("fairness") is None:
+        return "unconstrained (no fairness notion)"
+    tau = pruning.get("tolerance")
+    fair = pruning.get("fair")
+    within = "not checked against" if fair is None else "within" if fair else "not within"
+    text = f"{pruning['fairness']} {within} tau = {_fmt(tau)} on validation"
+    if pruning.get("certified") is not None:
+        text += "; certified" if pruning["certified"] else "; not certified"
+    return text
+
+
+def summarize_card(card: Mapping[str, Any]) -> str:
+    """A few lines: the model and its pruning, the outcome, the weight file, the test metrics."""
+    model, pruning, foot = card.get("model", {}), card.get("pruning") or {}, card.get("footprint", {})
+    lines = [_title(model, pruning)]
+    if pruning:
+        lines[0] += f" ({pruning.get('structure')}, sparsity {_fmt(pruning.get('sparsity'))})"
+        lines.append(outcome(pruning))
+    weights = [f"{name} {entry.get('bytes')} B" for name, entry in card.get("files", {}).items()]
+    lines.append(
+        f"{', '.join(weights)}; {foot.get('params')} parameters, {foot.get('nonzero_params')} non-zero"
+    )
+    metrics = card.get("metrics", {})
+    split = next((s for s in ("test", "val") if s in metrics), None)
+    if split:
+        pruned, dense = metrics[split].get("pruned", {}), metrics[split].get("dense", {})
+        shown = [n for n in ("accuracy", _constrained(pruning), "worst_group_accuracy") if n in pruned]
+        lines.append(
+            f"{split}: "
+            + ", ".join(
+                f"{n} {_fmt(pruned[n])}" + (f" (dense {_fmt(dense[n])})" if n in dense else "") for n in shown
+            )
+        )
+    return "\n".join(lines)
+
+
+def _constrained(pruning: Mapping[str, Any]) -> str:
+    fairness = pruning.get("fairness") or "accuracy_gap"
+    return METRIC_COLUMNS.get(fairness, fairness)
+
+
 def render_markdown(card: Mapping[str, Any]) -> str:
     """``MODEL_CARD.md``: the card's essentials for a human reader (``card.json`` has everything)."""
     data, model, pruning = card.get("data", {}), card.get("model", {}), card.get("pruning", {})
     foot = card.get("footprint", {})
-    lines = [f"# Model card: {model.get('name', 'model')} pruned by {pruning.get('method', 'n/a')}", ""]
+    lines = [f"# Model card: {_title(model, pruning)}", ""]
+    if data.get("dataset") is not None:
+        lines.append(
+            f"- **Data**: {data.get('dataset')}; target `{data.get('target')}` "
+            f"(classes {data.get('class_names')})"
+        )
     if data:
         lines += [
-            f"- **Data**: {data.get('dataset')}; target `{data.get('target')}` "
-            f"(classes {data.get('class_names')})",
-            f"- **Sensitive attribute**: `{data.get('sensitive_attribute')}`, groups "
+            f"- **Sensitive attribute**: `{data.get('sensitive_attribute') or 'n/a'}`, groups "
             + ", ".join(
                 f"{name} ({', '.join(f'{s} {n[i]}' for s, n in data.get('group_sizes', {}).items())})"
                 for i, name in enumerate(data.get("group_names", []))
@@ -134,8 +238,10 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         ("structure", "Structure"),
         ("train_iterations", "Training iterations"),
     ):
-        if key in pruning:
+        if pruning.get(key) is not None:
             lines.append(f"- **{label}**: {_fmt(pruning[key])}")
+    if pruning:
+        lines.append(f"- **Outcome**: {outcome(pruning)}")
     lines += [
         f"- **Sparsity of the prunable weights**: {_fmt(foot.get('sparsity', math.nan))}",
         f"- **Parameters**: {foot.get('params')} stored, {foot.get('nonzero_params')} non-zero "

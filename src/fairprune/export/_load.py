@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from fairprune.errors import ShippedModelError
-from fairprune.export._card import CARD_FORMAT
+from fairprune.export._card import CARD_FORMAT, summarize_card
 from fairprune.export._records import build_from_spec, fit_shapes
 from fairprune.export._weights import LAYOUTS, load_weights, sha256_of, weight_shapes
 
@@ -25,6 +25,10 @@ class ExportedModel(NamedTuple):
 
     model: nn.Module
     card: dict[str, Any]
+
+    def __repr__(self) -> str:
+        """The card in a few lines: model and method, outcome, weight file, test metrics."""
+        return "ExportedModel(" + summarize_card(self.card).replace("\n", "\n  ") + ")"
 
 
 def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = None) -> ExportedModel:

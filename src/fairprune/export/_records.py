@@ -68,6 +68,12 @@ class SavedModel(NamedTuple):
     masks: Masks
     card: dict[str, Any]
 
+    def __repr__(self) -> str:
+        """The model's class, how many masks, and the card's keys (not the tensors)."""
+        return (
+            f"SavedModel({type(self.model).__name__}, {len(self.masks)} masks, card keys {sorted(self.card)})"
+        )
+
 
 def load_model(path: str | os.PathLike[str], model: nn.Module | None = None) -> SavedModel:
     """Load a directory written by :func:`save_model`.

@@ -36,9 +36,11 @@ from fairprune.export._load import CARD_FILE, MARKDOWN_FILE
 from fairprune.export._measure import count_flops, count_parameters, measure_latency
 from fairprune.export._onnx import ONNX_FILE, write_onnx
 from fairprune.export._records import build_from_spec, fit_shapes
+from fairprune.export._result import result_data, result_metrics, result_pruning
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, save_weights, sha256_of, stored_bytes
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import bake_masks, prunable_parameters
+from fairprune.result import PruningResult
 
 __all__ = ["export_model", "CARD_FILE", "MARKDOWN_FILE"]
 
@@ -47,7 +49,7 @@ _SPLITS = ("val", "test")
 
 
 def export_model(
-    model: nn.Module,
+    model: nn.Module | PruningResult,
     directory: str | os.PathLike[str],
     *,
     data: Splits | None = None,
@@ -61,8 +63,11 @@ def export_model(
     """Write ``model`` as a shipped directory with its model card.
 
     Args:
-        model: The pruned model: a plain module (masks baked in, or physically slimmed); a
-            module still carrying mask parametrizations is baked on a copy.
+        model: The pruned model: a plain module (masks baked in, or physically slimmed; a
+            module still carrying mask parametrizations is baked on a copy), or the
+            :class:`~fairprune.PruningResult` of :func:`fairprune.prune`, whose method,
+            fairness notion, tau and outcome fill the card's ``pruning`` section, and whose
+            metrics fill ``metrics`` when ``data`` is not given.
         directory: Where to write (created; existing shipped files are replaced).
         data: The splits to measure the card's metrics on (``val`` and ``test``, dense and
             pruned), and the class / group names. Without it the card holds no metrics.
@@ -83,6 +88,8 @@ def export_model(
     Returns:
         The directory.
     """
+    result = model if isinstance(model, PruningResult) else None
+    model, about = _unpack(model, about)
     clashes = sorted(set(about or {}) & set(_COMPUTED))
     if clashes:
         raise ShippedModelError(f"about= may not set the computed card sections {clashes}")
@@ -107,6 +114,10 @@ def export_model(
     if data is not None:
         card["data"] = _data_section(data)
         card["metrics"] = _metrics(shipped, reference, data)
+    elif result is not None:
+        card.update(data=result_data(result), metrics=result_metrics(result))
+    if result is not None and reference is None:  # a slimmed model has no zeros to count
+        card["footprint"]["sparsity"] = result.achieved_sparsity
     try:
         text = json.dumps(card, indent=2, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -116,6 +127,18 @@ def export_model(
     _readable(write_atomic(out / MARKDOWN_FILE, render_markdown(card)))
     _readable(write_atomic(out / CARD_FILE, text + "\n"))  # last: a directory with a card is complete
     return out
+
+
+def _unpack(model: object, about: Mapping[str, Any] | None) -> tuple[nn.Module, dict[str, Any]]:
+    """The module to ship and the card's provenance: a result's model, and its ``pruning``
+    section unless ``about`` has one."""
+    if isinstance(model, PruningResult):
+        return model.model, {"pruning": result_pruning(model), **(about or {})}
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"export_model expects an nn.Module or a PruningResult; received {type(model).__name__}"
+        )
+    return model, dict(about or {})
 
 
 def _write_files(shipped: nn.Module, out: Path, weights: str, onnx_example: Tensor | None) -> dict[str, Any]:
