@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,15 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from fairprune.certification import certify_predictions, with_certification
 
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, model_inputs, predict
+from fairprune.fairness.certify import Certificate
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
@@ -32,6 +37,8 @@ from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.schema import name_groups
 
 __all__ = ["PruningResult", "prune", "default_budgets", "REFERENCE_TRAIN_SIZE"]
+
+logger = logging.getLogger(__name__)
 
 REFERENCE_TRAIN_SIZE = 30_000
 """Training samples at which a method's default iteration budgets apply as they are (about
@@ -65,6 +72,11 @@ class PruningResult:
         history: The method's validation log (one row per check).
         group_names: Name of each group id.
         channel_fraction: Fraction of the prunable channels removed (``structure="channel"``).
+        certificate: The fairness certificate on the held-out part of ``val`` (``None``:
+            unconstrained, or ``certify=0``); ``certificate.describe(group_names)`` says it in
+            words, ``certificate.certified`` whether it holds.
+        selection: Which training state was returned, and why (``None``: the method does not
+            select among states).
     """
 
     model: nn.Module
@@ -80,6 +92,8 @@ class PruningResult:
     history: list[dict[str, float]] = field(repr=False)
     group_names: tuple[str, ...]
     channel_fraction: float | None = None
+    certificate: Certificate | None = None
+    selection: str | None = None
 
     def metrics_frame(self) -> pd.DataFrame:
         """:attr:`metrics` as a table: one row per (split, model), one column per metric."""
@@ -124,14 +138,18 @@ def _device(device: str) -> str:
         raise ValueError(f"device must be 'auto' or a torch device name; received {device!r}") from error
 
 
-def _objective(fairness: str | None, tolerance: float | str) -> FairnessObjective | None:
-    """The objective to constrain (its tolerance resolved later), with ``tolerance`` checked."""
+def _objective(fairness: str | None, tolerance: float | str, guard: dict[str, Any]) -> FairnessObjective | None:
+    """The objective to constrain (its tolerance resolved later), with ``tolerance`` and the
+    certification and levelling-down settings ``guard`` checked."""
     if fairness is None:
         return None
     dense = isinstance(tolerance, str) and tolerance == "dense"
     if not dense and not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)):
         raise ValueError(f"tolerance must be a number >= 0 or 'dense'; received {tolerance!r}")
-    objective = FairnessObjective(fairness, 0.0 if dense else float(tolerance))  # checks both
+    fraction = guard.pop("certify_fraction")
+    if guard["certify"] != 0 and not 0 < fraction < 1:
+        raise ValueError(f"certify_fraction must be in (0, 1); received {fraction!r}")
+    objective = FairnessObjective(fairness, 0.0 if dense else float(tolerance), **guard)  # checks all
     if objective.per_group and dense:
         raise ValueError(
             f"tolerance='dense' means 0 for {fairness!r} (the dense model does not degrade relative "
@@ -141,14 +159,20 @@ def _objective(fairness: str | None, tolerance: float | str) -> FairnessObjectiv
 
 
 def _resolve_tolerance(
-    objective: FairnessObjective | None, tolerance: float | str, dense: nn.Module, val: GroupData, device: str
+    objective: FairnessObjective | None, tolerance: float | str, dense: nn.Module, splits: Splits, device: str
 ) -> FairnessObjective | None:
     """``objective`` with tau set: ``tolerance``, or for ``"dense"`` the dense model's value on
-    ``val``."""
-    if objective is None or tolerance != "dense":
-        return objective
-    pred = predict(dense, val, device=device)
-    return dataclasses.replace(objective, tolerance=METRICS[objective.metric](val.y, pred, groups=val.groups))
+    the validation data training reads; with its certification settings (paired for
+    ``"dense"``)."""
+    if objective is None:
+        return None
+    paired = tolerance == "dense"
+    if paired:
+        val = splits.val
+        pred = predict(dense, val, device=device)
+        value = METRICS[objective.metric](val.y, pred, groups=val.groups, n_groups=splits.n_groups)
+        objective = dataclasses.replace(objective, tolerance=value)
+    return with_certification(objective, splits, dense_factor=1.0 if paired else None)
 
 
 def _check_task(data: dict[str, GroupData], n_classes: int, objective: FairnessObjective | None) -> None:
@@ -208,22 +232,16 @@ def _read(
     return data, resolve_group_names(data, group_names)
 
 
-def _task(
-    data: dict[str, GroupData],
-    names: tuple[str, ...],
-    n_classes: int,
-    objective: FairnessObjective | None,
-    dense: nn.Module,
-    config: TrainConfig,
-    seed: int,
-    progress: bool,
-) -> Task:
-    """The engine's task on the splits given (val stands in for a test split not given)."""
+def _splits(
+    data: dict[str, GroupData], names: tuple[str, ...], n_classes: int, certify: float, fraction: float, seed: int
+) -> Splits:
+    """The engine's splits of the data given (val stands in for a test split not given), with
+    ``fraction`` of val held out for certification when ``certify`` is set."""
     splits = Splits(
         "data", "target", "group", data["train"], data["val"], data.get("test", data["val"]),
         tuple(str(c) for c in range(max(2, n_classes))), names,
     )  # fmt: skip
-    return Task(splits, objective, config, seed, progress, dense=dense)
+    return splits.with_certification(fraction, seed) if certify else splits
 
 
 def prune(
@@ -243,6 +261,11 @@ def prune(
     inplace: bool = False,
     progress: bool = True,
     config: TrainConfig | None = None,
+    certify: float = 0.95,
+    certify_fraction: float = 0.5,
+    slack: float = 0.02,
+    floor: float | None = 0.02,
+    direction: str = "both",
     **method_params: Any,
 ) -> PruningResult:
     """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
@@ -270,6 +293,18 @@ def prune(
             ``structure="channel"`` ``model`` keeps zeroed channels and the slim model is new.
         progress: Show progress bars (tqdm).
         config: Training settings (default: batches and validation checks scaled to the data).
+        certify: Certify the result at this confidence level, in (0.5, 1), on
+            ``certify_fraction`` of ``val`` held out (stratified by target and group) and read
+            once, at the end; training reads the rest (see :mod:`fairprune.fairness.certify`).
+            0: no certificate (training reads all of ``val``).
+        certify_fraction: Share of ``val`` held out for the certificate.
+        slack: With ``tolerance="dense"``, the certificate states ``V(pruned) <= V(dense) +
+            slack`` (paired, on the same samples); no finite sample can certify a slack of 0.
+        floor: No levelling down: never return a state whose validation accuracy or
+            worst-group accuracy is more than ``floor`` below the run's most accurate state
+            (``None``: off).
+        direction: ``"lift"``: the fairness term only raises the worst-off group
+            (accuracy gap, equalized odds); ``"both"``: the symmetric gap.
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
 
@@ -282,7 +317,8 @@ def prune(
     """
     if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
-    objective = _objective(fairness, tolerance)
+    guard = {"certify": certify, "certify_fraction": certify_fraction, "slack": slack}
+    objective = _objective(fairness, tolerance, {**guard, "floor": floor, "direction": direction})
     prunable_parameters(model)  # a model with nothing to prune fails here, before any work
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
     data, names = _read({"train": train, "val": val, "test": test}, group_names)
@@ -293,7 +329,7 @@ def prune(
         return _prune(
             model, data, names, float(sparsity), objective, tolerance,
             method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
-            progress=progress, config=config, method_params=method_params,
+            progress=progress, config=config, method_params=method_params, certify_fraction=certify_fraction,
         )  # fmt: skip
     finally:
         if joined:
@@ -316,6 +352,7 @@ def _prune(
     progress: bool,
     config: TrainConfig | None,
     method_params: dict[str, Any],
+    certify_fraction: float,
 ) -> PruningResult:
     """:func:`prune` once the inputs are read and checked, on the resolved ``device``."""
     resolved = device
@@ -328,11 +365,17 @@ def _prune(
     home, training = next(model.parameters()).device, model.training
     work = model if inplace else copy.deepcopy(model)
     work = TwoLogits(work) if n_classes == 1 else work
-    objective = _resolve_tolerance(objective, tolerance, dense, data["val"], resolved)
-    task = _task(data, names, n_classes, objective, dense, _config(config, data, resolved), seed, progress)
+    certify = 0.0 if objective is None else objective.certify
+    splits = _splits(data, names, n_classes, certify, certify_fraction, seed)
+    objective = _resolve_tolerance(objective, tolerance, dense, splits, resolved)
+    train_config = _config(config, {"train": splits.train, "val": splits.val}, resolved)
+    task = Task(splits, objective, train_config, seed, progress, dense=dense)
     outcome = run_pruner(pruner, work, float(sparsity), task)
-    shipped = _ship(work, outcome, data["val"], resolved)
-    metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in data.items()}
+    shipped = _ship(work, outcome, splits.val, resolved)
+    bar = tqdm(data.items(), desc="final metrics", disable=not progress, leave=False)
+    metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in bar}
+    certificate = _certify(objective, splits, dense, shipped, resolved)
+    _log_outcome(outcome.selection, certificate, names)
     for plain in (shipped, unwrap(work)):  # the result, and the input model when inplace
         plain.to(home).train(training)
     masks = {k.removeprefix("model.") if n_classes == 1 else k: m.cpu() for k, m in outcome.masks.items()}
@@ -350,4 +393,27 @@ def _prune(
         history=outcome.history,
         group_names=names,
         channel_fraction=None if outcome.channels is None else outcome.channels.channel_fraction,
+        certificate=certificate,
+        selection=outcome.selection,
     )
+
+
+def _certify(
+    objective: FairnessObjective | None, splits: Splits, dense: nn.Module, shipped: nn.Module, device: str
+) -> Certificate | None:
+    """The returned model's certificate on the held-out certification split (read here once)."""
+    if objective is None or objective.certify == 0.0 or splits.certify is None:
+        return None
+    pred = predict(shipped, splits.certify, device=device)
+    dense_pred = predict(dense, splits.certify, device=device)
+    return certify_predictions(objective, splits.certify, pred, dense_pred, splits.n_groups)
+
+
+def _log_outcome(selection: str | None, certificate: Certificate | None, names: Sequence[str]) -> None:
+    """Say which state was returned and why, and what its certificate states."""
+    if selection is not None:
+        logger.info("fairprune.prune returned %s", selection)
+    if certificate is None:
+        return
+    level = logging.INFO if certificate.certified else logging.WARNING
+    logger.log(level, "fairprune.prune: %s", certificate.describe(names))
