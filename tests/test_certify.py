@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import beta, binomtest
 
 from fairprune.fairness import accuracy_gap, equalized_odds_difference, excess_degradations
-from fairprune.fairness.certify import (
+from fairprune.fairness.certificate import (
     CERTIFIABLE_METRICS,
     Certificate,
     cell_sizes,

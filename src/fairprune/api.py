@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from fairprune.certification import certify_predictions, with_certification
 
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
+from fairprune.config import FairnessConfig
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, model_inputs, predict
+from fairprune.fairness.certificate import Certificate
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
@@ -32,10 +38,14 @@ from fairprune.schema import name_groups
 
 __all__ = ["PruningResult", "prune", "default_budgets", "REFERENCE_TRAIN_SIZE"]
 
+logger = logging.getLogger(__name__)
+
 REFERENCE_TRAIN_SIZE = 30_000
 """Training samples at which a method's default iteration budgets apply as they are (about
 Adult's training split, where they were set); smaller data gets proportionally fewer."""
 MIN_BUDGET_SCALE = 0.1  # the smallest fraction of a default budget (tiny data still trains)
+FAIRNESS_DEFAULTS = FairnessConfig()
+"""A sweep's ``[fairness]`` defaults, which :func:`prune` shares."""
 _VAL_CHECK_SAMPLES = 4096  # validation samples checked during training (all if fewer)
 
 
@@ -76,18 +86,24 @@ def _device(device: str) -> str:
         raise ValueError(f"device must be 'auto' or a torch device name; received {device!r}") from error
 
 
-_SETTINGS = tuple(
-    f.name for f in dataclasses.fields(FairnessObjective) if f.name not in ("metric", "tolerance")
-)
-"""What ``fairness_settings`` may set: the fields of :class:`FairnessObjective` but the two
-arguments of their own."""
+_INTERNAL = ("metric", "tolerance", "certify", "dense_factor", "certify_scale")
+_SETTINGS = tuple(f.name for f in dataclasses.fields(FairnessObjective) if f.name not in _INTERNAL)
+"""What ``fairness_settings`` may set: the fields of :class:`FairnessObjective` but the arguments
+of their own (``fairness``, ``tolerance``, ``certify``) and what the run derives (the dense
+factor and the certification split's scale)."""
+_GUARD = {"slack": FAIRNESS_DEFAULTS.slack, "floor": FAIRNESS_DEFAULTS.floor}
+"""``fairness_settings`` defaults of :func:`prune` that differ from :class:`FairnessObjective`'s
+(whose defaults keep a bare objective unguarded): those of a sweep's ``[fairness]`` table."""
 
 
 def _objective(
-    fairness: str | None, tolerance: float | str, settings: Mapping[str, Any] | None = None
+    fairness: str | None,
+    tolerance: float | str,
+    settings: Mapping[str, Any] | None = None,
+    certify: float = 0.0,
 ) -> FairnessObjective | None:
-    """The objective to constrain (its tolerance resolved later), with ``tolerance`` and the
-    ``fairness_settings`` checked."""
+    """The objective to constrain (its tolerance resolved later), with ``tolerance``, ``certify``
+    and the ``fairness_settings`` checked."""
     unknown = sorted(set(settings or {}) - set(_SETTINGS))
     if unknown:
         raise ValueError(f"fairness_settings: expected keys among {list(_SETTINGS)}; received {unknown}")
@@ -96,7 +112,9 @@ def _objective(
     dense = isinstance(tolerance, str) and tolerance == "dense"
     if not dense and not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)):
         raise ValueError(f"tolerance must be a number >= 0 or 'dense'; received {tolerance!r}")
-    objective = FairnessObjective(fairness, 0.0 if dense else float(tolerance), **(settings or {}))
+    objective = FairnessObjective(
+        fairness, 0.0 if dense else float(tolerance), certify=certify, **{**_GUARD, **(settings or {})}
+    )
     if objective.per_group and dense:
         raise ValueError(
             f"tolerance='dense' means 0 for {fairness!r} (the dense model does not degrade relative "
@@ -106,14 +124,20 @@ def _objective(
 
 
 def _resolve_tolerance(
-    objective: FairnessObjective | None, tolerance: float | str, dense: nn.Module, val: GroupData, device: str
+    objective: FairnessObjective | None, tolerance: float | str, dense: nn.Module, splits: Splits, device: str
 ) -> FairnessObjective | None:
     """``objective`` with tau set: ``tolerance``, or for ``"dense"`` the dense model's value on
-    ``val``."""
-    if objective is None or tolerance != "dense":
-        return objective
-    pred = predict(dense, val, device=device)
-    return dataclasses.replace(objective, tolerance=METRICS[objective.metric](val.y, pred, groups=val.groups))
+    the validation data training reads; with its certification settings (paired for
+    ``"dense"``)."""
+    if objective is None:
+        return None
+    paired = tolerance == "dense"
+    if paired:
+        val = splits.val
+        pred = predict(dense, val, device=device)
+        value = METRICS[objective.metric](val.y, pred, groups=val.groups, n_groups=splits.n_groups)
+        objective = dataclasses.replace(objective, tolerance=value)
+    return with_certification(objective, splits, dense_factor=1.0 if paired else None)
 
 
 def _check_task(data: dict[str, GroupData], n_classes: int, objective: FairnessObjective | None) -> None:
@@ -173,22 +197,16 @@ def _read(
     return data, resolve_group_names(data, group_names)
 
 
-def _task(
-    data: dict[str, GroupData],
-    names: tuple[str, ...],
-    n_classes: int,
-    objective: FairnessObjective | None,
-    dense: nn.Module,
-    config: TrainConfig,
-    seed: int,
-    progress: bool,
-) -> Task:
-    """The engine's task on the splits given (val stands in for a test split not given)."""
+def _splits(
+    data: dict[str, GroupData], names: tuple[str, ...], n_classes: int, certify: float, fraction: float, seed: int
+) -> Splits:
+    """The engine's splits of the data given (val stands in for a test split not given), with
+    ``fraction`` of val held out for certification when ``certify`` is set."""
     splits = Splits(
         "data", "target", "group", data["train"], data["val"], data.get("test", data["val"]),
         tuple(str(c) for c in range(max(2, n_classes))), names,
     )  # fmt: skip
-    return Task(splits, objective, config, seed, progress, dense=dense)
+    return splits.with_certification(fraction, seed) if certify else splits
 
 
 def prune(
@@ -209,6 +227,8 @@ def prune(
     progress: bool = True,
     config: TrainConfig | None = None,
     fairness_settings: Mapping[str, Any] | None = None,
+    certify: float = FAIRNESS_DEFAULTS.certify,
+    certify_fraction: float = FAIRNESS_DEFAULTS.certify_fraction,
     **method_params: Any,
 ) -> PruningResult:
     """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
@@ -239,6 +259,14 @@ def prune(
         fairness_settings: How the constraint is held, by the field names of
             :class:`~fairprune.fairness.FairnessObjective` (e.g. ``{"strength": 2.0,
             "controller": "nupi", "kp": 1.0}``); the rest keep its defaults.
+            Defaults differ from the objective's in two: ``slack=0.02`` and ``floor=0.02`` (no
+            returned state more than 2 points below the run's most accurate one, overall or for
+            its worst group; ``None``: off).
+        certify: Certify the result at this confidence level, in (0.5, 1), on
+            ``certify_fraction`` of ``val`` held out (stratified by target and group) and read
+            once, at the end; training reads the rest (see :mod:`fairprune.fairness.certificate`).
+            0: no certificate (training reads all of ``val``).
+        certify_fraction: Share of ``val`` held out for the certificate, in (0, 1).
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
 
@@ -251,7 +279,9 @@ def prune(
     """
     if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
-    objective = _objective(fairness, tolerance, fairness_settings)
+    if certify != 0 and not (isinstance(certify_fraction, (int, float)) and 0 < certify_fraction < 1):
+        raise ValueError(f"certify_fraction must be in (0, 1); received {certify_fraction!r}")
+    objective = _objective(fairness, tolerance, fairness_settings, certify)
     prunable_parameters(model)  # a model with nothing to prune fails here, before any work
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
     data, names = _read({"train": train, "val": val, "test": test}, group_names)
@@ -262,7 +292,7 @@ def prune(
         return _prune(
             model, data, names, float(sparsity), objective, tolerance,
             method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
-            progress=progress, config=config, method_params=method_params,
+            progress=progress, config=config, method_params=method_params, certify_fraction=certify_fraction,
         )  # fmt: skip
     finally:
         if joined:
@@ -285,6 +315,7 @@ def _prune(
     progress: bool,
     config: TrainConfig | None,
     method_params: dict[str, Any],
+    certify_fraction: float,
 ) -> PruningResult:
     """:func:`prune` once the inputs are read and checked, on the resolved ``device``."""
     resolved = device
@@ -297,11 +328,17 @@ def _prune(
     home, training = next(model.parameters()).device, model.training
     work = model if inplace else copy.deepcopy(model)
     work = TwoLogits(work) if n_classes == 1 else work
-    objective = _resolve_tolerance(objective, tolerance, dense, data["val"], resolved)
-    task = _task(data, names, n_classes, objective, dense, _config(config, data, resolved), seed, progress)
+    certify = 0.0 if objective is None else objective.certify
+    splits = _splits(data, names, n_classes, certify, certify_fraction, seed)
+    objective = _resolve_tolerance(objective, tolerance, dense, splits, resolved)
+    train_config = _config(config, {"train": splits.train, "val": splits.val}, resolved)
+    task = Task(splits, objective, train_config, seed, progress, dense=dense)
     outcome = run_pruner(pruner, work, float(sparsity), task)
-    shipped = _ship(work, outcome, data["val"], resolved)
-    metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in data.items()}
+    shipped = _ship(work, outcome, splits.val, resolved)
+    bar = tqdm(data.items(), desc="final metrics", disable=not progress, leave=False)
+    metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in bar}
+    certificate = _certify(objective, splits, dense, shipped, resolved)
+    _log_outcome(outcome.selection, certificate, names)
     for plain in (shipped, unwrap(work)):  # the result, and the input model when inplace
         plain.to(home).train(training)
     masks = {k.removeprefix("model.") if n_classes == 1 else k: m.cpu() for k, m in outcome.masks.items()}
@@ -321,4 +358,27 @@ def _prune(
         history=outcome.history,
         group_names=names,
         channel_fraction=None if outcome.channels is None else outcome.channels.channel_fraction,
+        certificate=certificate,
+        selection=outcome.selection,
     )
+
+
+def _certify(
+    objective: FairnessObjective | None, splits: Splits, dense: nn.Module, shipped: nn.Module, device: str
+) -> Certificate | None:
+    """The returned model's certificate on the held-out certification split (read here once)."""
+    if objective is None or objective.certify == 0.0 or splits.certify is None:
+        return None
+    pred = predict(shipped, splits.certify, device=device)
+    dense_pred = predict(dense, splits.certify, device=device)
+    return certify_predictions(objective, splits.certify, pred, dense_pred, splits.n_groups)
+
+
+def _log_outcome(selection: str | None, certificate: Certificate | None, names: Sequence[str]) -> None:
+    """Say which state was returned and why, and what its certificate states."""
+    if selection is not None:
+        logger.info("fairprune.prune returned %s", selection)
+    if certificate is None:
+        return
+    level = logging.INFO if certificate.certified else logging.WARNING
+    logger.log(level, "fairprune.prune: %s", certificate.describe(names))

@@ -55,6 +55,8 @@ MODELS = ("mlp", "resnet10", "resnet18", "resnet50", "mobilenet_v2", "vit_small"
 PER_GROUP_METRICS = ("excess_degradation",)  # one multiplier per group (fairness.metrics)
 BOUNDED_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds")  # fairness.bounds
 CONTROLLERS = ("nupi", "ascent")  # the multipliers' controllers (fairness.controller)
+CERTIFIABLE_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds", "excess_degradation")
+"""``fairness.certificate.CERTIFIABLE_METRICS`` (a test holds them equal; this layer imports no torch)."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Steps = Annotated[int, Field(ge=0)]
@@ -101,7 +103,18 @@ class FairnessConfig:
     validation value times ``dense_factor``: with 1, "no less fair than before pruning"; with
     0.5, "half the dense model's bias"); how the Lagrange multiplier follows the violation
     (``controller``, ``kp``, ``ema_nu``, ``windup_window``: the fields of
-    :class:`fairprune.fairness.FairnessObjective`, documented there)."""
+    :class:`fairprune.fairness.FairnessObjective`, documented there).
+
+    Certification (:mod:`fairprune.fairness.certificate`): with ``certify`` a level in (0.5, 1),
+    ``certify_fraction`` of the validation split is held out, stratified by (target, group),
+    and read once at the end of each run: the run is ``certified`` when the exact
+    (Clopper-Pearson, union-bound) upper confidence bound of the metric on it is within tau —
+    for ``tolerance = "dense"`` the paired bound of ``V(pruned) - dense_factor * V(dense)`` on the
+    same samples within ``slack``. 0 turns it off (the whole validation split is then read by
+    training). ``floor`` guards against levelling down (see
+    :class:`~fairprune.selection.CheckpointSelector`; a negative value turns it off) and
+    ``direction = "lift"`` gives the surrogate's gradient to the worst-off group only.
+    """
 
     metric: Literal[tuple(CONSTRAINED_COLUMNS)] = "equalized_odds"  # type: ignore[valid-type]
     tolerance: NonNegative | Literal["dense"] = "dense"
@@ -114,6 +127,11 @@ class FairnessConfig:
     kp: NonNegative = 0.5
     ema_nu: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     windup_window: Steps = 4
+    certify: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95  # 0: off; else in (0.5, 1)
+    certify_fraction: Fraction = 0.5
+    slack: NonNegative = 0.02
+    floor: Annotated[float, Field(allow_inf_nan=False)] = 0.02  # < 0: off
+    direction: Literal["both", "lift"] = "both"
 
 
 @dataclass(config=_STRICT)
@@ -343,6 +361,15 @@ def _validate(cfg: ExperimentConfig) -> None:
         )
     if f.confidence != 0.0 and not 0.5 <= f.confidence < 1.0:
         raise ConfigError(f"fairness.confidence: expected 0 (off) or a level in [0.5, 1); got {f.confidence}")
+    if f.certify != 0.0 and not 0.5 < f.certify < 1.0:
+        raise ConfigError(
+            f"fairness.certify: expected 0 (off) or a confidence level in (0.5, 1); got {f.certify}"
+        )
+    if f.certify != 0.0 and f.metric not in CERTIFIABLE_METRICS:
+        raise ConfigError(
+            f"fairness.certify: certifies the metrics {list(CERTIFIABLE_METRICS)}; got {f.metric!r} "
+            "(set fairness.certify = 0 to run without a certificate)"
+        )
     if f.confidence != 0.0 and f.metric not in BOUNDED_METRICS:
         raise ConfigError(
             f"fairness.confidence: bounds the metrics {list(BOUNDED_METRICS)}; got it for {f.metric!r}"

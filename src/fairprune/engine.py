@@ -54,6 +54,8 @@ __all__ = [
     "batch_loss",
     "stratified_subset",
     "is_trivial",
+    "selector_for",
+    "worst_group_accuracy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -252,6 +254,7 @@ class LoopResult:
     iterations: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     feasible: bool | None = None
+    selection: str | None = None  # which state was restored, and why
 
 
 def stratified_batches(
@@ -406,7 +409,7 @@ def run_loop(
     batches = training_batches(task)
     result = LoopResult()
     if selector is None:
-        selector = CheckpointSelector(constrained=constraint is not None, band=cfg.selection_band)
+        selector = selector_for(constraint, cfg)
     prev_masks = get_masks(model)
     running = math.nan
     start = time.perf_counter()
@@ -425,14 +428,26 @@ def run_loop(
             row.update(iterations=float(result.iterations), seconds=time.perf_counter() - start)
             result.history.append(row)
             violation = row.get("constraint_violation", row["violation"])
-            selector.offer(row["val_accuracy"], violation, constraint, model, trivial=trivial)
+            selector.offer(
+                row["val_accuracy"], violation, constraint, model, trivial=trivial,
+                worst=row["val_worst_group_accuracy"], step=step,
+            )  # fmt: skip
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
     chosen = selector.choose()
     if chosen is not None:
         model.load_state_dict(chosen.state)
         if constraint is not None:
             result.feasible = chosen.feasible
+        result.selection = f"{desc}: {selector.reason}"
+        logger.info("%s: returned %s", desc, selector.reason)
     return result
+
+
+def selector_for(constraint: Constraint | None, config: TrainConfig) -> CheckpointSelector:
+    """The checkpoint selector of a loop under ``constraint``: the config's band, and the
+    objective's levelling-down ``floor``."""
+    floor = None if constraint is None else constraint.objective.floor
+    return CheckpointSelector(constrained=constraint is not None, band=config.selection_band, floor=floor)
 
 
 def _validate(
@@ -455,6 +470,7 @@ def _validate(
         "step": float(step),
         "loss": loss,
         "val_accuracy": accuracy,
+        "val_worst_group_accuracy": worst_group_accuracy(val.y, pred, val.groups, task.splits.n_groups),
         "mask_hamming": changed / total,
     }
     trivial = is_trivial(val.y, pred)
@@ -475,6 +491,7 @@ def _validate(
         and objective is not None
         and constraint.objective.metric == objective.metric
         and constraint.objective.confidence == 0.0  # else the row's violation is the plain metric
+        and constraint.objective.certify == 0.0
     )
     if violations is not None and same:
         row["violation"] = float(violations.max())
@@ -483,6 +500,16 @@ def _validate(
     if violations is not None:
         row["constraint_violation"] = float(violations.max())  # what the selector compares with its tau
     return row, masks, trivial
+
+
+def worst_group_accuracy(y: Tensor, pred: Tensor, groups: Tensor, n_groups: int) -> float:
+    """The lowest accuracy of a group present in the data (NaN when none is)."""
+    correct = torch.bincount(groups, weights=(pred == y).double(), minlength=n_groups)
+    counts = torch.bincount(groups, minlength=n_groups)
+    present = counts > 0
+    if not present.any():
+        return math.nan
+    return float((correct[present] / counts[present]).min())
 
 
 def _measured_violation(

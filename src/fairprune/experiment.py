@@ -30,7 +30,7 @@ from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError
 from fairprune.grid import Job, Variant, data_cells, extends, grid, variants_of
 from fairprune.run_store import claim_out_dir, collect_results, read_records
-from fairprune.runs import Cell, cell_of, dense_model, one_run
+from fairprune.runs import Cell, cell_of, cell_splits, dense_model, one_run
 from fairprune.schema import RESULT_COLUMNS
 from fairprune.validation import check_experiment, load_splits
 
@@ -131,7 +131,7 @@ def _run_in_processes(
     for job in todo:
         first_of_cell.setdefault(job.dense_key, job)
     for job in first_of_cell.values():  # the dense models, in grid order, before any worker needs one
-        dense_model(cfg, train, load_splits(job.data, job.seed), job, out, progress)
+        dense_model(cfg, train, cell_splits(cfg, job), job, out, progress)
     # fork shares what this process loaded; CUDA needs fresh processes
     method = "fork" if train.device == "cpu" and "fork" in mp.get_all_start_methods() else "spawn"
     error: BaseException | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from torch import nn
 
+from fairprune.fairness.certificate import Certificate
 from fairprune.fairness.metrics import METRIC_COLUMNS
 from fairprune.masks import Masks
 from fairprune.schema import GROUP_SIZE
@@ -47,6 +48,11 @@ class PruningResult:
         history: The method's validation log (one row per check).
         group_names: Name of each group id.
         channel_fraction: Fraction of the prunable channels removed (``structure="channel"``).
+        certificate: The fairness certificate on the part of ``val`` held out from training
+            (``None``: unconstrained, or ``certify=0``); ``certificate.describe(group_names)``
+            says it in words, ``certificate.certified`` whether it holds.
+        selection: Which training state was returned, and why (``None``: the method does not
+            choose among states).
     """
 
     model: nn.Module
@@ -64,6 +70,8 @@ class PruningResult:
     history: list[dict[str, float]] = field(repr=False)
     group_names: tuple[str, ...]
     channel_fraction: float | None = None
+    certificate: Certificate | None = None
+    selection: str | None = None
 
     def metrics_frame(self) -> pd.DataFrame:
         """:attr:`metrics` as a table: one row per (split, model), one column per metric."""
@@ -84,6 +92,10 @@ class PruningResult:
             f"{self.wall_seconds:.1f} s"
         )
         lines = [head, f"  groups{self._group_sizes()}"]
+        if self.certificate is not None:
+            lines.append(f"  certificate: {self.certificate.describe(self.group_names)}")
+        if self.selection is not None:
+            lines.append(f"  returned: {self.selection}")
         lines += [f"  {split}: {self._split_line(per)}" for split, per in self.metrics.items()]
         return "\n".join(lines) + ")"
 

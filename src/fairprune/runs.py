@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fairprune.atomic import replace_atomically
+from fairprune.certification import certify_predictions, claim_holds, claim_value, with_certification
 from fairprune.config import ExperimentConfig, FairnessConfig
 from fairprune.data import Splits
 from fairprune.distributed import is_main_process, on_main
@@ -35,7 +36,10 @@ from fairprune.run_store import set_aside
 from fairprune.schema import name_groups
 from fairprune.validation import load_splits
 
-__all__ = ["Cell", "architecture", "cell_of", "dense_model", "load_dense", "one_run", "tolerance_of"]
+__all__ = [
+    "Cell", "architecture", "cell_of", "cell_splits", "dense_model", "load_dense", "objective_of", "one_run",
+    "tolerance_of",
+]  # fmt: skip
 
 
 def load_dense(path: Path, model: nn.Module, out: Path) -> tuple[int, float] | None:
@@ -106,6 +110,7 @@ class Cell:
     dense_test_pred: torch.Tensor
     dense_val_pred: torch.Tensor
     train: TrainConfig
+    dense_cert_pred: torch.Tensor | None = None
 
 
 def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Path) -> dict[str, Any]:
@@ -113,11 +118,7 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
     variant, s, seed = job.variant, job.sparsity, job.seed
     fc = cfg.fairness
     tau = variant.tolerance if variant.tolerance is not None else tau
-    objective = FairnessObjective(
-        fc.metric, tau, fc.mode, fc.strength, fc.temperature,
-        confidence=fc.confidence, controller=fc.controller, kp=fc.kp, ema_nu=fc.ema_nu,
-        windup_window=fc.windup_window,
-    )  # fmt: skip
+    objective = objective_of(fc, tau, splits, numeric=variant.tolerance is not None)
     task = Task(splits, objective, cell.train, seed, progress, dense=dense)
     model = copy.deepcopy(dense)
     pruner = build_pruner(variant.method, **variant.params)
@@ -143,6 +144,7 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
     )
     trivial = is_trivial(splits.val.y, val_pred)
     val_violation = val[METRIC_COLUMNS[fc.metric]]
+    certificate = _certificate(objective, cell, model, post)
     # the dense row carries the dense training (once per cell and seed; every method starts from it)
     is_dense = variant.method == "dense"
     iterations = result.train_iterations + (dense_iters if is_dense else 0)
@@ -170,6 +172,7 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
         "fair": bool(val_violation <= tau + 1e-12) and not trivial,
         "trivial": trivial,
         "needs_sensitive_attribute": post is not None,
+        **certificate,
         "achieved_sparsity": mask_sparsity(result.masks),
         **shipped_row,
         "train_iterations": iterations,
@@ -191,6 +194,40 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
         },
         "result": row,
         "history": result.history,
+        "selection": result.selection,
+    }
+
+
+def objective_of(fc: FairnessConfig, tau: float, splits: Splits, *, numeric: bool) -> FairnessObjective:
+    """The fairness objective of a run: the config's metric and constraint at ``tau``, with
+    its certification settings (paired when tau was set from the dense model, unless the run's
+    own tolerance is ``numeric``) and its levelling-down floor."""
+    objective = FairnessObjective(
+        fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence,
+        controller=fc.controller, kp=fc.kp, ema_nu=fc.ema_nu, windup_window=fc.windup_window,
+        certify=fc.certify if splits.certify is not None else 0.0, slack=fc.slack,
+        floor=fc.floor if fc.floor >= 0 else None, direction=fc.direction,
+    )  # fmt: skip
+    paired = fc.tolerance == "dense" and not numeric
+    return with_certification(objective, splits, dense_factor=fc.dense_factor if paired else None)
+
+
+def _certificate(objective: FairnessObjective, cell: Cell, model: nn.Module, post: Any) -> dict[str, Any]:
+    """The run's certificate columns (empty without a certification split), and whether its
+    claim held on the test split (``claim_holds_test``, with the value it bounds there)."""
+    splits = cell.splits
+    if objective.certify == 0.0 or splits.certify is None or cell.dense_cert_pred is None:
+        return {}
+    device = cell.train.device
+    pred = predict(model, splits.certify, device=device, postprocessor=post)
+    cert = certify_predictions(objective, splits.certify, pred, cell.dense_cert_pred, splits.n_groups)
+    test_pred = predict(model, splits.test, device=device, postprocessor=post)
+    value = claim_value(objective, splits.test, test_pred, cell.dense_test_pred, splits.n_groups)
+    return {
+        **cert.to_row(),
+        "certificate": cert.describe(splits.group_names),
+        "claim_test": value,
+        "claim_holds_test": claim_holds(objective, value),
     }
 
 
@@ -220,12 +257,22 @@ def save_shipped(
     export_model(shipped, path, data=cell.splits, dense=cell.dense, architecture=arch, about=about)
 
 
+def cell_splits(cfg: ExperimentConfig, job: Job) -> Splits:
+    """The splits of ``job``'s data cell and seed; with ``fairness.certify`` the certification
+    split is held out of validation here, before anything (the dense model included) reads it."""
+    splits = load_splits(job.data, job.seed)
+    if cfg.fairness.certify == 0.0:
+        return splits
+    return splits.with_certification(cfg.fairness.certify_fraction, job.seed)
+
+
 def cell_of(cfg: ExperimentConfig, train: TrainConfig, job: Job, out: Path, progress: bool) -> Cell:
     """What every run of ``job``'s (data cell, seed) shares: its splits, the dense model
     (trained, or reloaded from ``OUT/dense/``), tau and the dense model's predictions."""
-    splits = load_splits(job.data, job.seed)
+    splits = cell_splits(cfg, job)
     dense, iters, seconds = dense_model(cfg, train, splits, job, out, progress)
     test_pred = predict(dense, splits.test, device=train.device)
     val_pred = predict(dense, splits.val, device=train.device)
+    cert_pred = None if splits.certify is None else predict(dense, splits.certify, device=train.device)
     tau = tolerance_of(cfg, val_pred, splits)
-    return Cell(splits, dense, iters, seconds, tau, test_pred, val_pred, train)
+    return Cell(splits, dense, iters, seconds, tau, test_pred, val_pred, train, cert_pred)

@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "BINARY_METRICS",
+    "CERTIFICATE_COLUMNS",
     "CONSTRAINED_COLUMNS",
     "CONTEXT_COLUMNS",
     "COST_COLUMNS",
@@ -84,6 +85,23 @@ FOOTPRINT_HEADERS: dict[str, str] = {
 }
 """Footprint columns shown in ``report.md``, with their headers."""
 
+CERTIFICATE_COLUMNS: tuple[str, ...] = (
+    "certified",
+    "violation_bound",
+    "certify_threshold",
+    "certify_kind",
+    "certify_confidence",
+    "certify_samples",
+    "certify_min_cell",
+    "certify_smallest",
+    "claim_test",
+    "claim_holds_test",
+    "certificate",
+)
+"""A run's fairness certificate on the held-out certification split
+(``fairness.certificate.Certificate.to_row``), what it bounds measured on the test split
+(``claim_test``) and whether that held (``claim_holds_test``), and the certificate in words."""
+
 COST_COLUMNS: tuple[str, ...] = ("fair_test", "reference_accuracy", "iterations_to_fair", "seconds_to_fair")
 """Read off the run histories when results are collected (``fairprune.cost``)."""
 
@@ -116,6 +134,7 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(
             "fair_test",
             "trivial",
             "needs_sensitive_attribute",
+            *CERTIFICATE_COLUMNS,
             "achieved_sparsity",
             *FOOTPRINT_COLUMNS,
             "train_iterations",
@@ -126,8 +145,9 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(
 )
 """Columns of ``results.csv`` in order; per-group columns follow them."""
 
-RECORD_KEYS: tuple[str, ...] = ("run_id", "config", "result", "history")
-"""Keys of a run record ``runs/<run_id>.json``; ``result`` is one row of ``results.csv``."""
+RECORD_KEYS: tuple[str, ...] = ("run_id", "config", "result", "history", "selection")
+"""Keys of a run record ``runs/<run_id>.json``; ``result`` is one row of ``results.csv``;
+``selection`` says which state the run returned and why (absent in older records)."""
 
 GROUP_ACCURACY = "group_accuracy_"
 """Prefix of a group's test accuracy column, followed by the group's name."""

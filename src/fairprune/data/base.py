@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -86,6 +86,9 @@ class Splits:
         class_names: Name of each class id.
         group_names: Name of each group id (``"Male=1,Young=0"`` for intersectional groups,
             see ``fairprune.data.groups``).
+        certify: The certification split (see :meth:`with_certification`): held out of the
+            validation data, read once at the end of a run to certify the chosen model's
+            fairness; ``None`` when nothing is held out.
     """
 
     name: str
@@ -96,6 +99,37 @@ class Splits:
     test: GroupData
     class_names: tuple[str, ...]
     group_names: tuple[str, ...]
+    certify: GroupData | None = None
+
+    def with_certification(self, fraction: float, seed: int) -> Splits:
+        """These splits with ``fraction`` of the validation split held out as :attr:`certify`.
+
+        The cut is stratified by (target, group) cell and seeded: each cell of ``val`` with ``n``
+        samples gives ``round(fraction * n)`` of them (at least one and at most ``n - 1`` when
+        ``n >= 2``) to the certification split; the rest stay in ``val``, which training reads
+        (dual steps, checkpoint selection). The certification split is never read by training:
+        that is what makes its bound a guarantee (Thomas et al., Science 2019).
+
+        Raises:
+            ValueError: For ``fraction`` outside (0, 1), or splits that already hold one.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"certification fraction must be in (0, 1); received {fraction!r}")
+        if self.certify is not None:
+            raise ValueError("these splits already hold a certification split")
+        val = self.val
+        cells = (val.y * self.n_groups + val.groups).numpy()
+        rng = np.random.default_rng([seed, 0xCE27])
+        held = []
+        for cell in np.unique(cells):
+            idx = np.flatnonzero(cells == cell)
+            take = int(round(fraction * len(idx)))
+            if len(idx) >= 2:
+                take = min(max(take, 1), len(idx) - 1)
+            held.append(rng.choice(idx, size=take, replace=False))
+        certify = np.sort(np.concatenate(held))
+        keep = np.setdiff1d(np.arange(len(val)), certify)
+        return replace(self, val=val.subset(keep), certify=val.subset(certify))
 
     @property
     def n_classes(self) -> int:

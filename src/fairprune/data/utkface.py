@@ -97,12 +97,14 @@ def load_utkface(
     cache_dir: str | os.PathLike[str] | None = None,
     limit: Limit = None,
     min_group_size: int = 1,
+    fractions: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
 ) -> Splits:
     """Load UTKFace with a target and a sensitive attribute read from the file names.
 
     Names and ids: ``"gender"`` 0 ``male``, 1 ``female``; ``"race"`` 0 ``White``, 1 ``Black``,
     2 ``Asian``, 3 ``Indian``, 4 ``Others``; ``"age>=N"`` 0 ``age<N``, 1 ``age>=N``. The split is
-    seeded and stratified by (target, group) cell, 0.7/0.15/0.15 (UTKFace has no identities).
+    seeded and stratified by (target, group) cell, by ``fractions`` (default 0.7/0.15/0.15;
+    UTKFace has no identities).
     A list of sensitive attributes makes the intersectional groups that occur, named by those
     values, ``age>=N`` by 0/1: ``["gender", "race"]`` gives ``"gender=male,race=White"``, ...,
     ``"gender=female,race=Others"`` (ids in that order; see ``fairprune.data.groups``).
@@ -117,6 +119,8 @@ def load_utkface(
         limit: At most this many images of each split, or a cap per split by name
             (``{"train": 10000}``): a seeded random subset stratified by (target, group) cell.
         min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
+        fractions: Train, validation and test shares (a larger validation split leaves room
+            for a certification split: ``fairness.certify``).
 
     Returns:
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
@@ -157,7 +161,7 @@ def load_utkface(
         group_names=group_names,
         root=root,
     )
-    indices = stratified_split_indices(images.strata, (0.7, 0.15, 0.15), seed)
+    indices = stratified_split_indices(images.strata, tuple(fractions), seed)  # type: ignore[arg-type]
     return images.to_splits(
         indices,
         resolution=resolution,

@@ -4,7 +4,7 @@
 report measures.
 """
 
-from fairprune.fairness.certify import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
+from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.controller import CONTROLLERS, MultiplierController
 from fairprune.fairness.metrics import (

@@ -36,13 +36,15 @@ from torch import Tensor
 
 from fairprune.distributed import all_reduce_sum, is_distributed
 from fairprune.fairness.bounds import BOUNDED_METRICS, violation_upper_bound
+from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate, certify
 from fairprune.fairness.controller import MultiplierController, check_controller
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.surrogates import SURROGATES
 
-__all__ = ["FairnessObjective", "Constraint", "CONSTRAINT_MODES"]
+__all__ = ["FairnessObjective", "Constraint", "CONSTRAINT_MODES", "DIRECTIONS"]
 
 CONSTRAINT_MODES = ("penalty", "lagrangian")
+DIRECTIONS = ("both", "lift")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,29 @@ class FairnessObjective:
             nuPI setting that moved the multiplier no further than ascent on that run.
         windup_window: Dual steps ``W`` over which a climbing multiplier with no progress of the
             violation counts as wound up (0: no anti-windup).
+        certify: 0: no certificate. In (0.5, 1): the run is certified at this level on a
+            held-out certification split (:mod:`fairprune.fairness.certificate`), and the dual step
+            and the checkpoint selection read the *predicted* certificate: the same bound on the
+            validation data training reads, with the interval widths of the certification
+            split's size (``certify_scale``), mapped onto tau's scale as
+            ``tau + (bound - threshold)`` (Seldonian candidate selection). When even an ideal
+            model could not certify at these sizes they read the measured value instead.
+        dense_factor: ``None``: tau is the user's number (an *absolute* certificate,
+            ``V(pruned) <= tau``). A number ``f``: tau was set from the dense model
+            (``tolerance = "dense"``), certified *paired* on the same samples:
+            ``V(pruned) - f * V(dense) <= slack``.
+        slack: The excess over ``f * V(dense)`` a paired certificate allows (no finite sample can
+            certify an excess of exactly 0).
+        certify_scale: Certification-split size over the size of the validation data training
+            reads (for the predicted certificate).
+        floor: No levelling down: a constrained run never chooses a state whose validation
+            accuracy or worst-group accuracy is more than ``floor`` below the run's most
+            accurate state (see :class:`~fairprune.selection.CheckpointSelector`); ``None``: off.
+        direction: ``"both"``: the surrogate's gap moves both extreme groups (it can fall by
+            pulling the best group down). ``"lift"``: only the worst-off side gets a gradient —
+            the lowest soft accuracy (accuracy gap), the lowest true-positive and the highest
+            false-positive rate (equalized odds) — so the term never pays for pulling a group
+            down. Demographic parity has no worst-off side and keeps ``"both"``.
     """
 
     metric: str = "equalized_odds"
@@ -87,9 +112,30 @@ class FairnessObjective:
     kp: float = 0.5
     ema_nu: float = 0.9
     windup_window: int = 4
+    certify: float = 0.0
+    dense_factor: float | None = None
+    slack: float = 0.0
+    certify_scale: float = 1.0
+    floor: float | None = None
+    direction: str = "both"
 
     def __post_init__(self) -> None:
         check_controller(self.controller, self.kp, self.ema_nu, self.windup_window)
+        if self.certify != 0.0:
+            if not 0.5 < self.certify < 1.0:
+                raise ValueError(f"fairness certify must be 0 (off) or in (0.5, 1); got {self.certify}")
+            if self.metric not in CERTIFIABLE_METRICS:
+                raise ValueError(
+                    f"fairness certify supports the metrics {list(CERTIFIABLE_METRICS)}; got {self.metric!r}"
+                )
+        if not (math.isfinite(self.slack) and self.slack >= 0 and self.certify_scale > 0):
+            raise ValueError(
+                f"expected slack >= 0 and certify_scale > 0; got {self.slack}, {self.certify_scale}"
+            )
+        if self.floor is not None and not (math.isfinite(self.floor) and self.floor >= 0):
+            raise ValueError(f"fairness floor must be None (off) or a number >= 0; got {self.floor}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"fairness direction must be one of {DIRECTIONS}; got {self.direction!r}")
         if self.confidence != 0.0:
             if not 0.5 <= self.confidence < 1.0:
                 raise ValueError(f"fairness confidence must be 0 (off) or in [0.5, 1), got {self.confidence}")
@@ -168,6 +214,10 @@ class Constraint:
         reduce = all_reduce_sum if is_distributed() else None
         if self.objective.scale_free:
             logits = logits / _logit_scale(logits, global_batch=reduce is not None)
+        lift = {"direction": "lift"} if self.objective.direction == "lift" and self.objective.metric in (
+            "accuracy_gap",
+            "equalized_odds",
+        ) else {}
         return fn(
             logits,
             y,
@@ -175,6 +225,7 @@ class Constraint:
             n_groups=self.n_groups,
             temperature=self.objective.temperature,
             reduce=reduce,
+            **lift,
         )
 
     def term(self, logits: Tensor, y: Tensor, groups: Tensor, *, weight: float = 1.0) -> Tensor:
@@ -208,7 +259,14 @@ class Constraint:
         self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
     ) -> np.ndarray:
         """What the dual step and the checkpoint selection compare with tau: :meth:`violations`,
-        or with ``objective.confidence`` its upper confidence bound, ``(1,)``."""
+        or with ``objective.confidence`` its upper confidence bound, ``(1,)``, or with
+        ``objective.certify`` the predicted certificate on tau's scale (see
+        :meth:`predicted_certificate`; per-group metrics keep their exact values for the dual
+        step)."""
+        if self.objective.certify != 0.0 and not self.objective.per_group:
+            predicted = self.predicted_certificate(y_true, y_pred, groups, y_pred_dense=y_pred_dense)
+            if predicted is not None:
+                return np.array([self.on_tau_scale(predicted)])
         if self.objective.confidence == 0.0:
             return self.violations(y_true, y_pred, groups, y_pred_dense=y_pred_dense)
         bound = violation_upper_bound(
@@ -220,6 +278,28 @@ class Constraint:
             confidence=self.objective.confidence,
         )
         return np.array([bound])
+
+    def predicted_certificate(
+        self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None
+    ) -> Certificate | None:
+        """The certificate the state would get on a certification split ``certify_scale`` times
+        the size of these data, computed on these data (``None`` without ``objective.certify``,
+        or when even an ideal model could not certify at these sizes: then only the measured
+        value can guide training)."""
+        o = self.objective
+        if o.certify == 0.0:
+            return None
+        predicted = certify(
+            o.metric, y_true, y_pred, groups=groups, n_groups=self.n_groups, confidence=o.certify,
+            tolerance=o.tolerance, y_pred_dense=y_pred_dense, dense_factor=o.dense_factor,
+            slack=o.slack, scale=o.certify_scale, min_cell=1,
+        )  # fmt: skip
+        return None if predicted.smallest_certifiable > predicted.threshold else predicted
+
+    def on_tau_scale(self, certificate: Certificate) -> float:
+        """A certificate's bound as a violation compared with tau: ``tau + bound - threshold``
+        (within tau exactly when it certifies)."""
+        return self.objective.tolerance + certificate.bound - certificate.threshold
 
     def violation(
         self, y_true: Tensor, y_pred: Tensor, groups: Tensor, *, y_pred_dense: Tensor | None = None

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 CorrectnessKind = Literal["sigmoid", "hinge"]
+Direction = Literal["both", "lift"]
+Fixed = Literal["max", "min"] | None
 Reduce = Callable[[Tensor], Tensor]
 """Sums per-group statistics over processes (``None``: the local batch is the whole batch)."""
 
@@ -67,6 +69,12 @@ def _check_binary_targets(y: Tensor) -> None:
     if ((y != 0) & (y != 1)).any():
         received = y.unique()[:10].tolist()
         raise ValueError(f"y must hold binary targets in {{0, 1}}; received {received}")
+
+
+def _direction(direction: str) -> str:
+    if direction not in ("both", "lift"):
+        raise ValueError(f"direction must be 'both' or 'lift'; received {direction!r}")
+    return direction
 
 
 def margins(logits: Tensor, y: Tensor) -> Tensor:
@@ -169,7 +177,7 @@ def reduced(sums: Tensor, counts: Tensor, reduce: Reduce | None) -> tuple[Tensor
     return both[0], both[1]
 
 
-def gap_over_present(sums: Tensor, counts: Tensor) -> Tensor:
+def gap_over_present(sums: Tensor, counts: Tensor, *, fixed: Fixed = None) -> Tensor:
     """``max_g mean_g - min_g mean_g`` over the groups with ``counts_g > 0``, along the last dim.
 
     ``mean_g = sums_g / counts_g``. Where fewer than two groups are present the result is an
@@ -178,6 +186,9 @@ def gap_over_present(sums: Tensor, counts: Tensor) -> Tensor:
     Args:
         sums: ``(..., G)`` per-group sums.
         counts: ``(..., G)`` per-group counts.
+        fixed: ``None``: both extremes get a gradient. ``"max"``: the max is a constant
+            (detached), so lowering the gap can only raise the lowest group; ``"min"``: the min is,
+            so it can only lower the highest group. The value is the same.
 
     Returns:
         ``(...)`` gaps.
@@ -186,6 +197,10 @@ def gap_over_present(sums: Tensor, counts: Tensor) -> Tensor:
     means = sums / counts.clamp_min(1)  # (..., G), 0 for absent groups
     highest = means.masked_fill(~present, float("-inf")).amax(dim=-1)  # (...)
     lowest = means.masked_fill(~present, float("inf")).amin(dim=-1)  # (...)
+    if fixed == "max":
+        highest = highest.detach()
+    elif fixed == "min":
+        lowest = lowest.detach()
     enough = present.sum(dim=-1) >= 2  # (...)
     return torch.where(enough, highest - lowest, torch.zeros_like(highest))
 
@@ -199,6 +214,7 @@ def soft_accuracy_gap(
     temperature: float = 1.0,
     kind: CorrectnessKind = "sigmoid",
     reduce: Reduce | None = None,
+    direction: Direction = "both",
 ) -> Tensor:
     """Soft accuracy gap, relaxing ``metrics.accuracy_gap``.
 
@@ -216,12 +232,16 @@ def soft_accuracy_gap(
         temperature: ``T > 0`` of ``u``.
         kind: ``"sigmoid"`` or ``"hinge"`` (see ``soft_correctness``).
         reduce: Sums the per-group statistics over processes (``None``: this batch only).
+        direction: ``"both"``, or ``"lift"``: the best group's soft accuracy is a constant, so
+            the gap's gradient only raises the worst group (it cannot be lowered by pulling the
+            best group down: no levelling down).
 
     Returns:
         Scalar gap; an exact, graph-connected ``0`` when fewer than two groups are present.
     """
     u = soft_correctness(margins(logits, y), kind=kind, temperature=temperature)  # (N,)
-    return gap_over_present(*reduced(*group_sums_counts(u, groups, n_groups), reduce))
+    fixed: Fixed = "max" if _direction(direction) == "lift" else None
+    return gap_over_present(*reduced(*group_sums_counts(u, groups, n_groups), reduce), fixed=fixed)
 
 
 def soft_demographic_parity(
@@ -256,12 +276,16 @@ def soft_equalized_odds(
     n_groups: int,
     temperature: float = 1.0,
     reduce: Reduce | None = None,
+    direction: Direction = "both",
 ) -> Tensor:
     """Soft equalized odds difference, relaxing ``metrics.equalized_odds_difference``.
 
     For each stratum ``y ∈ {0, 1}``, ``p_{y,g} = mean_{i: y_i = y, g_i = g} sigmoid(f_i / T)``
     and ``D_y = max_g p_{y,g} - min_g p_{y,g}`` over the groups present in that stratum (``0``
     when fewer than two are). The result is ``max(D_0, D_1)``, fairlearn's worst case.
+    ``direction="lift"``: only the worst-off side gets a gradient — the lowest true-positive
+    rate (``y = 1``: its max is a constant) and the highest false-positive rate (``y = 0``: its
+    min is) — so no group's error rate is pushed up to close a gap.
 
     Returns:
         Scalar; an exact, graph-connected ``0`` when no stratum holds two groups.
@@ -274,7 +298,13 @@ def soft_equalized_odds(
     _check_group_range(groups, n_groups)
     cells = y * n_groups + groups  # (N,) cell id y * G + g in 0..2G-1
     sums, counts = reduced(*group_sums_counts(rate, cells, 2 * n_groups), reduce)  # (2G,) each
-    gaps = gap_over_present(sums.view(2, n_groups), counts.view(2, n_groups))  # (2,)
+    sums, counts = sums.view(2, n_groups), counts.view(2, n_groups)
+    if _direction(direction) == "lift":
+        gaps = torch.stack(
+            [gap_over_present(sums[0], counts[0], fixed="min"), gap_over_present(sums[1], counts[1], fixed="max")]
+        )  # (2,): false-positive rates (y = 0) may only fall, true-positive rates (y = 1) only rise
+    else:
+        gaps = gap_over_present(sums, counts)  # (2,)
     return gaps.amax()
 
 

@@ -44,6 +44,7 @@ class Outcome:
     feasible: bool | None = None
     space: Space | None = None
     postprocessor: Postprocessor | None = None  # group thresholds applied to the model's logits
+    selection: str | None = None  # which state the last loop restored, and why
 
     def add(self, phase: LoopResult | Outcome, *, sparsity: float | None = None) -> Outcome:
         """Append a training phase; its history's steps, iterations and seconds continue this
@@ -66,6 +67,8 @@ class Outcome:
         )
         if phase.feasible is not None:
             self.feasible = phase.feasible
+        if phase.selection is not None:
+            self.selection = phase.selection
         if isinstance(phase, Outcome) and phase.space is not None:
             self.space = phase.space
         return self
@@ -94,6 +97,7 @@ class PruneResult:
     feasible: bool | None
     channels: ChannelSelection | None = None
     postprocessor: Postprocessor | None = None
+    selection: str | None = None  # which state was restored, and why (None: the method does not select)
 
 
 def check_sparsity_arg(sparsity: float) -> None:
@@ -119,6 +123,7 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
         outcome.feasible,
         space.selection(model),
         outcome.postprocessor,
+        outcome.selection,
     )
 
 

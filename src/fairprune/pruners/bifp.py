@@ -34,13 +34,13 @@ from torch import Tensor, nn
 from fairprune.data.base import GroupData
 from fairprune.distributed import wrap_ddp
 from fairprune.engine import (
-    CheckpointSelector,
     Task,
     batch_loss,
     clipped_step,
     make_optimizer,
     prepare_model,
     run_loop,
+    selector_for,
     train_weights,
 )
 from fairprune.pruners.base import SNIP_BATCHES, Outcome, snip_scores
@@ -146,7 +146,7 @@ class BiFP(PrunerBase):
             return float(loss.detach()), 1
 
         step_fn = alternating if self.schedule == "alternating" else joint
-        selector = CheckpointSelector(constrained=constraint is not None, band=task.train.selection_band)
+        selector = selector_for(constraint, task.train)
         try:
             loop = run_loop(
                 model, task, self.steps, step_fn, constraint=constraint, desc="bifp", selector=selector
