@@ -18,14 +18,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fairprune.certification import certify_predictions, with_certification
+from fairprune.certification import AUTO, certify_predictions, confidence_of, hold_out, with_certification
 
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
 from fairprune.config import FairnessConfig
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, model_inputs, predict
-from fairprune.fairness.certificate import Certificate
+from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
@@ -100,7 +100,7 @@ def _objective(
     fairness: str | None,
     tolerance: float | str,
     settings: Mapping[str, Any] | None = None,
-    certify: float = 0.0,
+    certify: float | str = 0.0,
 ) -> FairnessObjective | None:
     """The objective to constrain (its tolerance resolved later), with ``tolerance``, ``certify``
     and the ``fairness_settings`` checked."""
@@ -112,8 +112,9 @@ def _objective(
     dense = isinstance(tolerance, str) and tolerance == "dense"
     if not dense and not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)):
         raise ValueError(f"tolerance must be a number >= 0 or 'dense'; received {tolerance!r}")
+    level = 0.0 if certify == AUTO and fairness not in CERTIFIABLE_METRICS else confidence_of(certify)
     objective = FairnessObjective(
-        fairness, 0.0 if dense else float(tolerance), certify=certify, **{**_GUARD, **(settings or {})}
+        fairness, 0.0 if dense else float(tolerance), certify=level, **{**_GUARD, **(settings or {})}
     )
     if objective.per_group and dense:
         raise ValueError(
@@ -198,15 +199,23 @@ def _read(
 
 
 def _splits(
-    data: dict[str, GroupData], names: tuple[str, ...], n_classes: int, certify: float, fraction: float, seed: int
+    data: dict[str, GroupData],
+    names: tuple[str, ...],
+    n_classes: int,
+    objective: FairnessObjective | None,
+    certify: float | str,
+    fraction: float,
+    seed: int,
 ) -> Splits:
     """The engine's splits of the data given (val stands in for a test split not given), with
-    ``fraction`` of val held out for certification when ``certify`` is set."""
+    ``fraction`` of val held out for certification when ``objective.certify`` is set."""
     splits = Splits(
         "data", "target", "group", data["train"], data["val"], data.get("test", data["val"]),
         tuple(str(c) for c in range(max(2, n_classes))), names,
     )  # fmt: skip
-    return splits.with_certification(fraction, seed) if certify else splits
+    if objective is None or objective.certify == 0.0:
+        return splits
+    return hold_out(splits, objective.metric, certify, fraction, seed)
 
 
 def prune(
@@ -227,7 +236,7 @@ def prune(
     progress: bool = True,
     config: TrainConfig | None = None,
     fairness_settings: Mapping[str, Any] | None = None,
-    certify: float = FAIRNESS_DEFAULTS.certify,
+    certify: float | str = FAIRNESS_DEFAULTS.certify,
     certify_fraction: float = FAIRNESS_DEFAULTS.certify_fraction,
     **method_params: Any,
 ) -> PruningResult:
@@ -265,7 +274,9 @@ def prune(
         certify: Certify the result at this confidence level, in (0.5, 1), on
             ``certify_fraction`` of ``val`` held out (stratified by target and group) and read
             once, at the end; training reads the rest (see :mod:`fairprune.fairness.certificate`).
-            0: no certificate (training reads all of ``val``).
+            0: no certificate (training reads all of ``val``). ``"auto"``: 0.95 when every group
+            of the held-out part holds at least ``fairness.MIN_CELL`` samples (and the metric is
+            certifiable), else no certificate, with a warning naming the smallest group.
         certify_fraction: Share of ``val`` held out for the certificate, in (0, 1).
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
@@ -279,6 +290,8 @@ def prune(
     """
     if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
+    if not (certify == AUTO or (isinstance(certify, (int, float)) and not isinstance(certify, bool))):
+        raise ValueError(f"certify must be 'auto', 0 (off) or a confidence level in (0.5, 1); received {certify!r}")
     if certify != 0 and not (isinstance(certify_fraction, (int, float)) and 0 < certify_fraction < 1):
         raise ValueError(f"certify_fraction must be in (0, 1); received {certify_fraction!r}")
     objective = _objective(fairness, tolerance, fairness_settings, certify)
@@ -292,7 +305,8 @@ def prune(
         return _prune(
             model, data, names, float(sparsity), objective, tolerance,
             method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
-            progress=progress, config=config, method_params=method_params, certify_fraction=certify_fraction,
+            progress=progress, config=config, method_params=method_params, certify=certify,
+            certify_fraction=certify_fraction,
         )  # fmt: skip
     finally:
         if joined:
@@ -315,6 +329,7 @@ def _prune(
     progress: bool,
     config: TrainConfig | None,
     method_params: dict[str, Any],
+    certify: float | str,
     certify_fraction: float,
 ) -> PruningResult:
     """:func:`prune` once the inputs are read and checked, on the resolved ``device``."""
@@ -328,8 +343,9 @@ def _prune(
     home, training = next(model.parameters()).device, model.training
     work = model if inplace else copy.deepcopy(model)
     work = TwoLogits(work) if n_classes == 1 else work
-    certify = 0.0 if objective is None else objective.certify
-    splits = _splits(data, names, n_classes, certify, certify_fraction, seed)
+    splits = _splits(data, names, n_classes, objective, certify, certify_fraction, seed)
+    if objective is not None and splits.certify is None:
+        objective = dataclasses.replace(objective, certify=0.0)  # "auto" on data too small to certify
     objective = _resolve_tolerance(objective, tolerance, dense, splits, resolved)
     train_config = _config(config, {"train": splits.train, "val": splits.val}, resolved)
     task = Task(splits, objective, train_config, seed, progress, dense=dense)

@@ -9,16 +9,67 @@ sweep (:mod:`fairprune.runs`) and :func:`fairprune.prune` both certify through
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 from torch import Tensor
 
+from fairprune.data._once import warn_once
 from fairprune.data.base import GroupData, Splits
-from fairprune.fairness.certificate import Certificate, certify
+from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 
-__all__ = ["with_certification", "certify_predictions", "claim_holds", "claim_value"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["AUTO", "AUTO_CONFIDENCE", "confidence_of", "hold_out", "with_certification", "certify_predictions", "claim_holds", "claim_value"]
+
+
+AUTO = "auto"
+"""``certify = "auto"`` (the default): certify at :data:`AUTO_CONFIDENCE` where the data allow
+it, else run without a certificate and say why (a level given as a number makes that an error)."""
+AUTO_CONFIDENCE = 0.95
+
+
+def confidence_of(certify: float | str) -> float:
+    """The confidence level a ``certify`` setting asks for (0: none)."""
+    return AUTO_CONFIDENCE if certify == AUTO else float(certify)
+
+
+def hold_out(
+    splits: Splits, metric: str, certify: float | str, fraction: float, seed: int, *, min_cell: int = MIN_CELL
+) -> Splits:
+    """``splits`` with ``fraction`` of validation held out for the certificate
+    (:meth:`~fairprune.data.base.Splits.with_certification`), checked before anything trains:
+    every (stratum, group) cell the certificate of ``metric`` bounds must hold ``min_cell``
+    samples. ``certify = 0``: ``splits`` unchanged. ``certify = "auto"`` and a cell too small:
+    ``splits`` unchanged (no certificate; training reads all of validation), with a warning
+    naming the cell.
+
+    Raises:
+        ValueError: For a confidence level given as a number and a cell too small: naming the
+            group (and the label, for equalized odds), its size, and what would help.
+    """
+    if confidence_of(certify) == 0.0 or (certify == AUTO and metric not in CERTIFIABLE_METRICS):
+        return splits
+    held = splits.with_certification(fraction, seed)
+    cert = held.certify
+    assert cert is not None
+    sizes = cell_sizes(metric, cert.y, cert.groups, splits.n_groups)
+    small = [(s, g, n) for s, row in enumerate(sizes) for g, n in enumerate(row) if n < min_cell]
+    if not small:
+        return held
+    s, g, n = small[0]
+    where = f" with {splits.target}={splits.class_names[s]}" if len(sizes) > 1 else ""
+    message = (
+        f"certification split too small to bound group {splits.group_names[g]!r}{where}: {n} samples "
+        f"(certify_fraction={fraction:g} of {len(splits.val)} validation samples of {splits.name}); "
+        f"expected at least {min_cell}"
+    )
+    if certify == AUTO:
+        warn_once(logger, "%s: running without a certificate (certify = 0 says so quietly)", message)
+        return splits
+    raise ValueError(f"{message} — give a larger validation split or certify_fraction, or set certify = 0")
 
 
 def with_certification(

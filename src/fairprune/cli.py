@@ -27,6 +27,8 @@ TABLE_COLUMNS = [
     "worst_group_accuracy",
     "val_violation",
     "fair",
+    "certified",
+    "violation_bound",
     "trivial",
     "params_ratio",
     "latency_ratio",
@@ -121,7 +123,7 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
 
 
 _GROUP_PREFIX = "group_accuracy_"
-_FLAGS = ("fair", "trivial")
+_FLAGS = ("fair", "certified", "trivial")
 """Yes/no columns, shown as ``yes`` / ``-`` so that the exceptions stand out."""
 
 
@@ -147,8 +149,25 @@ def format_results(frame: pd.DataFrame) -> str:
         if flag in shown:
             shown[flag] = shown[flag].map(lambda v: "yes" if str(v).lower() in ("true", "1", "1.0") else "-")
     table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    line = _group_line(frame)
-    return table if line is None else f"{table}\n{line}"
+    lines = [line for line in (_group_line(frame), _certificate_line(frame)) if line is not None]
+    return "\n".join([table, *lines])
+
+
+def _certificate_line(frame: pd.DataFrame) -> str | None:
+    """What ``certified`` and ``violation_bound`` mean here: the claim, its confidence, the
+    certification split's size and the smallest threshold its groups could certify."""
+    if "certified" not in frame or frame["certified"].isna().all():
+        return None
+    first = frame.dropna(subset=["certified"]).iloc[0]
+    paired = first["certify_kind"] == "paired"
+    claim = "V(pruned) - V(dense)" if paired else "V(pruned)"
+    certified = frame["certified"].map(lambda v: str(v).lower() in ("true", "1", "1.0")).sum()
+    return (
+        f"certified: {claim} <= {first['certify_threshold']:g} with {100 * first['certify_confidence']:g}% "
+        f"confidence on {int(first['certify_samples']):,} held-out validation samples (violation_bound "
+        f"is the upper bound of {claim}); {certified} of {frame['certified'].notna().sum()} runs; the "
+        f"smallest threshold these group sizes can certify: {first['certify_smallest']:.3f}"
+    )
 
 
 def _positive_int(text: str) -> int:

@@ -105,8 +105,10 @@ class FairnessConfig:
     (``controller``, ``kp``, ``ema_nu``, ``windup_window``: the fields of
     :class:`fairprune.fairness.FairnessObjective`, documented there).
 
-    Certification (:mod:`fairprune.fairness.certificate`): with ``certify`` a level in (0.5, 1),
-    ``certify_fraction`` of the validation split is held out, stratified by (target, group),
+    Certification (:mod:`fairprune.fairness.certificate`): with ``certify`` a level in (0.5, 1)
+    (``"auto"``, the default: 0.95 where every group of the certification split holds enough
+    samples and the metric is certifiable, else none, with a warning), ``certify_fraction`` of
+    the validation split is held out, stratified by (target, group),
     and read once at the end of each run: the run is ``certified`` when the exact
     (Clopper-Pearson, union-bound) upper confidence bound of the metric on it is within tau —
     for ``tolerance = "dense"`` the paired bound of ``V(pruned) - dense_factor * V(dense)`` on the
@@ -127,7 +129,7 @@ class FairnessConfig:
     kp: NonNegative = 0.5
     ema_nu: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     windup_window: Steps = 4
-    certify: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95  # 0: off; else in (0.5, 1)
+    certify: Literal["auto"] | Annotated[float, Field(ge=0.0, lt=1.0)] = "auto"  # 0: off; else in (0.5, 1)
     certify_fraction: Fraction = 0.5
     slack: NonNegative = 0.02
     floor: Annotated[float, Field(allow_inf_nan=False)] = 0.02  # < 0: off
@@ -361,11 +363,11 @@ def _validate(cfg: ExperimentConfig) -> None:
         )
     if f.confidence != 0.0 and not 0.5 <= f.confidence < 1.0:
         raise ConfigError(f"fairness.confidence: expected 0 (off) or a level in [0.5, 1); got {f.confidence}")
-    if f.certify != 0.0 and not 0.5 < f.certify < 1.0:
+    if f.certify != "auto" and f.certify != 0.0 and not 0.5 < f.certify < 1.0:
         raise ConfigError(
-            f"fairness.certify: expected 0 (off) or a confidence level in (0.5, 1); got {f.certify}"
+            f"fairness.certify: expected 'auto', 0 (off) or a confidence level in (0.5, 1); got {f.certify}"
         )
-    if f.certify != 0.0 and f.metric not in CERTIFIABLE_METRICS:
+    if f.certify not in ("auto", 0.0) and f.metric not in CERTIFIABLE_METRICS:
         raise ConfigError(
             f"fairness.certify: certifies the metrics {list(CERTIFIABLE_METRICS)}; got {f.metric!r} "
             "(set fairness.certify = 0 to run without a certificate)"

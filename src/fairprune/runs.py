@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from fairprune.atomic import replace_atomically
-from fairprune.certification import certify_predictions, claim_holds, claim_value, with_certification
+from fairprune.certification import (
+    certify_predictions, claim_holds, claim_value, confidence_of, hold_out, with_certification,
+)  # fmt: skip
 from fairprune.config import ExperimentConfig, FairnessConfig
 from fairprune.data import Splits
 from fairprune.distributed import is_main_process, on_main
@@ -205,7 +207,7 @@ def objective_of(fc: FairnessConfig, tau: float, splits: Splits, *, numeric: boo
     objective = FairnessObjective(
         fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence,
         controller=fc.controller, kp=fc.kp, ema_nu=fc.ema_nu, windup_window=fc.windup_window,
-        certify=fc.certify if splits.certify is not None else 0.0, slack=fc.slack,
+        certify=confidence_of(fc.certify) if splits.certify is not None else 0.0, slack=fc.slack,
         floor=fc.floor if fc.floor >= 0 else None, direction=fc.direction,
     )  # fmt: skip
     paired = fc.tolerance == "dense" and not numeric
@@ -261,9 +263,8 @@ def cell_splits(cfg: ExperimentConfig, job: Job) -> Splits:
     """The splits of ``job``'s data cell and seed; with ``fairness.certify`` the certification
     split is held out of validation here, before anything (the dense model included) reads it."""
     splits = load_splits(job.data, job.seed)
-    if cfg.fairness.certify == 0.0:
-        return splits
-    return splits.with_certification(cfg.fairness.certify_fraction, job.seed)
+    fc = cfg.fairness
+    return hold_out(splits, fc.metric, fc.certify, fc.certify_fraction, job.seed)
 
 
 def cell_of(cfg: ExperimentConfig, train: TrainConfig, job: Job, out: Path, progress: bool) -> Cell:
