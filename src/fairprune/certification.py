@@ -16,6 +16,7 @@ from torch import Tensor
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import GroupData, Splits
+from fairprune.errors import DataError
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
@@ -47,7 +48,7 @@ def hold_out(
     naming the cell.
 
     Raises:
-        ValueError: For a confidence level given as a number and a cell too small: naming the
+        DataError: For a confidence level given as a number and a cell too small: naming the
             group (and the label, for equalized odds), its size, and what would help.
     """
     if confidence_of(certify) == 0.0 or (certify == AUTO and metric not in CERTIFIABLE_METRICS):
@@ -69,7 +70,7 @@ def hold_out(
     if certify == AUTO:
         warn_once(logger, "%s: running without a certificate (certify = 0 says so quietly)", message)
         return splits
-    raise ValueError(f"{message} — give a larger validation split or certify_fraction, or set certify = 0")
+    raise DataError(f"{message} — give a larger validation split or certify_fraction, or set certify = 0")
 
 
 def with_certification(
