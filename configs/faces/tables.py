@@ -10,6 +10,14 @@ mean accuracy at least the best baseline's mean minus 1 point, and iterations to
 most half the best two-stage method's; and the validation optimism per label: the mean of test
 minus validation value of the constrained metric (a constrained method whose dual steps and
 checkpoint choice both read the validation split ends with an optimistic validation value).
+
+With certificates recorded (issue 18): per label, the runs certified and, among them, the runs
+whose claim held on the test split (coverage; the target is at least 95% over every certified
+run); the same recorded bounds at other thresholds (a paired bound does not depend on the slack,
+so each threshold is its own pre-stated claim, read post hoc); no levelling down (accuracy and
+worst-group accuracy against magnitude pruning's of the same seed); how the runs chose their
+state (refusals of the levelling-down floor, read from the run records); and the oscillation of
+the validation violation over the last half of each constrained run (std, multiplier travel).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from fairprune.convergence import oscillation
 from fairprune.cost import TWO_STAGE_METHODS
 from fairprune.fairness import METRIC_COLUMNS
 from fairprune.report import load_results
@@ -168,6 +177,115 @@ def _verdicts(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2)
+
+
+def _truthy(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+
+
+def certification(results: pd.DataFrame) -> str:
+    """Markdown: certified runs and their coverage on test, per label and pooled, and at other
+    thresholds of the same bounds."""
+    if "certified" not in results or results["certified"].isna().all():
+        return "(no certificates recorded)"
+    runs = results.dropna(subset=["certified"])
+    certified, holds = _truthy(runs["certified"]), _truthy(runs["claim_holds_test"])
+    first = runs.iloc[0]
+    lines = [
+        f"Certificate: {first['certify_kind']}, {100 * first['certify_confidence']:g}% confidence, threshold "
+        f"{first['certify_threshold']:g}, {int(runs['certify_samples'].min()):,}–{int(runs['certify_samples'].max()):,} "
+        f"certification samples, smallest cell {int(runs['certify_min_cell'].min())}; smallest certifiable "
+        f"threshold {runs['certify_smallest'].min():.3f}–{runs['certify_smallest'].max():.3f}.",
+        "",
+        "| label | certified | claim held on test (certified) | claim held on test (all) | bound: median (min–max) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, part in runs.groupby("label", sort=True):
+        c, h = certified[part.index], holds[part.index]
+        bound = part["violation_bound"]
+        lines.append(
+            f"| {label} | {int(c.sum())}/{len(part)} | {int((c & h).sum())}/{int(c.sum())} | "
+            f"{int(h.sum())}/{len(part)} | {bound.median():.3f} ({bound.min():.3f}–{bound.max():.3f}) |"
+        )
+    lines.append(
+        f"| **all** | {int(certified.sum())}/{len(runs)} | {int((certified & holds).sum())}/{int(certified.sum())} | "
+        f"{int(holds.sum())}/{len(runs)} | {runs['violation_bound'].median():.3f} |"
+    )
+    if first["certify_kind"] == "paired":
+        lines += ["", "| threshold ε | certified (bound ≤ ε) | claim held on test among them |", "|---|---|---|"]
+        for eps in THRESHOLDS:
+            c = runs["violation_bound"] <= eps
+            h = runs["claim_test"] <= eps + 1e-12
+            share = f"{int((c & h).sum())}/{int(c.sum())}" if c.any() else "–"
+            lines.append(f"| {eps:g} | {int(c.sum())}/{len(runs)} | {share} |")
+    return "\n".join(lines)
+
+
+def levelling(results: pd.DataFrame) -> str:
+    """Markdown: per (label, sparsity), mean over seeds of accuracy and worst-group accuracy minus
+    magnitude pruning's (same sparsity and seed), and the seeds more than 1 point below on either."""
+    base = results[results["label"] == "magnitude"].set_index(["sparsity", "seed"])
+    if base.empty:
+        return "(no magnitude runs to compare with)"
+    lines = ["| label | sparsity | Δ accuracy | Δ worst group | seeds > 1 pt below |", "|---|---|---|---|---|"]
+    pruned = results[(results["method"] != "dense") & (results["label"] != "magnitude")]
+    for (label, sparsity), part in pruned.groupby(["label", "sparsity"], sort=True):
+        keys = list(zip(part["sparsity"], part["seed"], strict=True))
+        ref = base.reindex(keys)
+        d_acc = part["accuracy"].to_numpy() - ref["accuracy"].to_numpy()
+        d_worst = part["worst_group_accuracy"].to_numpy() - ref["worst_group_accuracy"].to_numpy()
+        below = int(((d_acc < -0.01) | (d_worst < -0.01)).sum())
+        lines.append(
+            f"| {label} | {sparsity:g} | {_cell(mean_interval(pd.Series(d_acc)))} | "
+            f"{_cell(mean_interval(pd.Series(d_worst)))} | {below}/{len(part)} |"
+        )
+    return "\n".join(lines)
+
+
+def records(out: str | Path) -> pd.DataFrame:
+    """One row per run record: label, sparsity, seed, how it chose its state, and the oscillation
+    measures of its history."""
+    rows = []
+    for path in sorted((Path(out) / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        result, history = record.get("result", {}), record.get("history") or []
+        selection = record.get("selection") or ""
+        row = {
+            "label": result.get("label"),
+            "sparsity": result.get("sparsity"),
+            "seed": result.get("seed"),
+            "refused": "refused for levelling down" in selection,
+            "fell_back": "no state met tau" in selection,
+        }
+        if history and "multiplier" in history[0]:
+            row.update(oscillation(history))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def selection_and_oscillation(out: str | Path) -> str:
+    """Markdown: per label, runs whose floor refused a state, runs that met no tau, and the mean
+    oscillation measures over its constrained runs."""
+    frame = records(out)
+    if frame.empty:
+        return "(no run records)"
+    lines = [
+        "| label | floor refused a state | no state met τ | violation std (last half) | violation range | multiplier travel | multiplier max |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, part in frame.groupby("label", sort=True):
+        osc = [
+            _cell(mean_interval(part[c]), 4) if c in part else "–"
+            for c in ("violation_std", "violation_range", "multiplier_tv", "multiplier_max")
+        ]
+        lines.append(
+            f"| {label} | {int(part['refused'].sum())}/{len(part)} | {int(part['fell_back'].sum())}/{len(part)} | "
+            + " | ".join(osc) + " |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", nargs="+", help="sweep output directories")
@@ -184,6 +302,12 @@ def main() -> None:
         print(_verdicts(rows))
         print()
         print(optimism(results))
+        print()
+        print(certification(results))
+        print()
+        print(levelling(results))
+        print()
+        print(selection_and_oscillation(out))
         everything[out] = {"table": json.loads(table.to_json(orient="records")), "targets": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=1))

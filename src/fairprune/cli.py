@@ -149,25 +149,11 @@ def format_results(frame: pd.DataFrame) -> str:
         if flag in shown:
             shown[flag] = shown[flag].map(lambda v: "yes" if str(v).lower() in ("true", "1", "1.0") else "-")
     table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    lines = [line for line in (_group_line(frame), _certificate_line(frame)) if line is not None]
+    from fairprune.report_text import certificate_line  # the same sentence as report.md
+
+    lines = [line for line in (_group_line(frame), certificate_line(frame)) if line is not None]
     return "\n".join([table, *lines])
 
-
-def _certificate_line(frame: pd.DataFrame) -> str | None:
-    """What ``certified`` and ``violation_bound`` mean here: the claim, its confidence, the
-    certification split's size and the smallest threshold its groups could certify."""
-    if "certified" not in frame or frame["certified"].isna().all():
-        return None
-    first = frame.dropna(subset=["certified"]).iloc[0]
-    paired = first["certify_kind"] == "paired"
-    claim = "V(pruned) - V(dense)" if paired else "V(pruned)"
-    certified = frame["certified"].map(lambda v: str(v).lower() in ("true", "1", "1.0")).sum()
-    return (
-        f"certified: {claim} <= {first['certify_threshold']:g} with {100 * first['certify_confidence']:g}% "
-        f"confidence on {int(first['certify_samples']):,} held-out validation samples (violation_bound "
-        f"is the upper bound of {claim}); {certified} of {frame['certified'].notna().sum()} runs; the "
-        f"smallest threshold these group sizes can certify: {first['certify_smallest']:.3f}"
-    )
 
 
 def _positive_int(text: str) -> int:

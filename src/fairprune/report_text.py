@@ -145,6 +145,51 @@ def _comparison_section(comparison: pd.DataFrame | None, reference: str, confide
 FOOTPRINT = FOOTPRINT_HEADERS  # results column: header in report.md
 
 
+def _truthy(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+
+
+def certificate_line(frame: pd.DataFrame) -> str | None:
+    """What ``certified`` and ``violation_bound`` mean in these results: the claim, its
+    confidence, the certification split's size, how many runs certified and the smallest
+    threshold the certification split's group sizes could certify (``None``: no certificates)."""
+    if "certified" not in frame or frame["certified"].isna().all():
+        return None
+    runs = frame.dropna(subset=["certified"])
+    first = runs.iloc[0]
+    claim = "V(pruned) - V(dense)" if first["certify_kind"] == "paired" else "V(pruned)"
+    return (
+        f"certified: {claim} <= {first['certify_threshold']:g} with {100 * first['certify_confidence']:g}% "
+        f"confidence on {int(first['certify_samples']):,} held-out validation samples (violation_bound "
+        f"is the upper bound of {claim}); {int(_truthy(runs['certified']).sum())} of {len(runs)} runs; "
+        f"the smallest threshold these group sizes can certify: {runs['certify_smallest'].min():.3f}"
+    )
+
+
+def _certificate_section(results: pd.DataFrame) -> str:
+    """Per label: runs certified, runs whose claim held on the test split, and the bounds."""
+    line = certificate_line(results)
+    if line is None:
+        return ""
+    runs = results.dropna(subset=["certified"])
+    rows = []
+    for label, part in runs.groupby("label", sort=True):
+        certified, holds = _truthy(part["certified"]), _truthy(part["claim_holds_test"])
+        bound = part["violation_bound"]
+        rows.append(
+            [
+                str(label), f"{int(certified.sum())}/{len(part)}", f"{int((certified & holds).sum())}/{int(certified.sum())}",
+                f"{int(holds.sum())}/{len(part)}", f"{bound.median():.3f} ({bound.min():.3f}–{bound.max():.3f})",
+            ]
+        )  # fmt: skip
+    headers = ["label", "certified", "claim held on test (certified)", "claim held on test (all)", "bound: median (min–max)"]
+    explain = (
+        "Each run is certified once, at its end, on validation samples held out of training "
+        "(`fairness.certify`); `claim_test` is what the certificate bounds, measured on the test split."
+    )
+    return "\n\n".join(["## Certificates", line[0].upper() + line[1:] + ".", explain, _markdown_table(headers, rows)])
+
+
 def _footprint_section(results: pd.DataFrame, by: list[str]) -> str:
     """Mean over seeds of what each pruned model costs to ship, relative to the dense one."""
     columns = [c for c in FOOTPRINT if c in results.columns and results[c].notna().any()]
@@ -259,6 +304,7 @@ def markdown(
             _groups_section(results, by),
             _iterations_section(results, reference),
             _footprint_section(results, by),
+            _certificate_section(results),
         )
         if section
     ]

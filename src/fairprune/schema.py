@@ -56,7 +56,7 @@ FAIRNESS_COLUMNS: tuple[str, ...] = (
 DEFAULT_METRICS: tuple[str, ...] = ("accuracy", *FAIRNESS_COLUMNS)
 """Metrics summarised and compared by default."""
 
-OUTCOME_COLUMNS: tuple[str, ...] = ("fair", "fair_test", "iterations_to_fair")
+OUTCOME_COLUMNS: tuple[str, ...] = ("fair", "fair_test", "certified", "iterations_to_fair")
 """Summarised in reports beside the metrics (fractions of runs within tau on validation and on
 test, iterations to a fair model), not compared pairwise."""
 

@@ -58,6 +58,8 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
             kwargs.update(csv_path=d.path, image_root=d.root)
         else:
             kwargs["root"] = d.root
+        if d.name == "utkface":  # no official split: data.fractions as for tables
+            kwargs.setdefault("fractions", d.fractions)
     else:
         kwargs.update(fractions=d.fractions, path=d.path)
         if d.categorical:

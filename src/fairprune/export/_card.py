@@ -58,6 +58,8 @@ PRUNING_KEYS = (
     "tolerance_setting",
     "fair",
     "certified",
+    "violation_bound",
+    "certificate",
     "train_iterations",
     "dense_train_iterations",
     "wall_seconds",
@@ -177,7 +179,9 @@ def outcome(pruning: Mapping[str, Any]) -> str:
     fair = pruning.get("fair")
     within = "not checked against" if fair is None else "within" if fair else "not within"
     text = f"{pruning['fairness']} {within} tau = {_fmt(tau)} on validation"
-    if pruning.get("certified") is not None:
+    if pruning.get("certificate"):
+        text += f"; {pruning['certificate']}"
+    elif pruning.get("certified") is not None:
         text += "; certified" if pruning["certified"] else "; not certified"
     return text
 

@@ -17,6 +17,7 @@ _SPLITS = ("val", "test")
 def result_pruning(result: PruningResult) -> dict[str, Any]:
     """The card's ``pruning`` section of an API result (``fair``: the state met tau on
     validation; a sweep's run id, seed and tau setting are ``None``)."""
+    cert = result.certificate
     return pruning_section(
         {
             "method": result.method,
@@ -28,6 +29,8 @@ def result_pruning(result: PruningResult) -> dict[str, Any]:
             "fairness": result.fairness,
             "tolerance": result.tolerance,
             "fair": result.feasible,
+            **({} if cert is None else {"certified": cert.certified, "violation_bound": cert.bound}),
+            "certificate": None if cert is None else cert.describe(result.group_names),
             "train_iterations": result.train_iterations,
             "wall_seconds": result.wall_seconds,
         }
