@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sweep_helpers import tiny_config, tiny_frame
 from torch import nn
 
 import fairprune
@@ -24,7 +25,6 @@ from fairprune.fairness.constraints import Constraint
 from fairprune.fairness.surrogates import soft_accuracy_gap, soft_equalized_odds
 from fairprune.selection import CheckpointSelector
 from fairprune.validation import load_splits
-from sweep_helpers import tiny_config, tiny_frame
 
 
 def _cells(data, n_groups: int) -> np.ndarray:
@@ -222,7 +222,9 @@ def test_certification_reads_held_out_rows_that_training_never_read(tmp_path) ->
     on, off = tmp_path / "on", tmp_path / "off"
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    assert main(["run", str(_sweep_config(tmp_path / "a", "certify = 0.9")), "--out", str(on), "--quiet"]) == 0
+    assert (
+        main(["run", str(_sweep_config(tmp_path / "a", "certify = 0.9")), "--out", str(on), "--quiet"]) == 0
+    )
     assert main(["run", str(_sweep_config(tmp_path / "b", "certify = 0")), "--out", str(off), "--quiet"]) == 0
     with_cert, without = pd.read_csv(on / "results.csv"), pd.read_csv(off / "results.csv")
     assert "certified" in with_cert and "certified" not in without
@@ -232,7 +234,9 @@ def test_certification_reads_held_out_rows_that_training_never_read(tmp_path) ->
 
 def test_config_refuses_bad_certification_settings(tmp_path) -> None:
     cases = {
-        "certify = 0.4": "fairness.certify: expected 'auto', 0 (off) or a confidence level in (0.5, 1); got 0.4",
+        "certify = 0.4": (
+            "fairness.certify: expected 'auto', 0 (off) or a confidence level in (0.5, 1); got 0.4"
+        ),
         'metric = "worst_group_accuracy"\ntolerance = 0.8\ncertify = 0.9': (
             "fairness.certify: certifies the metrics"
         ),
@@ -299,8 +303,9 @@ def test_prune_returns_its_certificate_and_says_which_state_it_returned(api_mode
     model, train, val, test = api_model_and_data
     with caplog.at_level(logging.INFO, logger="fairprune.api"):
         result = fairprune.prune(
-            model, train, val, sparsity=0.5, fairness="accuracy_gap", test=test, group_names=["Male", "Female"],
-            progress=False, certify=0.9, fairness_settings={"slack": 0.5}, steps=20, finetune_steps=10,
+            model, train, val, sparsity=0.5, fairness="accuracy_gap", test=test,
+            group_names=["Male", "Female"], progress=False, certify=0.9, fairness_settings={"slack": 0.5},
+            steps=20, finetune_steps=10,
         )  # fmt: skip
     cert = result.certificate
     assert cert is not None and cert.confidence == 0.9 and cert.kind == "paired" and cert.threshold == 0.5
@@ -321,10 +326,16 @@ def test_prune_refuses_bad_certification_arguments(api_model_and_data) -> None:
     model, train, val, _ = api_model_and_data
     cases = [
         ({"certify": 1.0}, r"certify must be 0 \(off\) or in \(0.5, 1\); got 1.0"),
-        ({"certify": "yes"}, r"certify must be 'auto', 0 \(off\) or a confidence level in \(0.5, 1\); received 'yes'"),
+        (
+            {"certify": "yes"},
+            r"certify must be 'auto', 0 \(off\) or a confidence level in \(0.5, 1\); received 'yes'",
+        ),
         ({"certify": 0.9, "certify_fraction": 1.5}, r"certify_fraction must be in \(0, 1\); received 1.5"),
         ({"fairness_settings": {"certify_scale": 2.0}}, "fairness_settings: expected keys among"),
-        ({"fairness": "worst_group_accuracy", "tolerance": 0.5, "certify": 0.9}, "certify supports the metrics"),
+        (
+            {"fairness": "worst_group_accuracy", "tolerance": 0.5, "certify": 0.9},
+            "certify supports the metrics",
+        ),
     ]
     for kwargs, expected in cases:
         args = {"fairness": "accuracy_gap", "progress": False, "steps": 2, **kwargs}
@@ -332,7 +343,9 @@ def test_prune_refuses_bad_certification_arguments(api_model_and_data) -> None:
             fairprune.prune(model, train, val, sparsity=0.5, **args)
     small = tuple(t[:60] for t in val)
     with pytest.raises(ValueError, match="too small to bound group '1'"):
-        fairprune.prune(model, train, small, sparsity=0.5, fairness="accuracy_gap", certify=0.9, progress=False)
+        fairprune.prune(
+            model, train, small, sparsity=0.5, fairness="accuracy_gap", certify=0.9, progress=False
+        )
 
 
 def test_certify_is_the_function_of_the_certificate_module() -> None:

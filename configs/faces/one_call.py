@@ -104,9 +104,14 @@ def main() -> None:
         row = headline(result) | {"call_seconds": time.perf_counter() - start}
         out["calls"][name] = row
         print(f"\n== {name}\n{result}")
-    print(f"\n| call | test accuracy | accuracy gap | worst group | certified (bound) | s |\n|---|---|---|---|---|---|")
+    print("\n| call | test accuracy | accuracy gap | worst group | certified (bound) | s |")
+    print("|---|---|---|---|---|---|")
     for name, r in out["calls"].items():
-        cert = "–" if r["certified"] is None else f"{'yes' if r['certified'] else 'no'} ({r['violation_bound']:.3f})"
+        cert = (
+            "–"
+            if r["certified"] is None
+            else f"{'yes' if r['certified'] else 'no'} ({r['violation_bound']:.3f})"
+        )
         print(
             f"| {name} | {r['accuracy']:.4f} | {r['accuracy_gap']:.4f} | {r['worst_group_accuracy']:.4f} | "
             f"{cert} | {r['call_seconds']:.0f} |"

@@ -35,6 +35,7 @@ from fairprune.convergence import oscillation
 from fairprune.cost import TWO_STAGE_METHODS
 from fairprune.fairness import METRIC_COLUMNS
 from fairprune.report import load_results
+from fairprune.report_text import certificate_line, truthy
 
 METRICS = (
     "accuracy",
@@ -180,25 +181,20 @@ def _verdicts(rows: list[dict]) -> str:
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2)
 
 
-def _truthy(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: str(v).lower() in ("true", "1", "1.0"))
-
-
 def certification(results: pd.DataFrame) -> str:
     """Markdown: certified runs and their coverage on test, per label and pooled, and at other
     thresholds of the same bounds."""
-    if "certified" not in results or results["certified"].isna().all():
+    line = certificate_line(results)
+    if line is None:
         return "(no certificates recorded)"
     runs = results.dropna(subset=["certified"])
-    certified, holds = _truthy(runs["certified"]), _truthy(runs["claim_holds_test"])
+    certified, holds = truthy(runs["certified"]), truthy(runs["claim_holds_test"])
     first = runs.iloc[0]
     lines = [
-        f"Certificate: {first['certify_kind']}, {100 * first['certify_confidence']:g}% confidence, threshold "
-        f"{first['certify_threshold']:g}, {int(runs['certify_samples'].min()):,}–{int(runs['certify_samples'].max()):,} "
-        f"certification samples, smallest cell {int(runs['certify_min_cell'].min())}; smallest certifiable "
-        f"threshold {runs['certify_smallest'].min():.3f}–{runs['certify_smallest'].max():.3f}.",
+        f"{line}; smallest cell {int(runs['certify_min_cell'].min())}.",
         "",
-        "| label | certified | claim held on test (certified) | claim held on test (all) | bound: median (min–max) |",
+        "| label | certified | claim held on test (certified) | claim held on test (all) "
+        "| bound: median (min–max) |",
         "|---|---|---|---|---|",
     ]
     for label, part in runs.groupby("label", sort=True):
@@ -209,11 +205,16 @@ def certification(results: pd.DataFrame) -> str:
             f"{int(h.sum())}/{len(part)} | {bound.median():.3f} ({bound.min():.3f}–{bound.max():.3f}) |"
         )
     lines.append(
-        f"| **all** | {int(certified.sum())}/{len(runs)} | {int((certified & holds).sum())}/{int(certified.sum())} | "
+        f"| **all** | {int(certified.sum())}/{len(runs)} | "
+        f"{int((certified & holds).sum())}/{int(certified.sum())} | "
         f"{int(holds.sum())}/{len(runs)} | {runs['violation_bound'].median():.3f} |"
     )
     if first["certify_kind"] == "paired":
-        lines += ["", "| threshold ε | certified (bound ≤ ε) | claim held on test among them |", "|---|---|---|"]
+        lines += [
+            "",
+            "| threshold ε | certified (bound ≤ ε) | claim held on test among them |",
+            "|---|---|---|",
+        ]
         for eps in THRESHOLDS:
             c = runs["violation_bound"] <= eps
             h = runs["claim_test"] <= eps + 1e-12
@@ -228,7 +229,10 @@ def levelling(results: pd.DataFrame) -> str:
     base = results[results["label"] == "magnitude"].set_index(["sparsity", "seed"])
     if base.empty:
         return "(no magnitude runs to compare with)"
-    lines = ["| label | sparsity | Δ accuracy | Δ worst group | seeds > 1 pt below |", "|---|---|---|---|---|"]
+    lines = [
+        "| label | sparsity | Δ accuracy | Δ worst group | seeds > 1 pt below |",
+        "|---|---|---|---|---|",
+    ]
     pruned = results[(results["method"] != "dense") & (results["label"] != "magnitude")]
     for (label, sparsity), part in pruned.groupby(["label", "sparsity"], sort=True):
         keys = list(zip(part["sparsity"], part["seed"], strict=True))
@@ -271,7 +275,8 @@ def selection_and_oscillation(out: str | Path) -> str:
     if frame.empty:
         return "(no run records)"
     lines = [
-        "| label | floor refused a state | no state met τ | violation std (last half) | violation range | multiplier travel | multiplier max |",
+        "| label | floor refused a state | no state met τ | violation std (last half) | violation range "
+        "| multiplier travel | multiplier max |",
         "|---|---|---|---|---|---|---|",
     ]
     for label, part in frame.groupby("label", sort=True):
@@ -280,8 +285,8 @@ def selection_and_oscillation(out: str | Path) -> str:
             for c in ("violation_std", "violation_range", "multiplier_tv", "multiplier_max")
         ]
         lines.append(
-            f"| {label} | {int(part['refused'].sum())}/{len(part)} | {int(part['fell_back'].sum())}/{len(part)} | "
-            + " | ".join(osc) + " |"
+            f"| {label} | {int(part['refused'].sum())}/{len(part)} | "
+            f"{int(part['fell_back'].sum())}/{len(part)} | " + " | ".join(osc) + " |"
         )
     return "\n".join(lines)
 

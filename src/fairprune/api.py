@@ -19,10 +19,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fairprune.certification import AUTO, certify_predictions, confidence_of, hold_out, with_certification
-
+from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
-from fairprune.config import FairnessConfig
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, model_inputs, predict
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
@@ -36,26 +35,45 @@ from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
 from fairprune.schema import name_groups
 
-__all__ = ["PruningResult", "prune", "default_budgets", "REFERENCE_TRAIN_SIZE"]
+__all__ = [
+    "PruningResult",
+    "prune",
+    "default_batch",
+    "default_budgets",
+    "REFERENCE_BATCH",
+    "REFERENCE_TRAIN_SIZE",
+]
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_TRAIN_SIZE = 30_000
-"""Training samples at which a method's default iteration budgets apply as they are (about
-Adult's training split, where they were set); smaller data gets proportionally fewer."""
-MIN_BUDGET_SCALE = 0.1  # the smallest fraction of a default budget (tiny data still trains)
+"""Training samples at which the methods' default iteration budgets were set (about Adult's
+training split), in batches of :data:`REFERENCE_BATCH`: a budget of ``s`` steps there is
+``s * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE`` passes over the data."""
+REFERENCE_BATCH = 256
+MIN_BUDGET_SCALE = 0.1  # at least this fraction of a default budget (tiny data still trains)
 FAIRNESS_DEFAULTS = FairnessConfig()
 """A sweep's ``[fairness]`` defaults, which :func:`prune` shares."""
 _VAL_CHECK_SAMPLES = 4096  # validation samples checked during training (all if fewer)
 
 
+def default_batch(n_train: int) -> int:
+    """The default batch size for ``n_train`` samples: 256, at most an eighth of the data, at
+    least 32."""
+    return max(32, min(REFERENCE_BATCH, n_train // 8))
+
+
 def default_budgets(method: str, n_train: int) -> dict[str, int]:
     """The iteration budgets (``steps``, ``*_steps`` fields) of ``method`` for ``n_train``
-    training samples: its defaults times ``clip(n_train / REFERENCE_TRAIN_SIZE, 0.1, 1)``."""
-    scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
+    training samples, as passes over the data: each default budget ``s`` is
+    ``s * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE`` passes (BiFP's 300 search steps: 2.56), i.e.
+    ``passes * n_train / default_batch(n_train)`` steps, and at least ``MIN_BUDGET_SCALE * s``."""
     fields = dataclasses.asdict(build_pruner(method))  # type: ignore[call-overload]
+    steps_per_pass = n_train / default_batch(n_train)
     return {
-        k: max(1, round(v * scale))
+        k: max(
+            1, round(v * MIN_BUDGET_SCALE), round(v * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE * steps_per_pass)
+        )
         for k, v in fields.items()
         if (k == "steps" or k.endswith("_steps")) and isinstance(v, int) and v > 0
     }
@@ -70,7 +88,7 @@ def _config(config: TrainConfig | None, data: dict[str, GroupData], device: str)
     n_train, n_val = len(data["train"]), len(data["val"])
     scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
     return TrainConfig(
-        batch_size=max(32, min(256, n_train // 8)),
+        batch_size=default_batch(n_train),
         eval_every=max(5, round(25 * scale)),
         eval_samples=0 if n_val <= _VAL_CHECK_SAMPLES else _VAL_CHECK_SAMPLES,
         threads=0,
@@ -291,7 +309,9 @@ def prune(
     if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
     if not (certify == AUTO or (isinstance(certify, (int, float)) and not isinstance(certify, bool))):
-        raise ValueError(f"certify must be 'auto', 0 (off) or a confidence level in (0.5, 1); received {certify!r}")
+        raise ValueError(
+            f"certify must be 'auto', 0 (off) or a confidence level in (0.5, 1); received {certify!r}"
+        )
     if certify != 0 and not (isinstance(certify_fraction, (int, float)) and 0 < certify_fraction < 1):
         raise ValueError(f"certify_fraction must be in (0, 1); received {certify_fraction!r}")
     objective = _objective(fairness, tolerance, fairness_settings, certify)

@@ -23,7 +23,16 @@ from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AUTO", "AUTO_CONFIDENCE", "confidence_of", "hold_out", "with_certification", "certify_predictions", "claim_holds", "claim_value"]
+__all__ = [
+    "AUTO",
+    "AUTO_CONFIDENCE",
+    "confidence_of",
+    "hold_out",
+    "with_certification",
+    "certify_predictions",
+    "claim_holds",
+    "claim_value",
+]
 
 
 AUTO = "auto"

@@ -155,7 +155,6 @@ def format_results(frame: pd.DataFrame) -> str:
     return "\n".join([table, *lines])
 
 
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

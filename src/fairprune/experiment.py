@@ -32,7 +32,7 @@ from fairprune.grid import Job, Variant, data_cells, extends, grid, variants_of
 from fairprune.run_store import claim_out_dir, collect_results, read_records
 from fairprune.runs import Cell, cell_of, cell_splits, dense_model, one_run
 from fairprune.schema import RESULT_COLUMNS
-from fairprune.validation import check_experiment, load_splits
+from fairprune.validation import check_experiment
 
 __all__ = [
     "Variant",

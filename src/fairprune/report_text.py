@@ -17,7 +17,7 @@ from fairprune.cost import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
 from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in
 from fairprune.stats import MIN_SEEDS, verdict
 
-__all__ = ["HOW_TO_READ", "FOOTPRINT", "format_summary_table", "markdown"]
+__all__ = ["HOW_TO_READ", "FOOTPRINT", "certificate_line", "format_summary_table", "markdown", "truthy"]
 
 
 def _fmt(value: object) -> str:
@@ -145,7 +145,8 @@ def _comparison_section(comparison: pd.DataFrame | None, reference: str, confide
 FOOTPRINT = FOOTPRINT_HEADERS  # results column: header in report.md
 
 
-def _truthy(values: pd.Series) -> pd.Series:
+def truthy(values: pd.Series) -> pd.Series:
+    """A yes/no column as read back from ``results.csv`` (bools, strings or 0/1) as booleans."""
     return values.map(lambda v: str(v).lower() in ("true", "1", "1.0"))
 
 
@@ -161,7 +162,7 @@ def certificate_line(frame: pd.DataFrame) -> str | None:
     return (
         f"certified: {claim} <= {first['certify_threshold']:g} with {100 * first['certify_confidence']:g}% "
         f"confidence on {int(first['certify_samples']):,} held-out validation samples (violation_bound "
-        f"is the upper bound of {claim}); {int(_truthy(runs['certified']).sum())} of {len(runs)} runs; "
+        f"is the upper bound of {claim}); {int(truthy(runs['certified']).sum())} of {len(runs)} runs; "
         f"the smallest threshold these group sizes can certify: {runs['certify_smallest'].min():.3f}"
     )
 
@@ -174,20 +175,31 @@ def _certificate_section(results: pd.DataFrame) -> str:
     runs = results.dropna(subset=["certified"])
     rows = []
     for label, part in runs.groupby("label", sort=True):
-        certified, holds = _truthy(part["certified"]), _truthy(part["claim_holds_test"])
+        certified, holds = truthy(part["certified"]), truthy(part["claim_holds_test"])
         bound = part["violation_bound"]
         rows.append(
             [
-                str(label), f"{int(certified.sum())}/{len(part)}", f"{int((certified & holds).sum())}/{int(certified.sum())}",
-                f"{int(holds.sum())}/{len(part)}", f"{bound.median():.3f} ({bound.min():.3f}–{bound.max():.3f})",
+                str(label),
+                f"{int(certified.sum())}/{len(part)}",
+                f"{int((certified & holds).sum())}/{int(certified.sum())}",
+                f"{int(holds.sum())}/{len(part)}",
+                f"{bound.median():.3f} ({bound.min():.3f}–{bound.max():.3f})",
             ]
-        )  # fmt: skip
-    headers = ["label", "certified", "claim held on test (certified)", "claim held on test (all)", "bound: median (min–max)"]
+        )
+    headers = [
+        "label",
+        "certified",
+        "claim held on test (certified)",
+        "claim held on test (all)",
+        "bound: median (min–max)",
+    ]
     explain = (
         "Each run is certified once, at its end, on validation samples held out of training "
         "(`fairness.certify`); `claim_test` is what the certificate bounds, measured on the test split."
     )
-    return "\n\n".join(["## Certificates", line[0].upper() + line[1:] + ".", explain, _markdown_table(headers, rows)])
+    return "\n\n".join(
+        ["## Certificates", line[0].upper() + line[1:] + ".", explain, _markdown_table(headers, rows)]
+    )
 
 
 def _footprint_section(results: pd.DataFrame, by: list[str]) -> str:

@@ -20,7 +20,12 @@ from torch import nn
 
 from fairprune.atomic import replace_atomically
 from fairprune.certification import (
-    certify_predictions, claim_holds, claim_value, confidence_of, hold_out, with_certification,
+    certify_predictions,
+    claim_holds,
+    claim_value,
+    confidence_of,
+    hold_out,
+    with_certification,
 )  # fmt: skip
 from fairprune.config import ExperimentConfig, FairnessConfig
 from fairprune.data import Splits

@@ -81,7 +81,11 @@ class CheckpointSelector:
         self.offered += 1
         if trivial and constraint is not None and not self.allow_trivial:
             violation = math.inf  # ranks behind every real fallback
-        if self.floor is not None and not trivial and (self.anchor is None or accuracy > self.anchor.accuracy):
+        if (
+            self.floor is not None
+            and not trivial
+            and (self.anchor is None or accuracy > self.anchor.accuracy)
+        ):
             self.anchor = _Candidate(accuracy, violation, False, _copy(model), worst, step)
         if self.floor is not None and self._levelled(accuracy, worst):
             self.levelled += 1

@@ -25,7 +25,7 @@ from fairprune.data.base import Splits
 from fairprune.data.registry import IMAGE_DATASETS
 from fairprune.engine import evaluate
 from fairprune.errors import ShippedModelError
-from fairprune.experiment import Job, grid, load_splits
+from fairprune.experiment import Job, grid
 from fairprune.export import (
     CARD_FILE,
     DEFAULT_TOLERANCE,
@@ -42,6 +42,7 @@ from fairprune.models import build_model
 from fairprune.run_choice import best_run, find_run
 from fairprune.runs import architecture
 from fairprune.stats import mean_std, t_interval
+from fairprune.validation import load_splits
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -214,10 +214,16 @@ class Constraint:
         reduce = all_reduce_sum if is_distributed() else None
         if self.objective.scale_free:
             logits = logits / _logit_scale(logits, global_batch=reduce is not None)
-        lift = {"direction": "lift"} if self.objective.direction == "lift" and self.objective.metric in (
-            "accuracy_gap",
-            "equalized_odds",
-        ) else {}
+        lift = (
+            {"direction": "lift"}
+            if self.objective.direction == "lift"
+            and self.objective.metric
+            in (
+                "accuracy_gap",
+                "equalized_odds",
+            )
+            else {}
+        )
         return fn(
             logits,
             y,

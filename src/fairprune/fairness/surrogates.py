@@ -301,7 +301,10 @@ def soft_equalized_odds(
     sums, counts = sums.view(2, n_groups), counts.view(2, n_groups)
     if _direction(direction) == "lift":
         gaps = torch.stack(
-            [gap_over_present(sums[0], counts[0], fixed="min"), gap_over_present(sums[1], counts[1], fixed="max")]
+            [
+                gap_over_present(sums[0], counts[0], fixed="min"),
+                gap_over_present(sums[1], counts[1], fixed="max"),
+            ]
         )  # (2,): false-positive rates (y = 0) may only fall, true-positive rates (y = 1) only rise
     else:
         gaps = gap_over_present(sums, counts)  # (2,)
