@@ -30,6 +30,7 @@ CALLS = {
     "magnitude": {"method": "magnitude"},
     "bifp, floor off": {"fairness_settings": {"floor": None}},
     "bifp, lift": {"fairness_settings": {"direction": "lift"}},
+    "bifp, fine-tuning as magnitude's": {"finetune_steps": 277},
 }
 
 
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--json", default="results/faces/one_call.json")
+    parser.add_argument("--calls", nargs="*", default=list(CALLS), help=f"a subset of {list(CALLS)}")
+    parser.add_argument("--dense", help="save the trained CNN here, or load it when the file exists")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     data = DataConfig(
@@ -94,10 +97,16 @@ def main() -> None:
     print(splits)
     model = small_cnn()
     start = time.perf_counter()
-    plain_loop(model, splits.train, args.epochs, args.seed)
+    if args.dense and Path(args.dense).exists():
+        model.load_state_dict(torch.load(args.dense, weights_only=True))
+        model.eval()
+    else:
+        plain_loop(model, splits.train, args.epochs, args.seed)
+        if args.dense:
+            torch.save(model.state_dict(), args.dense)
     trained = time.perf_counter() - start
     out: dict = {"dense_training_seconds": trained, "calls": {}}
-    for name, kwargs in CALLS.items():
+    for name, kwargs in ((n, CALLS[n]) for n in args.calls):
         call = {"sparsity": 0.9, "fairness": "accuracy_gap", "test": splits.test, "seed": args.seed, **kwargs}
         start = time.perf_counter()
         result = fairprune.prune(model, splits.train, splits.val, group_names=splits.group_names, **call)
