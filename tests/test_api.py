@@ -316,16 +316,14 @@ def test_per_group_constraint_against_the_dense_model():
 
 
 def test_default_budgets_are_passes_over_the_training_set():
-    # BiFP's defaults (300 + 100 steps of 256 on 30,000 rows) are 2.56 + 0.853 passes
-    assert default_budgets("bifp", 30_000) == {"steps": 300, "finetune_steps": 100}
-    assert default_budgets("bifp", 60_000) == {"steps": 600, "finetune_steps": 200}
-    assert default_budgets("bifp", 16_592) == {"steps": 166, "finetune_steps": 55}  # UTKFace's train
-    assert default_budgets("bifp", 15_000) == {"steps": 150, "finetune_steps": 50}
-    assert default_budgets("bifp", 1_000) == {
-        "steps": 30,
-        "finetune_steps": 10,
-    }  # 2.56 passes = 20 steps < 10%
-    assert default_budgets("bifp", 300) == {"steps": 30, "finetune_steps": 10}  # at least 10%
+    # BiFP's defaults (300 + 500 steps of 256 on 30,000 rows) are 2.56 + 4.27 passes
+    assert default_budgets("bifp", 30_000) == {"steps": 300, "finetune_steps": 500}
+    assert default_budgets("bifp", 60_000) == {"steps": 600, "finetune_steps": 1000}
+    assert default_budgets("bifp", 16_592) == {"steps": 166, "finetune_steps": 277}  # UTKFace's train
+    assert default_budgets("bifp", 15_000) == {"steps": 150, "finetune_steps": 250}
+    # 1,000 rows in batches of 125: 2.56 passes are 20 steps, under the floor of 10% (30)
+    assert default_budgets("bifp", 1_000) == {"steps": 30, "finetune_steps": 50}
+    assert default_budgets("bifp", 300) == {"steps": 30, "finetune_steps": 50}
     assert default_budgets("imp", 3_000) == {"round_steps": 10}
     assert default_budgets("dense", 3_000) == {}
 

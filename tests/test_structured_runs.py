@@ -189,7 +189,7 @@ def test_quick_on_the_default_run(tmp_path):
     q = load_config(None, ["sparsities=[0.5, 0.7, 0.9, 0.95]", "seeds=[3, 4]"], quick_run=True)
     assert q.sparsities == [0.7, 0.95] and q.seeds == [3]
     assert q.method_params["magnitude"] == {"finetune_steps": 50}
-    assert q.method_params["bifp"] == {"steps": 30, "finetune_steps": 10}
+    assert q.method_params["bifp"] == {"steps": 30, "finetune_steps": 50}
     assert q.data.params == {}  # tabular: no resolution to change
 
 

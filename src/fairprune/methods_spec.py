@@ -70,7 +70,7 @@ def _bifp(mask_fairness: float, weight_fairness: float, fair: bool) -> MethodSpe
         mask_lr=(PositiveFloat, 0.05),
         gamma=(PositiveFloat, 1.0),
         mask_init=(Literal["magnitude", "random", "uniform", "snip"], "magnitude"),
-        finetune_steps=(Steps, 100),
+        finetune_steps=(Steps, 500),
         dual_step=(NonNegative | None, None),
     )
 
