@@ -159,11 +159,19 @@ def certificate_line(frame: pd.DataFrame) -> str | None:
     runs = frame.dropna(subset=["certified"])
     first = runs.iloc[0]
     claim = "V(pruned) - V(dense)" if first["certify_kind"] == "paired" else "V(pruned)"
+    needed = runs["certify_samples_needed"] if "certify_samples_needed" in runs else pd.Series(dtype=float)
+    needed = needed[needed > 0]
+    more = ""
+    if len(needed) and runs["certify_smallest"].min() > first["certify_threshold"]:
+        more = (
+            f"; {first['certify_threshold']:g} would need about {int(needed.min()):,} certification "
+            "samples in these proportions"
+        )
     return (
         f"certified: {claim} <= {first['certify_threshold']:g} with {100 * first['certify_confidence']:g}% "
         f"confidence on {int(first['certify_samples']):,} held-out validation samples (violation_bound "
         f"is the upper bound of {claim}); {int(truthy(runs['certified']).sum())} of {len(runs)} runs; "
-        f"the smallest threshold these group sizes can certify: {runs['certify_smallest'].min():.3f}"
+        f"the smallest threshold these group sizes can certify: {runs['certify_smallest'].min():.3f}{more}"
     )
 
 

@@ -94,6 +94,7 @@ CERTIFICATE_COLUMNS: tuple[str, ...] = (
     "certify_samples",
     "certify_min_cell",
     "certify_smallest",
+    "certify_samples_needed",
     "claim_test",
     "claim_holds_test",
     "certificate",
