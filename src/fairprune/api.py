@@ -30,6 +30,7 @@ from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
+from fairprune.methods_spec import METHODS, defaults
 from fairprune.models.binary import TwoLogits, output_classes, unwrap
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
@@ -68,14 +69,16 @@ def default_budgets(method: str, n_train: int) -> dict[str, int]:
     training samples, as passes over the data: each default budget ``s`` is
     ``s * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE`` passes (BiFP's 300 search steps: 2.56), i.e.
     ``passes * n_train / default_batch(n_train)`` steps, and at least ``MIN_BUDGET_SCALE * s``."""
-    fields = dataclasses.asdict(build_pruner(method))  # type: ignore[call-overload]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    declared = defaults(method)
     steps_per_pass = n_train / default_batch(n_train)
     return {
         k: max(
             1, round(v * MIN_BUDGET_SCALE), round(v * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE * steps_per_pass)
         )
-        for k, v in fields.items()
-        if (k == "steps" or k.endswith("_steps")) and isinstance(v, int) and v > 0
+        for k in METHODS[method].budgets
+        if (v := declared[k]) > 0
     }
 
 
