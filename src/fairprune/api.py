@@ -267,10 +267,11 @@ def prune(
         model: A trained classifier: ``(N, ...) -> (N, C)`` logits, or one binary logit
             ``(N,)``/``(N, 1)``; any ``nn.Module`` with Linear/Conv layers (their weights are
             what is pruned).
-        train, val, test: Each a torch ``Dataset`` or ``DataLoader`` yielding ``(x, y, group)``
-            or a tuple of tensors ``(x, y, group)``. Labels are class ids (ints, or floats 0/1);
-            groups are ids ``0 .. G-1``. ``val`` is where tau is checked and a state chosen;
-            ``test`` (optional) is only measured. They are read into memory once.
+        train: The training data: a torch ``Dataset`` or ``DataLoader`` yielding
+            ``(x, y, group)``, or a tuple of tensors ``(x, y, group)``. Labels are class ids
+            (ints, or floats 0/1); groups are ids ``0 .. G-1``. Every split is read into memory
+            once.
+        val: The validation data, in the same forms: where tau is checked and a state chosen.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
         fairness: The constrained metric, a key of ``fairness.SURROGATES``:
             ``"equalized_odds"``, ``"demographic_parity"`` (binary tasks), ``"accuracy_gap"``,
@@ -279,6 +280,7 @@ def prune(
         method: A key of ``fairprune.pruners.PRUNERS`` (``"bifp"``, ``"magnitude"``, ...).
         structure: ``"unstructured"`` (single weights) or ``"channel"`` (whole channels; the
             returned model is physically smaller).
+        test: The test data (optional), in the same forms: only measured.
         group_names: Name of each group id (default ``"0"``, ``"1"``, ...).
         seed: Seeds torch, the batches and the method.
         device: ``"auto"`` (CUDA when available, else the CPU) or a torch device name.
