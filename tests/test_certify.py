@@ -295,6 +295,7 @@ def test_describe_and_to_row() -> None:
         "violation_bound": 0.0312,
         "certify_threshold": 0.05,
         "certify_kind": "absolute",
+        "certify_dense_factor": 1.0,
         "certify_confidence": 0.95,
         "certify_samples": 1204,
         "certify_min_cell": 126,
@@ -348,6 +349,8 @@ def test_samples_needed_is_none_when_no_size_would_certify() -> None:
         slack=0.02,
     )  # V(d) - 0.5 V(d) = 0.5 V(d) ~ 0.07 > 0.02 for every size
     assert not half.certified and half.samples_needed is None
+    assert "a model equal to the dense one would be bounded at" in half.describe()
+    assert "smallest threshold these group sizes" not in half.describe()
 
 
 # ---------------------------------------------------------------- bad inputs

@@ -90,6 +90,7 @@ CERTIFICATE_COLUMNS: tuple[str, ...] = (
     "violation_bound",
     "certify_threshold",
     "certify_kind",
+    "certify_dense_factor",
     "certify_confidence",
     "certify_samples",
     "certify_min_cell",

@@ -80,7 +80,9 @@ class Certificate:
 
     ``bound`` is an upper confidence bound on ``V(pruned)`` (kind ``"absolute"``) or on
     ``V(pruned) - f V(dense)`` (kind ``"paired"``); ``smallest_certifiable`` is the bound an ideal
-    model gets on these cell sizes: no model can certify a threshold below it here.
+    model gets on these cell sizes: no model can certify a threshold below it here (for a paired
+    claim with ``dense_factor < 1``, the bound of a model equal to the dense one, which does not
+    meet such a claim by construction: a model that does can certify less).
     ``samples_needed`` (when the threshold is below that): about how many certification samples,
     in the same proportions, would let an ideal model certify it (None when none would).
     """
@@ -114,9 +116,11 @@ class Certificate:
                     f"; certifying {self.threshold:g} would need about {self.samples_needed:,} "
                     "in these proportions"
                 )
+            ideal = f"the smallest threshold these group sizes can certify is {self.smallest_certifiable:.3f}"
+            if self.kind == "paired" and self.dense_factor != 1 and self.metric != "excess_degradation":
+                ideal = f"a model equal to the dense one would be bounded at {self.smallest_certifiable:.3f}"
             return (
-                f"{name} NOT certified at {level}: bound {self.bound:.3f} > {self.threshold:g}; the "
-                f"smallest threshold these group sizes can certify is {self.smallest_certifiable:.3f} "
+                f"{name} NOT certified at {level}: bound {self.bound:.3f} > {self.threshold:g}; {ideal} "
                 f"({samples}; {smallest}{needed})"
             )
         if self.kind == "absolute" or self.metric == "excess_degradation":
@@ -133,6 +137,7 @@ class Certificate:
             "violation_bound": self.bound,
             "certify_threshold": self.threshold,
             "certify_kind": self.kind,
+            "certify_dense_factor": self.dense_factor,
             "certify_confidence": self.confidence,
             "certify_samples": self.n_samples,
             "certify_min_cell": min(min(row) for row in self.cell_sizes),
