@@ -39,9 +39,17 @@ def test_bf16_autocast_bifp_prunes_exactly_and_stays_close_to_float32(dense, pla
     )
 
 
-def test_unknown_autocast_is_an_error():
-    with pytest.raises(ValueError, match=r"train.autocast must be one of \('none', 'bf16'\); got 'fp16'"):
+def test_unknown_autocast_is_an_error(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^bad config: train.autocast: expected 'none' or 'bf16'; got 'fp16'$"
+    ):
         TrainConfig(autocast="fp16")
+    path = tmp_path / "bad.toml"
+    path.write_text('[train]\nautocast = "fp16"\n')
+    with pytest.raises(
+        ValueError, match=r"^bad config: train.autocast: expected 'none' or 'bf16'; got 'fp16'$"
+    ):
+        load_config(path)
 
 
 def _images() -> Splits:
@@ -87,7 +95,9 @@ def test_dataloader_workers_give_the_in_memory_batches(dense, planted_splits):
         torch.equal(a, b)
         for a, b in zip(dense.state_dict().values(), models[0].state_dict().values(), strict=True)
     )
-    with pytest.raises(ValueError, match="train.workers must be >= 0"):
+    with pytest.raises(
+        ValueError, match=r"^bad config: train.workers: expected a number greater than or equal to 0; got -1$"
+    ):
         TrainConfig(workers=-1)
 
 

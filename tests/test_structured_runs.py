@@ -17,7 +17,7 @@ from fairprune.cli import main
 from fairprune.config import ExportConfig, load_config, quick
 from fairprune.data.base import GroupData, Splits
 from fairprune.data.tabular import load_csv
-from fairprune.engine import Task, TrainConfig, predict, stratified_subset, train_weights
+from fairprune.engine import Task, TrainConfig, predict, resolved, stratified_subset, train_weights
 from fairprune.export import count_parameters, load_exported
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.footprint import footprint
@@ -155,14 +155,20 @@ def test_eval_samples_limits_the_validation_checked_during_training(planted_spli
     task = Task(planted_splits, None, TrainConfig(eval_samples=100), 0)
     assert abs(len(task.validation) - 100) <= 4
     assert len(Task(planted_splits, None, TrainConfig(), 0).validation) == len(planted_splits.val)
-    with pytest.raises(ValueError, match="eval_samples must be >= 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"^bad config: train.eval_samples: expected a number greater than or equal to 0; got -1$",
+    ):
         TrainConfig(eval_samples=-1)
 
 
 def test_device_auto_resolves_and_bad_devices_are_named():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert TrainConfig(device="auto").resolved().device == expected
-    with pytest.raises(ValueError, match="'gpu0' is not a torch device"):
+    assert resolved(TrainConfig(device="auto")).device == expected
+    with pytest.raises(
+        ValueError,
+        match=r"^bad config: train.device: expected a torch device: 'auto', 'cpu', .*; got 'gpu0'$",
+    ):
         TrainConfig(device="gpu0")
 
 

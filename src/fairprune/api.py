@@ -23,7 +23,7 @@ from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
-from fairprune.engine import Task, TrainConfig, model_inputs, predict
+from fairprune.engine import Task, TrainConfig, model_inputs, predict, resolved
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, fairness_report
@@ -102,7 +102,7 @@ def _config(config: TrainConfig | None, data: dict[str, GroupData], device: str)
 def _device(device: str) -> str:
     """``device``, with ``"auto"`` resolved to CUDA when available, else the CPU."""
     try:
-        return TrainConfig(device=device).resolved().device
+        return resolved(TrainConfig(device=device)).device
     except ValueError as error:
         raise ValueError(f"device must be 'auto' or a torch device name; received {device!r}") from error
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from fairprune.config import TrainConfig
 from fairprune.data.base import GroupData, Splits
 from fairprune.data.images import augment as augment_images
 from fairprune.data.images import to_float
@@ -50,7 +51,6 @@ __all__ = [
     "prepare_model",
     "autocast_context",
     "predict_gathered",
-    "AUTOCAST_MODES",
     "batch_loss",
     "stratified_subset",
     "is_trivial",
@@ -60,81 +60,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AUTOCAST_MODES = ("none", "bf16")
 
+def resolved(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``device="auto"`` replaced by the device to use here.
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings shared by every method.
-
-    Attributes:
-        batch_size: Samples per batch (stratified by target and group).
-        lr: Learning rate of SGD (momentum 0.9) on the weights.
-        weight_decay: L2 weight decay on the weights.
-        dense_steps: Iterations to train the dense model.
-        eval_every: Iterations between validation checks (dual updates, checkpoint selection).
-        selection_band: Validation accuracy band within which a constrained run prefers the
-            fairer checkpoint (see :class:`CheckpointSelector`).
-        grad_clip: Clip the weights' gradient norm to this (0: off). A large multiplier on a
-            heavily pruned model otherwise takes steps that kill every ReLU for good.
-        augment: Random flips and 4-pixel crops of training images (uint8 image data only).
-        eval_samples: Validation samples checked during training (dual steps, checkpoint
-            selection): 0 for the whole validation split, else a fixed subset of this size,
-            stratified by (target, group). Validating a CNN on thousands of images every
-            ``eval_every`` steps can cost more than the training on a CPU; the reported metrics
-            are always computed on the whole splits.
-        threads: CPU threads for torch (0: leave torch's default). One thread is the fastest for
-            the small tabular models, and on a busy machine two threads per process can be 40x
-            slower than one (measured: 207 vs 4.9 ms per MLP step); raise it for CNNs on an idle
-            machine.
-        device: Torch device name, or ``"auto"``: CUDA when available, else the CPU. Under
-            ``torchrun``, ``"cuda"`` means each rank's own GPU (``cuda:LOCAL_RANK``).
-        autocast: ``"bf16"``: training forward passes under ``torch.autocast`` in bfloat16 (the
-            fairness term and the loss stay float32; validation and reported metrics run in
-            float32); ``"none"``: float32 throughout.
-        channels_last: Image batches and the model in ``torch.channels_last`` memory format
-            (faster convolutions on CUDA tensor cores).
-        workers: Training batches through a ``DataLoader`` with this many worker processes
-            (pinned memory on CUDA): for image splits mapped from disk. 0: batches are indexed
-            out of the in-memory split in this process (the fast path for tabular data). Both
-            give the same batches.
+    Raises:
+        ValueError: If ``config.device`` is not a device torch knows.
     """
-
-    batch_size: int = 256
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    dense_steps: int = 1500
-    eval_every: int = 25
-    selection_band: float = 0.005
-    grad_clip: float = 1.0
-    augment: bool = False
-    eval_samples: int = 0
-    threads: int = 1
-    device: str = "cpu"
-    autocast: str = "none"
-    channels_last: bool = False
-    workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"train.workers must be >= 0 (0: no worker processes), got {self.workers}")
-        if self.autocast not in AUTOCAST_MODES:
-            raise ValueError(f"train.autocast must be one of {AUTOCAST_MODES}; got {self.autocast!r}")
-        if self.eval_samples < 0:
-            raise ValueError(f"train.eval_samples must be >= 0 (0: all), got {self.eval_samples}")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"train.device {self.device!r} is not a torch device or 'auto': {err}"
-                ) from err
-
-    def resolved(self) -> TrainConfig:
-        """This config with ``device="auto"`` replaced by the device to use here."""
-        if self.device != "auto":
-            return self
-        return replace(self, device="cuda" if torch.cuda.is_available() else "cpu")
+    if config.device == "auto":
+        return replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(config.device)
+    except RuntimeError as err:
+        raise ValueError(f"train.device {config.device!r} is not a torch device or 'auto': {err}") from err
+    return config
 
 
 @dataclass

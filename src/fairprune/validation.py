@@ -9,7 +9,6 @@ the sweep write ``config.json`` or move old contents aside.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pandas as pd
 from fairprune.config import IMAGE_DATASETS, DataConfig, ExperimentConfig
 from fairprune.data import Splits
 from fairprune.data.registry import load_dataset
-from fairprune.engine import TrainConfig
+from fairprune.engine import TrainConfig, resolved
 from fairprune.errors import ConfigError, DataError
 from fairprune.grid import data_cells, extends, variants_of
 from fairprune.methods_spec import METHODS
@@ -38,7 +37,7 @@ def train_config(cfg: ExperimentConfig) -> TrainConfig:
         ConfigError: If ``train.device`` is not a device torch knows.
     """
     try:
-        return TrainConfig(**dataclasses.asdict(cfg.train)).resolved()
+        return resolved(cfg.train)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
