@@ -30,6 +30,7 @@ from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
+from fairprune.model_io import rows
 from fairprune.models.binary import TwoLogits, output_classes, unwrap
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
@@ -203,7 +204,7 @@ def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: 
     if result.channels is None:
         return unwrap(bake_masks(engine_model))
     slim = result.channels.slim(engine_model).to(device)
-    check_slim(slim, engine_model, model_inputs(val.x[:64], device))
+    check_slim(slim, engine_model, model_inputs(rows(val.x, 0, 64), device))
     bake_masks(engine_model)
     return unwrap(slim)
 

@@ -38,6 +38,7 @@ from fairprune.export import (
     pruning_section,
 )
 from fairprune.fairness.metrics import METRIC_COLUMNS
+from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.run_choice import best_run, find_run
 from fairprune.runs import architecture
@@ -108,7 +109,12 @@ def _models(
     out: Path, cfg: ExperimentConfig, splits: Splits, job: Job, row: pd.Series
 ) -> tuple[nn.Module, nn.Module, int]:
     """The dense model, the shipped model and the dense training iterations of a run."""
-    dense = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    dense = build_model(
+        cfg.model.name,
+        input_shape(splits.train.x),
+        splits.n_classes,
+        **cfg.model.params,
+    )
     dense_path = out / "dense" / f"{job.dense_key}.pt"
     if not dense_path.is_file():
         raise ShippedModelError(

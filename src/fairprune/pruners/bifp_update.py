@@ -42,6 +42,7 @@ from fairprune.distributed import all_gather_cat, all_reduce_mean_, is_distribut
 from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
+from fairprune.model_io import Features, forward_logits
 from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
 
 __all__ = ["BiFPSparsifier", "SCORE_INITS", "initial_scores"]
@@ -111,7 +112,7 @@ class BiFPSparsifier:
         init: str = "magnitude",
         seed: int = 0,
         space: Space | None = None,
-        example_input: Tensor | None = None,
+        example_input: Features | None = None,
     ) -> None:
         """Put the masks on ``model`` (before wrapping it in DDP) and start recording ``g``.
 
@@ -276,7 +277,7 @@ class BiFPSparsifier:
                     f"split); received a {type(batch).__name__}"
                 )
             x, y, groups = batch
-            logits = model(model_inputs(x, str(device))).float().cpu()
+            logits = forward_logits(model, model_inputs(x, str(device))).float().cpu()
             pred = (
                 (logits.reshape(-1) > 0).long()
                 if logits.ndim == 1 or logits.shape[-1] == 1

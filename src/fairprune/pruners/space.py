@@ -32,6 +32,7 @@ from fairprune.masks import (
     mask_versions,
     prunable_parameters,
 )
+from fairprune.model_io import Features, rows, single_tensor
 from fairprune.structured import (
     BUDGETS,
     ChannelGroup,
@@ -64,10 +65,10 @@ SCOPES = ("global", "layer")
 Scores = dict[str, Tensor]  # weight name -> scores shaped like it, or group id -> (n_channels,)
 
 
-def example_input(model: nn.Module, task: Task) -> Tensor:
+def example_input(model: nn.Module, task: Task) -> Features:
     """One training sample as the model takes it, on the model's device (for tracing)."""
     device = next(model.parameters()).device
-    return model_inputs(task.splits.train.x[:1], str(device))
+    return model_inputs(rows(task.splits.train.x, 0, 1), str(device))
 
 
 class WeightSpace:
@@ -139,7 +140,7 @@ class ChannelSelection:
 
     groups: tuple[ChannelGroup, ...]
     keep: dict[str, Tensor]
-    example_input: Tensor
+    example_input: Features
 
     @property
     def channel_fraction(self) -> float:
@@ -149,7 +150,7 @@ class ChannelSelection:
 
     def slim(self, model: nn.Module) -> nn.Module:
         """A smaller dense copy of ``model`` without the removed channels (same outputs in eval)."""
-        return slim(model, self.groups, self.keep, self.example_input)
+        return slim(model, self.groups, self.keep, single_tensor(self.example_input, "channel slimming"))
 
 
 class ChannelSpace:
@@ -168,13 +169,14 @@ class ChannelSpace:
     def __init__(
         self,
         model: nn.Module,
-        task: Task | Tensor,
+        task: Task | Features,
         round_to: int = 1,
         at_least: bool = False,
         budget: str = "params",
     ) -> None:
         # the channel groups are traced on one input: a training sample of the task, or one given
-        self.example = task if isinstance(task, Tensor) else example_input(model, task)
+        example = example_input(model, task) if isinstance(task, Task) else task
+        self.example = single_tensor(example, "structure='channel' (tracing the channel groups)")
         self.groups = channel_groups(model, self.example)
         if any(not any(s.prunable and s.dim == 1 for s in g.slices) for g in self.groups):
             raise ValueError(f"a channel group of {type(model).__name__} has no consuming Linear/Conv")
