@@ -132,10 +132,20 @@ def _concat(batches: Iterable[Any], name: str, unit: str) -> tuple[Features, Ten
         gs.append(g.reshape(-1) if g.ndim == 2 and g.shape[1] == 1 else g)
     if not xs:
         raise ValueError(f"the {name} data yielded no batch; expected (x, y, group) samples")
-    shapes = sorted({repr(sample_shapes(x)) for x in xs})
+    shapes = sorted({_shape_key(sample_shapes(x)) for x in xs}, key=str)
     if len(shapes) > 1:
         raise ValueError(f"the {name} batches hold x of sample shapes {shapes[:4]}; expected one shape")
     return concat(xs), torch.cat(ys), torch.cat(gs)
+
+
+def _shape_key(shape: Any) -> Any:
+    """A sample shape as a hashable, readable key: ``(3,)``, a tuple of them, or a tuple of
+    ``(key, shape)`` pairs."""
+    if isinstance(shape, dict):
+        return tuple((k, tuple(v)) for k, v in shape.items())
+    if shape and isinstance(shape[0], list):
+        return tuple(tuple(v) for v in shape)
+    return tuple(shape)
 
 
 def _ids(values: Tensor, what: str) -> Tensor:
