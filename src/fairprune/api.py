@@ -32,6 +32,7 @@ from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.model_io import rows
 from fairprune.models.binary import TwoLogits, output_classes, unwrap
+from fairprune.prunable import Prunable, coverage, select_prunable
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
 from fairprune.schema import name_groups
@@ -257,16 +258,21 @@ def prune(
     fairness_settings: Mapping[str, Any] | None = None,
     certify: float | str = FAIRNESS_DEFAULTS.certify,
     certify_fraction: float = FAIRNESS_DEFAULTS.certify_fraction,
+    prunable: Prunable = None,
     **method_params: Any,
 ) -> PruningResult:
     """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
 
     Args:
-        model: A trained classifier: ``(N, ...) -> (N, C)`` logits, or one binary logit
-            ``(N,)``/``(N, 1)``; any ``nn.Module`` with Linear/Conv layers (their weights are
-            what is pruned).
+        model: A trained classifier returning ``(N, C)`` logits, or one binary logit
+            ``(N,)``/``(N, 1)``, as a tensor, a tuple (the first element), a dict (``"logits"``)
+            or an object with ``.logits`` (a Hugging Face model); see :mod:`fairprune.model_io`.
+            Its prunable weights are those of :mod:`fairprune.prunable` (Linear, Conv, HF
+            Conv1D, MultiheadAttention, RNN/LSTM/GRU), or the ones ``prunable`` chooses.
         train, val, test: Each a torch ``Dataset`` or ``DataLoader`` yielding ``(x, y, group)``
-            or a tuple of tensors ``(x, y, group)``. Labels are class ids (ints, or floats 0/1);
+            or a tuple of tensors ``(x, y, group)``; ``x`` a tensor, a tuple of tensors
+            (``model(*x)``) or a dict of tensors (``model(**x)``, e.g. ``input_ids`` and
+            ``attention_mask``), batch-first. Labels are class ids (ints, or floats 0/1);
             groups are ids ``0 .. G-1``. ``val`` is where tau is checked and a state chosen;
             ``test`` (optional) is only measured. They are read into memory once.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
@@ -297,6 +303,11 @@ def prune(
             of the held-out part holds at least ``fairness.MIN_CELL`` samples (and the metric is
             certifiable), else no certificate, with a warning naming the smallest group.
         certify_fraction: Share of ``val`` held out for the certificate, in (0, 1).
+        prunable: Which weights may be pruned: parameter names or ``fnmatch`` patterns, layer
+            types (e.g. ``[nn.Linear, nn.Embedding]`` to add embeddings), or a predicate
+            ``(name, parameter) -> bool`` (see :func:`fairprune.prunable.select_prunable`);
+            ``None``: every supported weight but embeddings. The rest is left dense and named
+            in the result's :attr:`~PruningResult.coverage`.
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
 
@@ -316,7 +327,8 @@ def prune(
     if certify != 0 and not (isinstance(certify_fraction, (int, float)) and 0 < certify_fraction < 1):
         raise ValueError(f"certify_fraction must be in (0, 1); received {certify_fraction!r}")
     objective = _objective(fairness, tolerance, fairness_settings, certify)
-    prunable_parameters(model)  # a model with nothing to prune fails here, before any work
+    if not select_prunable(model, prunable, record=False):  # a bad choice fails here, before any work
+        prunable_parameters(model)  # nothing to prune: raises, naming the layers expected
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
     data, names = _read({"train": train, "val": val, "test": test}, group_names)
     # under torchrun: each rank trains its shard of every batch (DDP), the results are the same
@@ -327,7 +339,7 @@ def prune(
             model, data, names, float(sparsity), objective, tolerance,
             method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
             progress=progress, config=config, method_params=method_params, certify=certify,
-            certify_fraction=certify_fraction,
+            certify_fraction=certify_fraction, prunable=prunable,
         )  # fmt: skip
     finally:
         if joined:
@@ -352,6 +364,7 @@ def _prune(
     method_params: dict[str, Any],
     certify: float | str,
     certify_fraction: float,
+    prunable: Prunable,
 ) -> PruningResult:
     """:func:`prune` once the inputs are read and checked, on the resolved ``device``."""
     resolved = device
@@ -363,6 +376,9 @@ def _prune(
         dense = TwoLogits(dense)
     home, training = next(model.parameters()).device, model.training
     work = model if inplace else copy.deepcopy(model)
+    select_prunable(work, prunable)
+    cover = coverage(work)
+    logger.info("fairprune.prune: %s", cover.describe())
     work = TwoLogits(work) if n_classes == 1 else work
     splits = _splits(data, names, n_classes, objective, certify, certify_fraction, seed)
     if objective is not None and splits.certify is None:
@@ -387,6 +403,8 @@ def _prune(
         structure=structure,
         sparsity=float(sparsity),
         achieved_sparsity=mask_sparsity(masks),
+        achieved_sparsity_all=sum(int((m == 0).sum()) for m in masks.values()) / cover.n_parameters,
+        coverage=cover,
         fairness=None if objective is None else objective.metric,
         tolerance=None if objective is None else objective.tolerance,
         feasible=outcome.feasible,

@@ -43,6 +43,7 @@ from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
 from fairprune.model_io import Features, forward_logits
+from fairprune.prunable import Coverage, Prunable, coverage, select_prunable
 from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
 
 __all__ = ["BiFPSparsifier", "SCORE_INITS", "initial_scores"]
@@ -73,6 +74,9 @@ class BiFPSparsifier:
         weight_fairness: lambda_w, weight of the fairness term in the weight (lower) level.
         structure: ``"unstructured"`` (a score per weight) or ``"channel"`` (a score per channel).
         scope: ``"global"`` or ``"layer"`` top-k (unstructured only).
+        prunable: Which weights may be pruned (names or patterns, layer types, or a predicate;
+            see :func:`fairprune.prunable.select_prunable`); ``None``: every supported weight
+            but embeddings. :attr:`coverage` names what is left dense after :meth:`prepare`.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class BiFPSparsifier:
         weight_fairness: float = 1.0,
         structure: str = "unstructured",
         scope: str = "global",
+        prunable: Prunable = None,
     ) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1); received {sparsity}")
@@ -99,7 +104,8 @@ class BiFPSparsifier:
         self.sparsity, self.constraint = sparsity, constraint
         self.mask_lr, self.gamma = mask_lr, gamma
         self.mask_fairness, self.weight_fairness = mask_fairness, weight_fairness
-        self.structure, self.scope = structure, scope
+        self.structure, self.scope, self.prunable = structure, scope, prunable
+        self.coverage: Coverage | None = None
         self.steps = 0
         self._upper = False  # inside an alternating step's closure
         self._model: nn.Module | None = None
@@ -125,6 +131,8 @@ class BiFPSparsifier:
             example_input: One input batch, to trace the channel groups (``structure="channel"``).
         """
         module = unwrap(model)
+        select_prunable(module, self.prunable)
+        self.coverage = coverage(module)
         if space is None and self.structure == "channel":
             if example_input is None:
                 raise ValueError("structure='channel' needs example_input= (one input batch, for tracing)")

@@ -33,6 +33,7 @@ from fairprune.masks import (
     prunable_parameters,
 )
 from fairprune.model_io import Features, rows, single_tensor
+from fairprune.prunable import tied_parameters
 from fairprune.structured import (
     BUDGETS,
     ChannelGroup,
@@ -175,6 +176,7 @@ class ChannelSpace:
         budget: str = "params",
     ) -> None:
         # the channel groups are traced on one input: a training sample of the task, or one given
+        _refuse_tied(model)
         example = example_input(model, task) if isinstance(task, Task) else task
         self.example = single_tensor(example, "structure='channel' (tracing the channel groups)")
         self.groups = channel_groups(model, self.example)
@@ -316,6 +318,18 @@ class ChannelSpace:
 
 
 Space = WeightSpace | ChannelSpace
+
+
+def _refuse_tied(model: nn.Module) -> None:
+    """Channel pruning of a weight that several modules share would remove channels of all of
+    them at once, which the dependency graph does not model: refuse it before any work."""
+    prunable = set(prunable_parameters(model))
+    tied = [names for first, names in tied_parameters(model).items() if first in prunable]
+    if tied:
+        raise ValueError(
+            f"structure='channel' cannot prune tied weights {tied[0]} (one tensor shared by "
+            "several modules); expected structure='unstructured' for this model"
+        )
 
 
 def _random(shape: torch.Size | tuple[int, ...], generator: torch.Generator, kind: str) -> Tensor:
