@@ -181,7 +181,9 @@ def bake_masks(model: nn.Module) -> nn.Module:
     return model
 
 
-def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global") -> Masks:
+def topk_masks(
+    scores: dict[str, Tensor], target: float, *, scope: str = "global", floor: bool = True
+) -> Masks:
     """Binary masks keeping the highest scores, at exactly ``round(target * n)`` pruned weights.
 
     Args:
@@ -189,10 +191,12 @@ def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global
         target: Sparsity in [0, 1): fraction of the weights to remove.
         scope: ``"global"`` ranks all scores together; ``"layer"`` prunes each tensor to
             ``target`` on its own.
+        floor: Global scope: no tensor is removed whole (each keeps a weight, the last one, the
+            classifier of most models, one per output row; see :func:`fairprune.topk.layer_floors`).
 
     Ties are broken by :func:`torch.topk`'s order, so the count is always exact.
     """
-    return TopK().masks(scores, target, scope=scope)
+    return TopK().masks(scores, target, scope=scope, floor=floor)
 
 
 def sparsity(masks: Masks) -> float:

@@ -48,7 +48,7 @@ from fairprune.structured import (
     structured_topk,
     weight_costs,
 )
-from fairprune.topk import TopK
+from fairprune.topk import TopK, layer_floors
 
 __all__ = [
     "STRUCTURES",
@@ -73,13 +73,16 @@ def example_input(model: nn.Module, task: Task) -> Features:
 
 
 class WeightSpace:
-    """Unstructured: one score per weight; exact top-k (``round(s * n)`` weights removed)."""
+    """Unstructured: one score per weight; exact top-k (``round(s * n)`` weights removed). Global
+    top-k leaves every layer a weight, the last (the classifier) one per output row
+    (:func:`~fairprune.topk.layer_floors`)."""
 
     structure = "unstructured"
 
     def __init__(self, scope: str = "global") -> None:
         self.scope = scope
         self._topk = TopK()  # warm-started: a learned mask re-thresholds every step
+        self._floors: list[int] | None = None  # no layer removed whole (global top-k)
 
     def magnitude(self, model: nn.Module) -> Scores:
         """``|theta|`` of every prunable weight."""
@@ -114,7 +117,10 @@ class WeightSpace:
         flat = flat_alias(ordered)  # scores that are slices of one buffer are read uncopied
         if flat is None or flat.dtype != torch.float32:
             flat = torch.cat([s.detach().reshape(-1).float() for s in ordered])
-        slots.write(self._topk.keep(flat, sparsity, scope=self.scope, segments=slots.segments))
+        if self._floors is None or len(self._floors) != len(slots.weights):
+            self._floors = layer_floors([tuple(w.shape) for w in slots.weights])
+        keep = self._topk.keep(flat, sparsity, scope=self.scope, segments=slots.segments, floors=self._floors)
+        slots.write(keep)
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """Per-weight mask gradients as score gradients (here: unchanged)."""
