@@ -81,39 +81,30 @@ def export_model(
             fairness notion, tau and outcome fill the card's ``pruning`` section, and whose
             metrics fill ``metrics`` when ``data`` is not given.
         directory: Where to write (created; existing shipped files are replaced).
-        data: The splits to measure the card's metrics on (``val`` and ``test``, dense and
-            pruned), and the class / group names: a :class:`~fairprune.data.Splits`, or the
-            data as :func:`fairprune.prune` takes it, ``(train, val)`` or ``(train, val, test)``
-            (each a ``Dataset``, ``DataLoader`` or tuple ``(x, y, group)``) or a dict with those
-            keys. Without it the card holds no metrics.
+        data: The splits the card's metrics (``val``, ``test``) and names come from: ``Splits``,
+            or the data as :func:`fairprune.prune` takes it (``(train, val[, test])`` or a dict).
         dense: The dense model the pruned one came from: its metrics, parameters, FLOPs and
             latency go beside the pruned model's, and the sparsity is measured against it.
         architecture: ``{"name", "input_shape", "n_classes", "params"}`` of a built-in model
             (:data:`fairprune.models.MODELS`), so that :func:`load_exported` can rebuild it;
             without it, loading needs a module of the architecture.
-        about: Provenance sections added to the card as they are (``pruning``, ``seeds``,
-            ``data_source``, ``config``, ...); JSON-serialisable, not one of the computed sections.
+        about: Provenance sections added to the card as they are (``pruning``, ``seeds``, ...);
+            JSON-serialisable, not one of the computed sections.
         weights: ``"dense"``, ``"sparse"`` (bitmask or indices + values, see
             :func:`~fairprune.export.save_weights`), or ``"auto"``: sparse when that file is
             under 90% of the dense one (a model with masks baked in), else dense.
         onnx: Also write ``model.onnx``, checked against PyTorch on an example batch.
-        example_input: A batch as the model takes it (a tensor, a tuple or a dict of tensors),
-            for FLOPs, latency and the ONNX check; default: up to 64 validation samples of ``data``.
-        group_names: Name of each group id of ``data`` given as tensors (default: the
-            result's, else ``"0"``, ``"1"``, ...).
+        example_input: A batch as the model takes it, for FLOPs, latency and the ONNX check;
+            default: up to 64 validation samples of ``data``.
+        group_names: Names of the group ids of ``data`` (default: the result's, or ``"0"``, ...).
 
     Returns:
         The directory.
     """
     result = model if isinstance(model, PruningResult) else None
     model, about = _unpack(model, about)
-    clashes = sorted(set(about or {}) & set(_COMPUTED))
-    if clashes:
-        raise ShippedModelError(f"about= may not set the computed card sections {clashes}")
-    if weights not in (*LAYOUTS, "auto"):
-        raise ShippedModelError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
-    names = group_names if group_names is not None else (result.group_names if result is not None else None)
-    data = None if data is None else as_splits(data, group_names=names)
+    _check_arguments(about, weights)
+    data = _splits(data, group_names if group_names is not None or result is None else result.group_names)
     example = _example(data, example_input)
     if onnx and example is None:
         raise ShippedModelError("onnx=True needs data= or example_input= (a batch to check the export on)")
@@ -146,6 +137,19 @@ def export_model(
     _readable(write_atomic(out / MARKDOWN_FILE, render_markdown(card)))
     _readable(write_atomic(out / CARD_FILE, text + "\n"))  # last: a directory with a card is complete
     return out
+
+
+def _check_arguments(about: Mapping[str, Any] | None, weights: str) -> None:
+    clashes = sorted(set(about or {}) & set(_COMPUTED))
+    if clashes:
+        raise ShippedModelError(f"about= may not set the computed card sections {clashes}")
+    if weights not in (*LAYOUTS, "auto"):
+        raise ShippedModelError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
+
+
+def _splits(data: Splits | DataSplits | None, group_names: Sequence[str] | None) -> Splits | None:
+    """``data`` as ``Splits`` (from the data ``prune`` takes), with ``group_names``."""
+    return None if data is None else as_splits(data, group_names=group_names)
 
 
 def _unpack(model: object, about: Mapping[str, Any] | None) -> tuple[nn.Module, dict[str, Any]]:
