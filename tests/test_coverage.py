@@ -179,3 +179,34 @@ def test_global_topk_leaves_every_layer_a_weight_and_the_classifier_one_per_row(
     assert float(kept_big.min()) >= float(scores["big"][plain["big"] > 0].sort().values[4])  # lowest 4 gone
     with pytest.raises(ValueError, match=r"sparsity 0.99 keeps 11 weights, fewer than the 14 that leave"):
         TopK().masks({"a": torch.rand(3, 2), "b": torch.rand(1000) + 1, "head": torch.rand(12, 4)}, 0.99)
+
+
+def test_a_masked_transformer_encoder_equals_the_manual_product_on_its_eval_fast_path():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    model, x = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), torch.randn(3, 5, 16)
+    masks = topk_masks({n: p.abs() for n, p in prunable_parameters(model).items()}, 0.7)
+    assert "layers.1.self_attn.in_proj_weight" in masks
+    manual = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for name, mask in masks.items():
+            manual.get_parameter(name).mul_(mask)
+    apply_masks(model, masks)
+    with torch.no_grad():  # eval + no_grad: torch's fused attention path reads the masked weights
+        assert torch.equal(model.eval()(x), manual(x))
+
+
+def test_prune_with_embeddings_chosen_prunes_them_to_the_exact_target():
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 10, (160, 4), generator=gen)
+    data = (ids, (ids[:, 0] >= 5).long(), torch.arange(160) % 2)
+    torch.manual_seed(0)
+    result = fairprune.prune(
+        Mixed(), data, data, sparsity=0.75, method="magnitude", prunable=[nn.Embedding, nn.Linear], **FAST
+    )
+    assert list(result.masks) == ["embed.weight", "attn.out_proj.weight", "head.weight"]
+    zeros = sum(int((m == 0).sum()) for m in result.masks.values())
+    assert zeros == round(0.75 * (80 + 64 + 8)) == 114
+    assert result.achieved_sparsity_all == 114 / 554
+    assert "attn.in_proj_weight" in result.coverage.dense
+    assert int((result.model.embed.weight == 0).sum()) >= int((result.masks["embed.weight"] == 0).sum())
