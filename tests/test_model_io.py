@@ -251,3 +251,24 @@ def test_group_data_holds_dict_features():
     logits = forward_logits(model.eval(), data.x)
     assert logits.shape == (10, 2)
     assert "transformer.h.1.mlp.c_proj.weight" in prunable_parameters(model)
+
+
+class DictItems(torch.utils.data.Dataset):
+    """A tokenised text dataset as users have them: items ``({"input_ids", "attention_mask"}, y, g)``."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int):
+        return (
+            {"input_ids": torch.arange(4) + i, "attention_mask": torch.ones(4, dtype=torch.long)},
+            i % 2,
+            i % 2,
+        )
+
+
+def test_a_dataset_or_loader_of_dict_items_reads_into_one_split():
+    data = as_group_data(DictItems(), name="train")
+    batched = as_group_data(torch.utils.data.DataLoader(DictItems(), batch_size=3), name="train")
+    assert torch.equal(data.x["input_ids"], batched.x["input_ids"])
+    assert data.x["input_ids"][7].tolist() == [7, 8, 9, 10] and data.y.tolist() == [0, 1] * 5
