@@ -272,3 +272,17 @@ def test_a_dataset_or_loader_of_dict_items_reads_into_one_split():
     batched = as_group_data(torch.utils.data.DataLoader(DictItems(), batch_size=3), name="train")
     assert torch.equal(data.x["input_ids"], batched.x["input_ids"])
     assert data.x["input_ids"][7].tolist() == [7, 8, 9, 10] and data.y.tolist() == [0, 1] * 5
+
+
+def test_a_hugging_face_result_exports_and_re_checks_with_dict_inputs(tmp_path):
+    from fairprune.data.adapters import as_splits
+    from fairprune.export import evaluate_exported
+
+    train, val, test = tokens(192, 0), tokens(96, 1), tokens(96, 2)
+    result = fairprune.prune(hf_model("gpt2"), train, val, sparsity=0.5, test=test, **FAST)
+    out = export_model(result, tmp_path / "ship", data=(train, val, test))
+    exported = load_exported(out, hf_model("gpt2"))
+    assert exported.card["model"]["input_shape"] == {"input_ids": [8], "attention_mask": [8]}
+    assert exported.card["footprint"]["sparsity"] == 0.5
+    evaluation = evaluate_exported(exported, as_splits((train, val, test), group_names=["0", "1"]))
+    assert evaluation.passed, evaluation.format()
