@@ -13,8 +13,8 @@ from torch import nn
 
 import fairprune
 from fairprune.cli import main
-from fairprune.data.adapters import as_group_data
-from fairprune.export import export_model, load_exported
+from fairprune.data.adapters import as_group_data, as_splits
+from fairprune.export import evaluate_exported, export_model, load_exported
 from fairprune.masks import prunable_parameters
 from fairprune.model_io import (
     as_features,
@@ -275,9 +275,6 @@ def test_a_dataset_or_loader_of_dict_items_reads_into_one_split():
 
 
 def test_a_hugging_face_result_exports_and_re_checks_with_dict_inputs(tmp_path):
-    from fairprune.data.adapters import as_splits
-    from fairprune.export import evaluate_exported
-
     train, val, test = tokens(192, 0), tokens(96, 1), tokens(96, 2)
     result = fairprune.prune(hf_model("gpt2"), train, val, sparsity=0.5, test=test, **FAST)
     out = export_model(result, tmp_path / "ship", data=(train, val, test))
