@@ -15,6 +15,7 @@ import fairprune
 from fairprune.cli import main
 from fairprune.data.adapters import as_group_data, as_splits
 from fairprune.export import evaluate_exported, export_model, load_exported
+from fairprune.fairness import Constraint, FairnessObjective
 from fairprune.masks import prunable_parameters
 from fairprune.model_io import (
     as_features,
@@ -26,6 +27,7 @@ from fairprune.model_io import (
     sample_shapes,
     take,
 )
+from fairprune.pruners import BiFPSparsifier
 
 FAST = {"steps": 4, "finetune_steps": 2, "progress": False, "certify": 0}
 
@@ -283,3 +285,27 @@ def test_a_hugging_face_result_exports_and_re_checks_with_dict_inputs(tmp_path):
     assert exported.card["footprint"]["sparsity"] == 0.5
     evaluation = evaluate_exported(exported, as_splits((train, val, test), group_names=["0", "1"]))
     assert evaluation.passed, evaluation.format()
+
+
+def test_the_sparsifier_in_a_plain_loop_prunes_a_hugging_face_model_exactly():
+    model = hf_model("gpt2")
+    x, y, g = tokens(64, 0)
+    objective = FairnessObjective("equalized_odds", 0.02, mode="lagrangian", strength=1.0)
+    sparsifier = BiFPSparsifier(0.6, Constraint(objective, 2))
+    sparsifier.prepare(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for start in (0, 32):
+        batch = {k: v[start : start + 32] for k, v in x.items()}
+        logits = model(**batch).logits  # the user's own call
+        loss = nn.functional.cross_entropy(logits, y[start : start + 32])
+        loss = loss + sparsifier.fairness_term(logits, y[start : start + 32], g[start : start + 32])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sparsifier.step()
+    violation = sparsifier.update_multiplier(as_group_data((x, y, g), name="val"))
+    assert violation == violation  # a number: the loop read the dict inputs and .logits
+    pruned = sparsifier.squash_mask()
+    weights = prunable_parameters(pruned)
+    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    assert zeros == round(0.6 * 24640)
