@@ -4,6 +4,7 @@ weights counted and masked once, and no layer removed whole by global top-k."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -167,12 +168,14 @@ def test_the_sparsifier_takes_prunable_and_reports_coverage():
     assert sum(int((m == 0).sum()) for m in get_masks(model).values()) == round(0.5 * (192 + 64 + 8))
 
 
-def test_global_topk_leaves_every_layer_a_weight_and_the_classifier_one_per_row():
+def test_global_topk_leaves_every_layer_a_weight_and_the_classifier_one_per_row(caplog):
     # "small" and "head" hold the lowest scores: plain top-k at 0.9 removes both whole
     scores = {"big": torch.rand(40, 25) + 1.0, "small": torch.rand(4, 5), "head": torch.rand(3, 4)}
     plain = topk_masks(scores, 0.9, floor=False)
     assert int(plain["small"].sum()) == 0 and int(plain["head"].sum()) == 0
-    masks = topk_masks(scores, 0.9)
+    with caplog.at_level(logging.INFO, logger="fairprune.topk"):
+        masks = topk_masks(scores, 0.9)
+    assert "would remove ['small', 'head'] whole: kept its floor" in caplog.text
     assert [int(masks[n].sum()) for n in scores] == [103 - 4, 1, 3]  # 103 kept in all, still exact
     assert torch.equal(masks["small"].flatten().argmax(), scores["small"].flatten().argmax())
     kept_big = scores["big"][masks["big"] > 0]

@@ -11,6 +11,7 @@ to :func:`torch.topk`, whose order breaks the ties, so the count is always exact
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -19,6 +20,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["TopK", "n_pruned", "layer_floors"]
+
+logger = logging.getLogger(__name__)
 
 
 def n_pruned(n: int, target: float) -> int:
@@ -46,6 +49,7 @@ class TopK:
 
     def __init__(self) -> None:
         self._cuts: dict[str, tuple[float, float]] = {}  # scope key -> (cut, band half-width)
+        self._floored = False  # a layer floor was applied (and logged)
 
     def masks(
         self, scores: dict[str, Tensor], target: float, *, scope: str = "global", floor: bool = True
@@ -82,7 +86,15 @@ class TopK:
             raise ValueError(f"sparsity must be in [0, 1), got {target}")
         if scope == "global":
             keep = self._keep(flat, flat.numel() - n_pruned(flat.numel(), target), "")
-            return _with_floors(flat, keep, segments, floors, target) if floors else keep
+            if not floors:
+                return keep
+            keep, raised = _with_floors(flat, keep, segments, floors, target)
+            if raised and not self._floored:  # said once: a learned mask re-thresholds every step
+                self._floored = True
+                logger.info(
+                    "global top-k at sparsity %g would remove %s whole: kept its floor", target, raised
+                )
+            return keep
         if scope != "layer":
             raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
         if sum(size for _, size in segments) != flat.numel():
@@ -147,8 +159,9 @@ def _above(flat: Tensor, cut: float) -> tuple[Tensor, int]:
 
 def _with_floors(
     flat: Tensor, keep: Tensor, segments: Sequence[tuple[str, int]], floors: Sequence[int], target: float
-) -> Tensor:
-    """``keep`` with every segment holding at least its floor (see :meth:`TopK.keep`).
+) -> tuple[Tensor, list[str]]:
+    """``keep`` with every segment holding at least its floor (see :meth:`TopK.keep`), and the
+    names of the segments that were raised to it.
 
     Raises:
         ValueError: The floors add up to more than the weights ``target`` keeps.
@@ -159,7 +172,7 @@ def _with_floors(
     kept = [int(part.sum()) for part in keep.split(sizes)]
     short = [i for i, (k, f) in enumerate(zip(kept, floors, strict=True)) if k < min(f, sizes[i])]
     if not short:
-        return keep
+        return keep, []
     n_keep = sum(kept)
     need = sum(min(f, s) for f, s in zip(floors, sizes, strict=True))
     if need > n_keep:
@@ -192,4 +205,4 @@ def _with_floors(
         keep[index] = 0.0
         kept[seg] -= 1
         added -= 1
-    return keep
+    return keep, [segments[i][0] for i in short]
