@@ -169,7 +169,11 @@ def _with_floors(
     sizes = [size for _, size in segments]
     if len(floors) != len(sizes) or sum(sizes) != flat.numel():
         raise ValueError(f"floors need one segment per floor covering all {flat.numel()} scores")
-    kept = [int(part.sum()) for part in keep.split(sizes)]
+    # one kernel and one sync for all segments (summing each part costs ~50x more on a CPU);
+    # float32 counts are exact up to 2**24 entries per segment
+    counts = keep if max(sizes) < 2**24 else keep.double()
+    lengths = torch.tensor(sizes, device=keep.device)
+    kept = [int(k) for k in torch.segment_reduce(counts, "sum", lengths=lengths).tolist()]
     short = [i for i, (k, f) in enumerate(zip(kept, floors, strict=True)) if k < min(f, sizes[i])]
     if not short:
         return keep, []
