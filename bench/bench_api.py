@@ -1,4 +1,4 @@
-"""``fairprune.prune`` with every default on a trained MLP: the README's measured table.
+"""``fairprune.prune`` with every default on a trained MLP: the measured table of docs/python-api.md.
 
 For COMPAS (race) and Adult (sex): ``build_model("mlp", hidden=[64, 32])`` trained 1500 steps
 with ``train_weights`` (seed 0), then ``fairprune.prune(model, train, val, sparsity=0.9,

@@ -109,7 +109,7 @@ def test_a_pruner_meets_a_flops_budget_and_run_pruner_checks_it():
 
 
 def test_budget_is_checked():
-    with pytest.raises(ValueError, match="unknown budget"):
+    with pytest.raises(ValueError, match="budget: expected 'params' or 'flops'; got 'watts'"):
         build_pruner("magnitude", structure="channel", budget="watts")
     with pytest.raises(ValueError, match="structure='channel' only"):
         build_pruner("magnitude", budget="flops")

@@ -273,6 +273,15 @@ def test_format_results_states_the_certificate() -> None:
     text = format_results(frame)
     assert "certified: V(pruned) - V(dense) <= 0.02 with 95% confidence on 1,204 held-out" in text
     assert "1 of 2 runs" in text and "can certify: 0.008" in text
+    assert "would need" not in text  # the threshold is above the smallest certifiable
+    short = frame.assign(
+        certified=[False, False], certify_smallest=[0.03, 0.03], certify_samples_needed=[-1, 3690]
+    )
+    assert "can certify: 0.030; 0.02 would need about 3,690 certification samples" in format_results(short)
+    halve = frame.assign(certify_dense_factor=[0.5, 0.5], certified=[False, False])
+    text = format_results(halve)
+    assert "certified: V(pruned) - 0.5 V(dense) <= 0.02" in text
+    assert "a model equal to the dense one would be bounded at: 0.008" in text
 
 
 # --- the one-call API ------------------------------------------------------------------------------

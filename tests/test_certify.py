@@ -295,11 +295,62 @@ def test_describe_and_to_row() -> None:
         "violation_bound": 0.0312,
         "certify_threshold": 0.05,
         "certify_kind": "absolute",
+        "certify_dense_factor": 1.0,
         "certify_confidence": 0.95,
         "certify_samples": 1204,
         "certify_min_cell": 126,
         "certify_smallest": 0.0214,
+        "certify_samples_needed": -1,
     }
+    assert "would need" not in failed.describe()
+    short = _certificate(certified=False, bound=0.081, threshold=0.02, samples_needed=3690)
+    assert short.describe().endswith("126; certifying 0.02 would need about 3,690 in these proportions)")
+    assert short.to_row()["certify_samples_needed"] == 3690
+
+
+@pytest.mark.parametrize(
+    ("metric", "paired"),
+    [("accuracy_gap", True), ("equalized_odds", True), ("accuracy_gap", False), ("excess_degradation", True)],
+)
+def test_samples_needed_is_the_size_at_which_an_ideal_model_certifies(metric: str, paired: bool) -> None:
+    rng = np.random.default_rng(3)
+    n = 2000
+    groups = np.repeat(np.arange(4), 500)
+    y = rng.integers(0, 2, n)
+    dense = np.where(np.arange(n) % 500 < 425, y, 1 - y)  # 85% right in every group
+    ideal = dense  # equal to the dense model; for the absolute claim: equal accuracy in every group
+    kwargs = {"y_pred_dense": dense, "dense_factor": 1.0, "slack": 0.02} if paired else {"tolerance": 0.02}
+    if metric == "excess_degradation":
+        kwargs = {"y_pred_dense": dense, "tolerance": 0.005}
+    cert = certify(metric, y, ideal, groups=groups, n_groups=4, confidence=0.95, **kwargs)
+    assert not cert.certified and cert.samples_needed is not None and cert.samples_needed > n
+    x = cert.samples_needed / n
+    at = certify(metric, y, ideal, groups=groups, n_groups=4, confidence=0.95, scale=x, **kwargs)
+    below = certify(metric, y, ideal, groups=groups, n_groups=4, confidence=0.95, scale=x / 1.03, **kwargs)
+    assert at.certified and at.bound <= at.threshold
+    assert not below.certified  # within the 1% bisection step plus the rounding up
+    assert at.samples_needed is None
+
+
+def test_samples_needed_is_none_when_no_size_would_certify() -> None:
+    rng = np.random.default_rng(4)
+    groups = np.repeat([0, 1], 500)
+    y = rng.integers(0, 2, 1000)
+    dense = np.where(groups == 0, y, np.where(rng.random(1000) < 0.7, y, 1 - y))  # a 0.15 gap
+    half = certify(
+        "accuracy_gap",
+        y,
+        dense,
+        groups=groups,
+        n_groups=2,
+        confidence=0.95,
+        y_pred_dense=dense,
+        dense_factor=0.5,
+        slack=0.02,
+    )  # V(d) - 0.5 V(d) = 0.5 V(d) ~ 0.07 > 0.02 for every size
+    assert not half.certified and half.samples_needed is None
+    assert "a model equal to the dense one would be bounded at" in half.describe()
+    assert "smallest threshold these group sizes" not in half.describe()
 
 
 # ---------------------------------------------------------------- bad inputs

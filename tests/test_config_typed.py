@@ -8,7 +8,6 @@ import json
 import math
 import subprocess
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +24,58 @@ from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError
 from fairprune.fairness.bounds import BOUNDED_METRICS
 from fairprune.fairness.metrics import METRIC_COLUMNS, PER_GROUP_METRICS
-from fairprune.methods_spec import METHODS
+from fairprune.methods_spec import DENSE, METHODS, ROLES, defaults, methods_with
 from fairprune.models import MODELS
-from fairprune.pruners import FAIR_METHODS, PRUNERS, build_pruner
+from fairprune.pruners import build_pruner, pruner_class
+from fairprune.pruners.postprocess import POSTPROCESS_CONSTRAINTS
 from fairprune.schema import CONSTRAINED_COLUMNS
 
 SRC = Path(__file__).parents[1] / "src"
 
 
-@pytest.mark.parametrize("method", sorted(PRUNERS))
-def test_every_method_declares_exactly_its_pruners_fields_and_defaults(method: str) -> None:
-    factory = PRUNERS[method]
-    cls = factory.func if isinstance(factory, partial) else factory
-    built = build_pruner(method)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_registered_method_builds_from_its_declaration(method: str) -> None:
+    """The registry's contract: the class it names has exactly the declared fields; built, the
+    pruner holds the declared defaults; built bare, its class holds those of its own key."""
+    cls = pruner_class(method)
     spec = METHODS[method]
     assert list(spec.params) == [f.name for f in dataclasses.fields(cls)]
-    assert {name: default for name, (_, default) in spec.params.items()} == dataclasses.asdict(built)
-    assert spec.fair == (method in FAIR_METHODS)
-    supported = getattr(built, "supported_metrics", None)
-    assert spec.metrics == (None if supported is None else tuple(supported))
+    assert dataclasses.asdict(build_pruner(method)) == defaults(method)
+    assert dataclasses.asdict(cls()) == defaults(cls.key)
+    assert list(METHODS[cls.key].params) == list(spec.params)
+    if spec.binary_only:
+        assert spec.metrics == tuple(POSTPROCESS_CONSTRAINTS)
+
+
+def test_roles_partition_the_methods() -> None:
+    by_role = {role: methods_with(role) for role in ROLES}
+    assert sorted(sum(by_role.values(), ())) == sorted(METHODS)
+    assert by_role["reference"] == (DENSE,)
+    assert by_role["two_stage"] == ("prune_then_fair", "fair_then_prune", "ceag", "postprocess")
+    assert by_role["bifp"] == ("bip", "bifp", "bifp_no_mask_fairness", "bifp_no_weight_fairness")
+    fair = {m for m, spec in METHODS.items() if spec.fair}
+    bifp = {"bifp", "bifp_no_mask_fairness", "bifp_no_weight_fairness"}
+    assert fair == bifp | {"prune_then_fair", "fair_then_prune"}
+    with pytest.raises(ValueError, match=r"unknown role 'ablation'; expected one of \('reference'"):
+        methods_with("ablation")
+
+
+def test_a_pruner_checks_its_fields_against_the_declaration() -> None:
+    with pytest.raises(
+        ValueError, match=r"^method 'bifp': mask_lr: expected a number greater than 0; got -1"
+    ):
+        pruner_class("bifp")(mask_lr=-1)
+    with pytest.raises(
+        ValueError, match=r"^method 'ceag': pruning: expected 'magnitude' or 'imp'; got 'snip'"
+    ):
+        build_pruner("ceag", pruning="snip")
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['stepz'\] for method 'magnitude'"):
+        build_pruner("magnitude", stepz=3)
+    with pytest.raises(ValueError, match=r"unknown method 'magnitud'; expected one of \['bifp'"):
+        build_pruner("magnitud")
 
 
 def test_the_torch_free_lists_match_the_registries() -> None:
-    assert sorted(METHODS) == sorted(PRUNERS)
     assert list(config_module.DATASETS) == dataset_names()
     assert sorted(config_module.MODELS) == sorted(MODELS)
     assert CONSTRAINED_COLUMNS == METRIC_COLUMNS

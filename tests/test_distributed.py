@@ -123,7 +123,7 @@ def _dense(splits: Splits) -> nn.Module:
 
 
 def _user_loop(splits: Splits, dense: nn.Module, rank: int, world: int) -> dict[str, Any]:
-    """The README's loop under DDP: a shard of each global batch of 64 per rank."""
+    """The Python API page's loop under DDP: a shard of each global batch of 64 per rank."""
     model = copy.deepcopy(dense)
     objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", strength=5.0)
     sparsifier = BiFPSparsifier(0.8, Constraint(objective, 2))

@@ -150,7 +150,7 @@ def test_sparse_file_is_about_the_density_and_decodes_in_plain_pytorch(unstructu
     ratio = sparse.stat().st_size / dense.stat().st_size
     assert density < ratio < density + 1 / 32 + 0.01  # bitmask: 1 bit per weight, 4 bytes per kept one
     assert card["files"]["model.sparse.safetensors"]["bytes"] == sparse.stat().st_size
-    # the README's plain decoding (safetensors + torch only) gives the same tensors
+    # the plain decoding of docs/export-and-shipping.md (safetensors + torch only) gives the same tensors
     state = {}
     with safe_open(str(sparse), framework="pt") as f:
         shapes, stored = json.loads(f.metadata()["shapes"]), set(f.keys())

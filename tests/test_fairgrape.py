@@ -11,15 +11,16 @@ from torch import nn
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import Task, TrainConfig
 from fairprune.masks import get_masks, prunable_parameters
-from fairprune.pruners import FAIR_METHODS, PRUNERS, build_pruner, fairgrape, run_pruner
+from fairprune.methods_spec import METHODS
+from fairprune.pruners import build_pruner, fairgrape, pruner_class, run_pruner
 from fairprune.pruners.fairgrape import FairGrape, group_taylor_scores, share_keeping_order
 
 CONFIG = TrainConfig(batch_size=64, lr=0.05, eval_every=2)
 
 
 def test_registered_and_not_a_fairness_method():
-    assert PRUNERS["fairgrape"] is FairGrape
-    assert "fairgrape" not in FAIR_METHODS
+    assert pruner_class("fairgrape") is FairGrape
+    assert not METHODS["fairgrape"].fair
 
 
 def test_greedy_keeps_each_groups_share():
@@ -168,5 +169,6 @@ def test_iteration_accounting(params, iterations, dense, planted_splits):
 
 @pytest.mark.parametrize("field", ["rounds", "n_batches", "greedy_picks"])
 def test_bad_hyperparameters_are_errors(field):
-    with pytest.raises(ValueError, match=f"fairgrape {field} must be a positive integer, got 0"):
+    expected = f"method 'fairgrape': {field}: expected a number greater than or equal to 1; got 0"
+    with pytest.raises(ValueError, match=expected):
         build_pruner("fairgrape", **{field: 0})

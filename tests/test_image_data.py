@@ -384,6 +384,24 @@ def test_utkface_skipped_files_are_said_once_per_root(
     ]
 
 
+def test_utkface_skipped_files_are_said_again_only_when_the_data_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reloads of the same folder (served from the decoded-image cache) repeat nothing; a folder
+    that changed (a new cache entry: file sizes and times are its key) is said again."""
+    root = tmp_path / "c"
+    make_utkface(root)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            load_utkface(root, resolution=R)
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+        write_image(root / "part1" / "unlabelled.jpg", (9, 9, 9))  # a second unparsable name
+        for _ in range(2):
+            load_utkface(root, resolution=R)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 2 and said[1].startswith(f"skipping 2 of 42 UTKFace files under {root} ")
+
+
 def test_utkface_errors(tmp_path: Path) -> None:
     write_image(tmp_path / "u" / "nolabels.jpg", (1, 1, 1))
     with pytest.raises(ValueError, match="none of the 1 image file names parse"):

@@ -176,7 +176,7 @@ def test_channel_mode_at_least_never_prunes_fewer_weights(dense, planted_splits)
 
 
 def test_structure_settings_are_checked():
-    with pytest.raises(ValueError, match="unknown structure 'filters'"):
+    with pytest.raises(ValueError, match="structure: expected 'unstructured' or 'channel'; got 'filters'"):
         build_pruner("bifp", structure="filters")
     with pytest.raises(ValueError, match="expected scope='global'"):
         build_pruner("magnitude", structure="channel", scope="layer")

@@ -1,4 +1,5 @@
-"""The README's Python examples run (with tiny budgets and a small model in place of yours)."""
+"""The Python examples of the README and the docs pages run (with tiny budgets and a small model in
+place of yours), and every ``fairprune`` name they use imports."""
 
 from __future__ import annotations
 
@@ -8,16 +9,38 @@ from pathlib import Path
 
 import torch
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+# the pages whose examples continue one another, in reading order (the API example defines
+# ``splits``, the building blocks ``model`` and ``task``, which export and structured reuse)
+EXAMPLE_PAGES = [
+    README,
+    *(ROOT / "docs" / name for name in ("python-api.md", "export-and-shipping.md", "structured.md")),
+]
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return [
+        block
+        for page in EXAMPLE_PAGES
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    ]
+
+
+def test_every_python_block_of_the_docs_is_run():
+    """A page with a Python example is in ``EXAMPLE_PAGES`` (so that the example is run)."""
+    with_examples = {page for page in PAGES if "```python" in page.read_text()}
+    index = ROOT / "docs" / "index.md"  # the site's home page repeats the README's example
+    assert with_examples - {index} <= set(EXAMPLE_PAGES)
+    assert re.findall(r"```python\n(.*?)```", index.read_text(), flags=re.S) == re.findall(
+        r"```python\n(.*?)```", README.read_text(), flags=re.S
+    )
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     blocks = _python_blocks()
-    assert len(blocks) >= 2  # the API example and the structured one
+    assert len(blocks) >= 8  # README's API example, python-api (3), export (3), structured
     monkeypatch.chdir(tmp_path)  # the examples may save files
     namespace: dict = {}
     for block in blocks:
@@ -38,10 +61,10 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
 
 def _readme_names() -> set[tuple[str, str | None]]:
-    """Every ``(module, name)`` the README names: the imports of its code blocks (any language),
-    dotted ``fairprune.x.y`` in backticks, and backticked names listed right after a module
-    (``fairprune.masks``: ``apply_masks``, ...; ``fairprune.data``, ``load_dataset(...)``)."""
-    text = README.read_text()
+    """Every ``(module, name)`` the README and the docs pages name: the imports of their code
+    blocks (any language), dotted ``fairprune.x.y`` in backticks, and backticked names listed right
+    after a module (``fairprune.masks``: ``apply_masks``, ...; ``fairprune.data``, ``load_dataset(...)``)."""
+    text = "\n".join(page.read_text() for page in PAGES)
     names: set[tuple[str, str | None]] = set()
     imports = r"^\s*from (fairprune[\w.]*) import (?:\(([^)]*)\)|([^\n(]+)$)"
     for module, wrapped, inline in re.findall(imports, text, re.M):

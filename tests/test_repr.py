@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
+from test_image_data import make_utkface
 from torch import nn
 
 from fairprune import PruningResult
 from fairprune.data.base import GroupData, Splits
-from fairprune.export import SavedModel
+from fairprune.data.utkface import load_utkface
+from fairprune.export import Evaluation, SavedModel
 
 
 def _part(y: list[int], groups: list[int]) -> GroupData:
@@ -76,3 +79,30 @@ def test_pruning_result_prints_its_method_outcome_groups_and_metrics():
 def test_saved_model_prints_no_tensors():
     saved = SavedModel(nn.Linear(4, 2), {"weight": torch.ones(2, 4)}, {"model": {}, "result": {}})
     assert repr(saved) == "SavedModel(Linear, 1 masks, card keys ['model', 'result'])"
+
+
+def test_image_splits_print_in_a_few_lines(tmp_path, monkeypatch):
+    """UTKFace-format faces under ``tmp_path``: a few hundred characters, not the tensors."""
+    monkeypatch.setenv("FAIRPRUNE_CACHE", str(tmp_path / "cache"))
+    make_utkface(tmp_path / "UTKFace")
+    splits = load_utkface(tmp_path / "UTKFace", resolution=16)
+    text = repr(splits)
+    assert len(text) < 400 and len(text.splitlines()) == 3 and "tensor" not in text
+    assert "x (3, 16, 16) uint8" in text and "groups (train/val/test): White " in text
+    assert len(repr(splits.train)) < 150 and "tensor" not in repr(splits.train)
+
+
+def test_evaluation_prints_its_verdict_in_one_line():
+    table = pd.DataFrame(
+        {"metric": ["accuracy", "accuracy_gap"], "card": [0.9, 0.1], "measured": [0.9, 0.2]}
+        | {"difference": [0.0, 0.1], "ok": [True, False]}
+    )
+    failed = Evaluation("test", table, compared=True, tolerance=1e-6, onnx_max_abs_diff=0.0)
+    assert repr(failed) == (
+        "Evaluation(2 metrics on test: 1 metric(s) disagree with the card beyond 1e-06: ['accuracy_gap']; "
+        "ONNX max |diff| 0)"
+    )
+    passed = Evaluation("val", table.assign(ok=True), compared=True, tolerance=1e-6)
+    assert repr(passed) == "Evaluation(2 metrics on val agree with the card within 1e-06)"
+    other = Evaluation("all", table.drop(columns="ok"), compared=False, tolerance=1e-6)
+    assert repr(other) == "Evaluation(2 metrics on all, beside the card's (other data))"

@@ -49,8 +49,8 @@ def user_loop(
     eval_every: int = 0,
     snapshots: list[dict[str, Tensor]] | None = None,
 ) -> list[float]:
-    """The README's plain PyTorch loop; returns the multiplier after each multiplier update
-    (and appends the masks at each to ``snapshots``)."""
+    """The plain PyTorch loop of docs/python-api.md; returns the multiplier after each multiplier
+    update (and appends the masks at each to ``snapshots``)."""
     train = _loader(splits)
     val = DataLoader(TensorDataset(splits.val.x, splits.val.y, splits.val.groups), batch_size=1024)
     batches: Iterator[list[Tensor]] = itertools.chain.from_iterable(itertools.repeat(train))  # endless

@@ -230,12 +230,12 @@ def prune(
             or an object with ``.logits`` (a Hugging Face model); see :mod:`fairprune.model_io`.
             Its prunable weights are those of :mod:`fairprune.prunable` (Linear, Conv, HF
             Conv1D, MultiheadAttention, RNN/LSTM/GRU), or the ones ``prunable`` chooses.
-        train, val, test: Each a torch ``Dataset`` or ``DataLoader`` yielding ``(x, y, group)``
-            or a tuple of tensors ``(x, y, group)``; ``x`` a tensor, a tuple of tensors
-            (``model(*x)``) or a dict of tensors (``model(**x)``, e.g. ``input_ids`` and
-            ``attention_mask``), batch-first. Labels are class ids (ints, or floats 0/1);
-            groups are ids ``0 .. G-1``. ``val`` is where tau is checked and a state chosen;
-            ``test`` (optional) is only measured. They are read into memory once.
+        train: The training data: a torch ``Dataset`` or ``DataLoader`` yielding
+            ``(x, y, group)``, or a tuple of tensors ``(x, y, group)``; ``x`` a tensor, a tuple
+            of tensors (``model(*x)``) or a dict of tensors (``model(**x)``, e.g. ``input_ids``
+            and ``attention_mask``), batch-first. Labels are class ids (ints, or floats 0/1);
+            groups are ids ``0 .. G-1``. Every split is read into memory once.
+        val: The validation data, in the same forms: where tau is checked and a state chosen.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
         fairness: The constrained metric, a key of ``fairness.SURROGATES``:
             ``"equalized_odds"``, ``"demographic_parity"`` (binary tasks), ``"accuracy_gap"``,
@@ -244,6 +244,7 @@ def prune(
         method: A key of ``fairprune.pruners.PRUNERS`` (``"bifp"``, ``"magnitude"``, ...).
         structure: ``"unstructured"`` (single weights) or ``"channel"`` (whole channels; the
             returned model is physically smaller).
+        test: The test data (optional), in the same forms: only measured.
         group_names: Name of each group id (default ``"0"``, ``"1"``, ...).
         seed: Seeds torch, the batches and the method.
         device: ``"auto"`` (CUDA when available, else the CPU) or a torch device name.
@@ -264,11 +265,10 @@ def prune(
             of the held-out part holds at least ``fairness.MIN_CELL`` samples (and the metric is
             certifiable), else no certificate, with a warning naming the smallest group.
         certify_fraction: Share of ``val`` held out for the certificate, in (0, 1).
-        prunable: Which weights may be pruned: parameter names or ``fnmatch`` patterns, layer
-            types (e.g. ``[nn.Linear, nn.Embedding]`` to add embeddings), or a predicate
-            ``(name, parameter) -> bool`` (see :func:`fairprune.prunable.select_prunable`);
-            ``None``: every supported weight but embeddings. The rest is left dense and named
-            in the result's :attr:`~PruningResult.coverage`.
+        prunable: Which weights may be pruned: names or ``fnmatch`` patterns, layer types
+            (``[nn.Linear, nn.Embedding]``), or a predicate ``(name, parameter) -> bool`` (see
+            :func:`fairprune.prunable.select_prunable`); ``None``: every supported weight but
+            embeddings. The rest is left dense, named in the result's ``coverage``.
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
 

@@ -7,7 +7,7 @@ import dataclasses
 
 from fairprune.data.base import GroupData
 from fairprune.engine import TrainConfig
-from fairprune.pruners import build_pruner
+from fairprune.methods_spec import METHODS, defaults
 
 __all__ = [
     "REFERENCE_TRAIN_SIZE",
@@ -38,14 +38,16 @@ def default_budgets(method: str, n_train: int) -> dict[str, int]:
     training samples, as passes over the data: each default budget ``s`` is
     ``s * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE`` passes (BiFP's 300 search steps: 2.56), i.e.
     ``passes * n_train / default_batch(n_train)`` steps, and at least ``MIN_BUDGET_SCALE * s``."""
-    fields = dataclasses.asdict(build_pruner(method))  # type: ignore[call-overload]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    declared = defaults(method)
     steps_per_pass = n_train / default_batch(n_train)
     return {
         k: max(
             1, round(v * MIN_BUDGET_SCALE), round(v * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE * steps_per_pass)
         )
-        for k, v in fields.items()
-        if (k == "steps" or k.endswith("_steps")) and isinstance(v, int) and v > 0
+        for k in METHODS[method].budgets
+        if (v := declared[k]) > 0
     }
 
 

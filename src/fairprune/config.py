@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
-from fairprune.errors import ConfigError
-from fairprune.methods_spec import METHODS, params_model
+from fairprune.errors import ConfigError, validation_message
+from fairprune.methods_spec import BUDGET_FIELDS, DENSE, METHODS, defaults, params_model
 from fairprune.schema import CONSTRAINED_COLUMNS
 
 if sys.version_info >= (3, 11):
@@ -217,46 +217,10 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none"})
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    """A dotted config key from a pydantic error location (``sparsities[1]``), without the tags
-    pydantic adds for the branch of a union (``"float"``, ``"literal['dense']"``)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in _TAGS and not any(c in part for c in "[-'("):
-            out += f".{part}" if out else part
-    return out
-
-
-def _expected(item: Any) -> str:
-    """What pydantic says a key should be, as the words after "expected"."""
-    if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        return ""  # an unknown key
-    message = item["msg"].removeprefix("Value error, ")
-    message = re.sub(r"^Input should be (greater|less)", r"a number \1", message)
-    return message.removeprefix("Input should be ")[:1].lower() + message.removeprefix("Input should be ")[1:]
-
-
 def _config_error(error: ValidationError, prefix: str = "") -> ConfigError:
     """One line naming each wrong key (the first three), what was expected and the value
-    received; the branches of a union are joined with "or"."""
-    expected: dict[str, list[str]] = {}
-    received: dict[str, Any] = {}
-    for item in error.errors(include_url=False):
-        key = prefix + _key(item["loc"])
-        expected.setdefault(key, []).append(_expected(item))
-        received.setdefault(key, item.get("input"))
-    parts = [
-        f"{key}: unknown key (a typo?); got {received[key]!r}"
-        if "" in words
-        else f"{key}: expected {' or '.join(dict.fromkeys(words))}; got {received[key]!r}"
-        for key, words in list(expected.items())[:3]
-    ]
-    return ConfigError("bad config: " + "; ".join(parts))
+    received (:func:`~fairprune.errors.validation_message`)."""
+    return ConfigError("bad config: " + validation_message(error, prefix))
 
 
 _SECTIONS: dict[str, type] = {
@@ -299,7 +263,7 @@ def method_params(
     """The hyperparameters a method runs with: the experiment's ``structure`` (when "channel"),
     then ``method_params[method]``, then the variant's own keys."""
     own = {k: v for k, v in (variant or {}).items() if k not in ("method", "label")}
-    base = {"structure": "channel"} if cfg.structure == "channel" and method != "dense" else {}
+    base = {"structure": "channel"} if cfg.structure == "channel" and method != DENSE else {}
     return {**base, **cfg.method_params.get(method, {}), **own}
 
 
@@ -408,7 +372,6 @@ QUICK_EVAL_SAMPLES = 300
 QUICK_LIMIT = {"train": 10_000, "val": 2_500, "test": 2_500}
 QUICK_LATENCY_REPEATS = 4
 QUICK_MIN_EVAL_EVERY = 20  # validating a CNN more often costs more than the quick run trains
-STEP_FIELDS = ("steps", "finetune_steps", "round_steps", "fair_steps")  # iteration budgets of methods
 _FAST_STEM_MODELS = ("resnet10", "resnet18", "resnet50", "mobilenet_v2")
 
 
@@ -428,21 +391,20 @@ def quick(cfg: ExperimentConfig) -> ExperimentConfig:
     keep torchvision's downsampling stem (``small_input = false``), 10x cheaper at 32 px.
     :func:`quick_changes` lists what changed.
     """
-    from fairprune.pruners import build_pruner
 
     def scaled(n: int) -> int:
         return max(1, round(n * QUICK_FACTOR)) if n > 0 else 0
 
     def budgets(method: str, params: dict[str, Any]) -> dict[str, Any]:
-        built = dataclasses.asdict(build_pruner(method, **params))  # type: ignore[call-overload]
-        return {k: scaled(v) for k, v in built.items() if k in STEP_FIELDS}
+        given = {**defaults(method), **params}
+        return {k: scaled(given[k]) for k in METHODS[method].budgets}
 
     sparsities = sorted(cfg.sparsities)
     if len(sparsities) > 2:
         sparsities = [sparsities[len(sparsities) // 2 - (len(sparsities) % 2 == 0)], sparsities[-1]]
     methods = sorted({*cfg.methods, *(v["method"] for v in cfg.variants)})
     params = {m: {**cfg.method_params.get(m, {}), **budgets(m, method_params(cfg, m))} for m in methods}
-    variants = [{**v, **{k: scaled(int(v[k])) for k in STEP_FIELDS if k in v}} for v in cfg.variants]
+    variants = [{**v, **{k: scaled(int(v[k])) for k in BUDGET_FIELDS if k in v}} for v in cfg.variants]
     data, model = cfg.data, cfg.model
     if data.name in _image_datasets():
         resolution = min(int(data.params.get("resolution", QUICK_RESOLUTION)), QUICK_RESOLUTION)

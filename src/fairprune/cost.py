@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from fairprune.methods_spec import methods_with
 from fairprune.schema import CONSTRAINED_COLUMNS, COST_COLUMNS
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 ACCURACY_SLACK = 0.01  # "within 1 point of the best baseline's accuracy"
-TWO_STAGE_METHODS = ("prune_then_fair", "fair_then_prune", "ceag", "postprocess")
+TWO_STAGE_METHODS = methods_with("two_stage")
 """Methods that prune first and fix fairness after (the paper's two-stage baselines and the
 practitioner's alternatives), against which BiFP's iterations are compared."""
 TEST_SLACK = 0.01  # fair_test: the test value of the constrained metric within tau + this

@@ -7,6 +7,11 @@ with exit code 2 and no traceback; any other exception is a bug and keeps its tr
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
 __all__ = [
     "FairpruneError",
     "ConfigError",
@@ -16,6 +21,7 @@ __all__ = [
     "SlimMismatchError",
     "CorruptRecordError",
     "ShippedModelError",
+    "validation_message",
 ]
 
 
@@ -57,3 +63,45 @@ class ShippedModelError(FairpruneError):
     """A shipped model (``fairprune export`` / ``evaluate``) cannot be written, found or trusted:
     no matching run, a missing or tampered file, a card that does not fit its weights, other data
     whose groups or classes differ from the card's; names the file, run or group."""
+
+
+_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none"})
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """A dotted config key from a pydantic error location (``sparsities[1]``), without the tags
+    pydantic adds for the branch of a union (``"float"``, ``"literal['dense']"``)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in _TAGS and not any(c in part for c in "[-'("):
+            out += f".{part}" if out else part
+    return out
+
+
+def _expected(item: Any) -> str:
+    """What pydantic says a key should be, as the words after "expected"."""
+    if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return ""  # an unknown key
+    message = item["msg"].removeprefix("Value error, ")
+    message = re.sub(r"^Input should be (greater|less)", r"a number \1", message)
+    return message.removeprefix("Input should be ")[:1].lower() + message.removeprefix("Input should be ")[1:]
+
+
+def validation_message(error: ValidationError, prefix: str = "") -> str:
+    """A pydantic error as one line: each wrong key (the first three, ``prefix`` + its dotted
+    name), what it expects and the value received; the branches of a union joined with "or"."""
+    expected: dict[str, list[str]] = {}
+    received: dict[str, Any] = {}
+    for item in error.errors(include_url=False):
+        key = prefix + _key(item["loc"])
+        expected.setdefault(key, []).append(_expected(item))
+        received.setdefault(key, item.get("input"))
+    parts = [
+        f"{key}: unknown key (a typo?); got {received[key]!r}"
+        if "" in words
+        else f"{key}: expected {' or '.join(dict.fromkeys(words))}; got {received[key]!r}"
+        for key, words in list(expected.items())[:3]
+    ]
+    return "; ".join(parts)

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from fairprune.methods_spec import methods_with
 from fairprune.schema import CONSTRAINED_COLUMNS, FAIRNESS_COLUMNS
 from fairprune.stats import summarise
 
@@ -40,7 +41,7 @@ DENSE_GID = "dense_reference"
 """``gid`` of the dashed line that marks the dense model."""
 
 
-ABLATION_METHODS = ("bifp", "bifp_no_mask_fairness", "bifp_no_weight_fairness", "bip")
+ABLATION_METHODS = methods_with("bifp")
 """BiFP and its ablations (the paper's Fig. 7): w/o fair mask, w/o fair weights, w/o both."""
 
 HISTORY_COLUMNS = ("loss", "violation", "multiplier", "mask_hamming")

@@ -158,12 +158,27 @@ def certificate_line(frame: pd.DataFrame) -> str | None:
         return None
     runs = frame.dropna(subset=["certified"])
     first = runs.iloc[0]
-    claim = "V(pruned) - V(dense)" if first["certify_kind"] == "paired" else "V(pruned)"
+    factor = float(first.get("certify_dense_factor", 1.0))
+    factor = 1.0 if factor != factor else factor  # NaN: records from before the column
+    claim = "V(pruned)"
+    if first["certify_kind"] == "paired":
+        claim = "V(pruned) - V(dense)" if factor == 1 else f"V(pruned) - {factor:g} V(dense)"
+    needed = runs["certify_samples_needed"] if "certify_samples_needed" in runs else pd.Series(dtype=float)
+    needed = needed[needed > 0]
+    more = ""
+    ideal = "the smallest threshold these group sizes can certify"
+    if claim.endswith(" V(dense)") and factor != 1:
+        ideal = "a model equal to the dense one would be bounded at"
+    if len(needed) and runs["certify_smallest"].min() > first["certify_threshold"]:
+        more = (
+            f"; {first['certify_threshold']:g} would need about {int(needed.min()):,} certification "
+            "samples in these proportions"
+        )
     return (
         f"certified: {claim} <= {first['certify_threshold']:g} with {100 * first['certify_confidence']:g}% "
         f"confidence on {int(first['certify_samples']):,} held-out validation samples (violation_bound "
         f"is the upper bound of {claim}); {int(truthy(runs['certified']).sum())} of {len(runs)} runs; "
-        f"the smallest threshold these group sizes can certify: {runs['certify_smallest'].min():.3f}"
+        f"{ideal}: {runs['certify_smallest'].min():.3f}{more}"
     )
 
 

@@ -22,6 +22,7 @@ from fairprune.data.registry import load_dataset
 from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError, DataError
 from fairprune.grid import data_cells, extends, variants_of
+from fairprune.methods_spec import METHODS
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner
@@ -85,7 +86,7 @@ def _check_task(cfg: ExperimentConfig, splits: Splits, where: str) -> None:
             f"{where} has {splits.n_classes} classes {list(splits.class_names)[:10]}. Expected "
             "'accuracy_gap', 'worst_group_accuracy' or 'excess_degradation', or a binary target"
         )
-    binary_only = sorted(v.label for v in variants_of(cfg) if v.method == "postprocess")
+    binary_only = sorted(v.label for v in variants_of(cfg) if METHODS[v.method].binary_only)
     if binary_only and splits.n_classes != 2:
         raise ConfigError(
             f"methods: {binary_only} fit thresholds on a binary classifier; the target "

@@ -75,6 +75,18 @@ class Evaluation:
         """No :attr:`failures`."""
         return not self.failures
 
+    def __repr__(self) -> str:
+        """One line: the split, how many metrics, the verdict (or that it is other data), ONNX."""
+        n = len(self.table)
+        if not self.compared:
+            verdict = f"{n} metrics on {self.split}, beside the card's (other data)"
+        elif self.passed:
+            verdict = f"{n} metrics on {self.split} agree with the card within {self.tolerance:g}"
+        else:
+            verdict = f"{n} metrics on {self.split}: " + "; ".join(self.failures)
+        onnx = "" if self.onnx_max_abs_diff is None else f"; ONNX max |diff| {self.onnx_max_abs_diff:.3g}"
+        return f"Evaluation({verdict}{onnx})"
+
     def format(self) -> str:
         """The table for the terminal (only the disagreements when some metric disagrees)."""
         shown = self.table

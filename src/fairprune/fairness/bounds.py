@@ -17,7 +17,7 @@ sided normal (Wald) bound on the difference of the two extreme groups' proportio
 Why it exists: when the same validation split drives the dual updates and the checkpoint
 selection, the chosen state's violation there is optimistic — on the face protocol's CelebA
 runs the constrained methods' test accuracy gap exceeded their validation gap by 0.008 on
-average, the unconstrained methods' by 0.001 (see the README's face protocol).
+average, the unconstrained methods' by 0.001 (see docs/experiments/face-protocol.md).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ whether a checkpoint would pass on the certification split (Seldonian candidate 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,7 +80,11 @@ class Certificate:
 
     ``bound`` is an upper confidence bound on ``V(pruned)`` (kind ``"absolute"``) or on
     ``V(pruned) - f V(dense)`` (kind ``"paired"``); ``smallest_certifiable`` is the bound an ideal
-    model gets on these cell sizes: no model can certify a threshold below it here.
+    model gets on these cell sizes: no model can certify a threshold below it here (for a paired
+    claim with ``dense_factor < 1``, the bound of a model equal to the dense one, which does not
+    meet such a claim by construction: a model that does can certify less).
+    ``samples_needed`` (when the threshold is below that): about how many certification samples,
+    in the same proportions, would let an ideal model certify it (None when none would).
     """
 
     metric: str
@@ -93,6 +97,7 @@ class Certificate:
     cell_sizes: tuple[tuple[int, ...], ...]
     smallest_certifiable: float
     dense_factor: float = 1.0
+    samples_needed: int | None = None
 
     def describe(self, group_names: Sequence[str] | None = None) -> str:
         """One sentence for a report, naming the smallest (stratum, group) cell."""
@@ -105,10 +110,18 @@ class Certificate:
         level = f"{100 * self.confidence:g}% confidence"
         name = _NAMES[self.metric]
         if not self.certified:
+            needed = ""
+            if self.samples_needed is not None:
+                needed = (
+                    f"; certifying {self.threshold:g} would need about {self.samples_needed:,} "
+                    "in these proportions"
+                )
+            ideal = f"the smallest threshold these group sizes can certify is {self.smallest_certifiable:.3f}"
+            if self.kind == "paired" and self.dense_factor != 1 and self.metric != "excess_degradation":
+                ideal = f"a model equal to the dense one would be bounded at {self.smallest_certifiable:.3f}"
             return (
-                f"{name} NOT certified at {level}: bound {self.bound:.3f} > {self.threshold:g}; the "
-                f"smallest threshold these group sizes can certify is {self.smallest_certifiable:.3f} "
-                f"({samples}; {smallest})"
+                f"{name} NOT certified at {level}: bound {self.bound:.3f} > {self.threshold:g}; {ideal} "
+                f"({samples}; {smallest}{needed})"
             )
         if self.kind == "absolute" or self.metric == "excess_degradation":
             claim = f"{self.threshold:g}"
@@ -124,10 +137,12 @@ class Certificate:
             "violation_bound": self.bound,
             "certify_threshold": self.threshold,
             "certify_kind": self.kind,
+            "certify_dense_factor": self.dense_factor,
             "certify_confidence": self.confidence,
             "certify_samples": self.n_samples,
             "certify_min_cell": min(min(row) for row in self.cell_sizes),
             "certify_smallest": self.smallest_certifiable,
+            "certify_samples_needed": -1 if self.samples_needed is None else self.samples_needed,
         }
 
 
@@ -310,6 +325,10 @@ def certify(
     if not paired:
         ideal = n * scale * kp.sum(-1, keepdims=True) / (n * scale).sum(-1, keepdims=True)  # pooled rates
         bound, smallest = _absolute_bound(np.stack([kp, ideal]), n * scale, alpha)
+
+        def ideal_bound(x: float) -> float:
+            return float(_absolute_bound(ideal * x, n * scale * x, alpha))
+
     else:
         dense = _stratify(metric, arrays[0], arrays[2])
         pairs = list(zip(pruned, dense, strict=True))
@@ -317,6 +336,15 @@ def certify(
         plus = _sums([(m, p & ~d) for (m, p), (_, d) in pairs], group_ids, n_groups) * scale  # p up, d down
         minus = _sums([(m, d & ~p) for (m, p), (_, d) in pairs], group_ids, n_groups) * scale
         bound, smallest = _paired(metric, n * scale, kp, kd, plus, minus, alpha, dense_factor)
+
+        def ideal_bound(x: float) -> float:
+            args = (n * scale * x, kp * x, kd * x, plus * x, minus * x)
+            return float(_paired(metric, *args, alpha, dense_factor)[1])
+
+    needed = None
+    if smallest > threshold:
+        factor = _growth_needed(ideal_bound, threshold)
+        needed = None if factor is None else int(np.ceil(len(group_ids) * scale * factor))
     sizes = tuple(tuple(int(round(v)) for v in row) for row in n * scale)
     return Certificate(
         metric=metric,
@@ -329,7 +357,20 @@ def certify(
         cell_sizes=sizes,
         smallest_certifiable=float(smallest),
         dense_factor=1.0 if dense_factor is None else float(dense_factor),
+        samples_needed=needed,
     )
+
+
+def _growth_needed(ideal_bound: Callable[[float], float], threshold: float) -> float | None:
+    """The factor ``x > 1`` (to 1%) by which every cell must grow for ``ideal_bound(x) <= threshold``;
+    None when even 10,000 times the samples would not do (e.g. ``(1 - f) V(dense)`` above it)."""
+    low, high = 1.0, 1e4
+    if ideal_bound(high) > threshold:
+        return None
+    while high / low > 1.01:  # the bound falls as the cells grow
+        mid = float(np.sqrt(low * high))
+        low, high = (low, mid) if ideal_bound(mid) <= threshold else (mid, high)
+    return high
 
 
 def _paired(

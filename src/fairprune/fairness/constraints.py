@@ -70,7 +70,8 @@ class FairnessObjective:
         controller: How the multipliers follow the error (``lagrangian``): ``"ascent"`` or
             ``"nupi"`` (see :mod:`fairprune.fairness.controller`). Ascent is the default: on the
             default Adult run no nuPI setting lowered the check-to-check swing of the violation,
-            which is as large with the multiplier held at 0 (README, "The multiplier's controller").
+            which is as large with the multiplier held at 0 (docs/fairness-and-certificates.md,
+            "The multiplier's controller").
         kp: nuPI's proportional gain ``K_P`` (>= 0; 0 is ascent).
         ema_nu: nuPI's smoothing ``nu`` of the error, in [0, 1). The defaults (0.5, 0.9) were the
             nuPI setting that moved the multiplier no further than ascent on that run.

@@ -1,16 +1,18 @@
 """Pruning methods, all peers behind one interface.
 
-``PRUNERS`` maps each method's key (the CLI's and the config's name) to a factory taking the
-method's hyperparameters as keywords; :func:`build_pruner` checks them.
+Each method is declared once, in :data:`fairprune.methods_spec.METHODS` (its pruner class, its
+hyperparameters with defaults and ranges, its role); :func:`build_pruner` builds it from there and
+``PRUNERS`` maps each key (the CLI's and the config's name) to that factory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from functools import partial
+from importlib import import_module
 from typing import Any
 
+from fairprune.methods_spec import METHODS, defaults
 from fairprune.pruners.base import Outcome, Pruner, PruneResult, run_pruner
 from fairprune.pruners.bifp import BiFP
 from fairprune.pruners.bifp_update import BiFPSparsifier
@@ -19,12 +21,13 @@ from fairprune.pruners.fairgrape import FairGrape
 from fairprune.pruners.imp import IMP, imp_schedule
 from fairprune.pruners.oneshot import Dense, Fpgm, Magnitude, RandomPruner, Snip
 from fairprune.pruners.postprocess import PostProcess
-from fairprune.pruners.space import STRUCTURES, ChannelSelection, PrunerBase
+from fairprune.pruners.space import ChannelSelection, PrunerBase
 from fairprune.pruners.two_stage import FairThenPrune, PruneThenFair
 
 __all__ = [
     "PRUNERS",
     "build_pruner",
+    "pruner_class",
     "Pruner",
     "Outcome",
     "PruneResult",
@@ -43,56 +46,35 @@ __all__ = [
     "FairGrape",
     "PrunerBase",
     "ChannelSelection",
-    "STRUCTURES",
     "PruneThenFair",
     "FairThenPrune",
 ]
 
-PRUNERS: dict[str, Callable[..., Pruner]] = {
-    "dense": Dense,
-    "random": RandomPruner,
-    "magnitude": Magnitude,
-    "imp": IMP,
-    "snip": Snip,
-    "fpgm": Fpgm,
-    "bip": partial(BiFP, mask_fairness=0.0, weight_fairness=0.0),
-    "bifp": BiFP,
-    "bifp_no_mask_fairness": partial(BiFP, mask_fairness=0.0),
-    "bifp_no_weight_fairness": partial(BiFP, weight_fairness=0.0),
-    "prune_then_fair": PruneThenFair,
-    "fair_then_prune": FairThenPrune,
-    "fairgrape": FairGrape,
-    "ceag": Ceag,
-    "postprocess": PostProcess,
-}
 
-# methods whose training uses the fairness objective (their runs are checked against tau);
-# not fairgrape: its groups enter only through per-group importances, it has no tau to meet
-FAIR_METHODS = frozenset(
-    {
-        "bifp",
-        "bifp_no_mask_fairness",
-        "bifp_no_weight_fairness",
-        "prune_then_fair",
-        "fair_then_prune",
-    }
-)
+def pruner_class(method: str) -> type[Pruner]:
+    """The pruner class of ``method``, as its registry entry names it."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    module, name = METHODS[method].pruner.split(":")
+    return getattr(import_module(f"fairprune.pruners.{module}"), name)  # type: ignore[no-any-return]
 
 
 def build_pruner(method: str, **params: Any) -> Pruner:
-    """The pruner registered as ``method`` with hyperparameters ``params``.
+    """The pruner registered as ``method``: its declared defaults, then ``params``.
 
     Raises:
-        ValueError: For an unknown method or hyperparameter (listing the valid ones).
+        ValueError: For an unknown method or hyperparameter (listing the valid ones), or a value
+            out of its declared range.
     """
-    if method not in PRUNERS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(PRUNERS)}")
-    factory = PRUNERS[method]
-    cls = factory.func if isinstance(factory, partial) else factory
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(params) - fields)
+    cls = pruner_class(method)
+    unknown = sorted(set(params) - set(METHODS[method].params))
     if unknown:
         raise ValueError(
-            f"unknown hyperparameter(s) {unknown} for method {method!r}; expected some of {sorted(fields)}"
+            f"unknown hyperparameter(s) {unknown} for method {method!r}; expected some of "
+            f"{sorted(METHODS[method].params)}"
         )
-    return factory(**params)
+    return cls(**{**defaults(method), **params})
+
+
+PRUNERS: dict[str, Callable[..., Pruner]] = {key: partial(build_pruner, key) for key in METHODS}
+"""Each registered method's factory: hyperparameters as keywords (see :func:`build_pruner`)."""

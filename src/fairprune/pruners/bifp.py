@@ -43,14 +43,12 @@ from fairprune.engine import (
     selector_for,
     train_weights,
 )
+from fairprune.methods_spec import defaults
 from fairprune.pruners.base import SNIP_BATCHES, Outcome, snip_scores
 from fairprune.pruners.bifp_update import BiFPSparsifier
 from fairprune.pruners.space import PrunerBase
 
-__all__ = ["BiFP", "MASK_INITS", "SCHEDULES"]
-
-MASK_INITS = ("magnitude", "random", "uniform", "snip")
-SCHEDULES = ("alternating", "joint")
+__all__ = ["BiFP"]
 
 
 @dataclass(frozen=True)
@@ -77,31 +75,24 @@ class BiFP(PrunerBase):
             experiment's ``fairness.strength``; Lagrangian mode only).
     """
 
-    mask_fairness: float = 1.0
-    weight_fairness: float = 1.0
-    steps: int = 300
-    schedule: str = "alternating"
-    mask_lr: float = 0.05
-    gamma: float = 1.0
-    mask_init: str = "magnitude"
-    finetune_steps: int = 500
-    dual_step: float | None = None
+    key = "bifp"
+    mask_fairness: float = defaults("bifp")["mask_fairness"]
+    weight_fairness: float = defaults("bifp")["weight_fairness"]
+    steps: int = defaults("bifp")["steps"]
+    schedule: str = defaults("bifp")["schedule"]
+    mask_lr: float = defaults("bifp")["mask_lr"]
+    gamma: float = defaults("bifp")["gamma"]
+    mask_init: str = defaults("bifp")["mask_init"]
+    finetune_steps: int = defaults("bifp")["finetune_steps"]
+    dual_step: float | None = defaults("bifp")["dual_step"]
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dual_step is not None and not self.dual_step >= 0:
-            raise ValueError(f"expected dual_step >= 0 (or None), got {self.dual_step}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
-        if self.mask_init not in MASK_INITS:
-            raise ValueError(f"unknown mask_init {self.mask_init!r}; expected one of {MASK_INITS}")
         if self.schedule == "joint" and self.mask_fairness != self.weight_fairness:
             raise ValueError(
                 "the joint schedule takes both gradients from one loss, so it needs "
                 f"mask_fairness == weight_fairness; got {self.mask_fairness} and {self.weight_fairness}"
             )
-        if self.gamma <= 0 or self.mask_lr <= 0 or self.steps < 0 or self.finetune_steps < 0:
-            raise ValueError("expected gamma > 0, mask_lr > 0, steps >= 0 and finetune_steps >= 0")
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         prepare_model(model, task.train)

@@ -42,6 +42,7 @@ from fairprune.distributed import all_gather_cat, all_reduce_mean_, is_distribut
 from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
+from fairprune.methods_spec import check_params
 from fairprune.model_io import Features, forward_logits
 from fairprune.prunable import Coverage, Prunable, coverage, select_prunable
 from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
@@ -94,13 +95,8 @@ class BiFPSparsifier:
     ) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1); received {sparsity}")
-        if not (gamma > 0 and mask_lr > 0 and mask_fairness >= 0 and weight_fairness >= 0):
-            raise ValueError(
-                "expected gamma > 0, mask_lr > 0, mask_fairness >= 0 and weight_fairness >= 0; received "
-                f"{gamma}, {mask_lr}, {mask_fairness}, {weight_fairness}"
-            )
-        if structure not in ("unstructured", "channel"):
-            raise ValueError(f"unknown structure {structure!r}; expected 'unstructured' or 'channel'")
+        given = {"gamma": gamma, "mask_lr": mask_lr, "structure": structure, "scope": scope}
+        check_params("bifp", {**given, "mask_fairness": mask_fairness, "weight_fairness": weight_fairness})
         self.sparsity, self.constraint = sparsity, constraint
         self.mask_lr, self.gamma = mask_lr, gamma
         self.mask_fairness, self.weight_fairness = mask_fairness, weight_fairness

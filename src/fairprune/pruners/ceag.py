@@ -19,13 +19,12 @@ from torch import nn
 
 from fairprune.engine import Task
 from fairprune.fairness.constraints import FairnessObjective
+from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, prune_and_finetune
 from fairprune.pruners.imp import IMP
 from fairprune.pruners.space import PrunerBase
 
-__all__ = ["Ceag", "CEAG_PRUNING"]
-
-CEAG_PRUNING = ("magnitude", "imp")
+__all__ = ["Ceag"]
 
 
 @dataclass(frozen=True)
@@ -42,20 +41,12 @@ class Ceag(PrunerBase):
         round_steps: Training iterations per IMP round (``pruning="imp"`` only).
     """
 
-    epsilon: float = 0.02
-    dual_step: float | None = None
-    finetune_steps: int = 500
-    pruning: str = "magnitude"
-    round_steps: int = 100
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.pruning not in CEAG_PRUNING:
-            raise ValueError(f"unknown ceag pruning {self.pruning!r}; expected one of {CEAG_PRUNING}")
-        if not self.epsilon >= 0 or (self.dual_step is not None and not self.dual_step >= 0):
-            raise ValueError(
-                f"expected epsilon >= 0 and dual_step >= 0, got {self.epsilon}, {self.dual_step}"
-            )
+    key = "ceag"
+    epsilon: float = defaults("ceag")["epsilon"]
+    dual_step: float | None = defaults("ceag")["dual_step"]
+    finetune_steps: int = defaults("ceag")["finetune_steps"]
+    pruning: str = defaults("ceag")["pruning"]
+    round_steps: int = defaults("ceag")["round_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         base = task.objective or FairnessObjective()

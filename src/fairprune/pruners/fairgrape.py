@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from fairprune.engine import Task
 from fairprune.masks import get_masks, prunable_parameters
+from fairprune.methods_spec import defaults
 from fairprune.model_io import forward_logits
 from fairprune.pruners.base import SNIP_BATCHES, Outcome, prune_and_finetune, scoring_batches
 from fairprune.pruners.space import ChannelSpace, PrunerBase, Scores, Space
@@ -134,18 +135,12 @@ class FairGrape(PrunerBase):
         finetune_steps: Fine-tuning iterations after the last round.
     """
 
-    rounds: int = 10
-    n_batches: int = SNIP_BATCHES
-    recompute: bool = False
-    greedy_picks: int = 1024
-    finetune_steps: int = 500
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("rounds", "n_batches", "greedy_picks"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"fairgrape {name} must be a positive integer, got {value!r}")
+    key = "fairgrape"
+    rounds: int = defaults("fairgrape")["rounds"]
+    n_batches: int = defaults("fairgrape")["n_batches"]
+    recompute: bool = defaults("fairgrape")["recompute"]
+    greedy_picks: int = defaults("fairgrape")["greedy_picks"]
+    finetune_steps: int = defaults("fairgrape")["finetune_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from fairprune.engine import Task, train_weights
+from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome
 from fairprune.pruners.space import PrunerBase
 
@@ -39,8 +40,9 @@ class IMP(PrunerBase):
         round_steps: Training iterations per round.
     """
 
-    rate: float = 0.2
-    round_steps: int = 100
+    key = "imp"
+    rate: float = defaults("imp")["rate"]
+    round_steps: int = defaults("imp")["round_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         start = copy.deepcopy(model)

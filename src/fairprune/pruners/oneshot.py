@@ -14,7 +14,8 @@ from torch import nn
 
 from fairprune.engine import Task
 from fairprune.masks import apply_masks, prunable_parameters
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, prune_and_finetune, snip_scores
+from fairprune.methods_spec import DENSE, defaults
+from fairprune.pruners.base import Outcome, prune_and_finetune, snip_scores
 from fairprune.pruners.space import ChannelSpace, PrunerBase
 from fairprune.structured import fpgm_channel_scores
 
@@ -24,6 +25,8 @@ __all__ = ["Dense", "RandomPruner", "Magnitude", "Snip", "Fpgm"]
 @dataclass(frozen=True)
 class Dense(PrunerBase):
     """No pruning: all-ones masks, the dense reference. Accepts only sparsity 0."""
+
+    key = DENSE
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         if sparsity != 0.0:
@@ -36,7 +39,8 @@ class Dense(PrunerBase):
 class RandomPruner(PrunerBase):
     """Random masks at the target sparsity, then fine-tuning (the sanity-check baseline)."""
 
-    finetune_steps: int = 500
+    key = "random"
+    finetune_steps: int = defaults("random")["finetune_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
@@ -57,7 +61,8 @@ class RandomPruner(PrunerBase):
 class Magnitude(PrunerBase):
     """Keep the largest ``|theta|`` (or channel L1 norms), then fine-tune."""
 
-    finetune_steps: int = 500
+    key = "magnitude"
+    finetune_steps: int = defaults("magnitude")["finetune_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
@@ -78,8 +83,9 @@ class Snip(PrunerBase):
     """Keep the largest connection sensitivity ``|theta * dL/dtheta|`` (summed per channel in
     channel mode), then fine-tune."""
 
-    finetune_steps: int = 500
-    n_batches: int = SNIP_BATCHES
+    key = "snip"
+    finetune_steps: int = defaults("snip")["finetune_steps"]
+    n_batches: int = defaults("snip")["n_batches"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
@@ -98,8 +104,9 @@ class Fpgm(PrunerBase):
     A structured method: ``structure`` must be ``"channel"`` (the default here).
     """
 
-    structure: str = "channel"
-    finetune_steps: int = 500
+    key = "fpgm"
+    structure: str = defaults("fpgm")["structure"]
+    finetune_steps: int = defaults("fpgm")["finetune_steps"]
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from fairprune.engine import Task, logits_of
 from fairprune.fairness.metrics import METRICS
+from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, prune_and_finetune
 from fairprune.pruners.space import PrunerBase
 from fairprune.selection import is_trivial
@@ -90,10 +91,10 @@ class PostProcess(PrunerBase):
         grid_size: Threshold grid of ``ThresholdOptimizer``.
     """
 
-    finetune_steps: int = 500
-    grid_size: int = 1000
+    key = "postprocess"
+    finetune_steps: int = defaults("postprocess")["finetune_steps"]
+    grid_size: int = defaults("postprocess")["grid_size"]
     needs_sensitive_attribute: ClassVar[bool] = True
-    supported_metrics: ClassVar[tuple[str, ...]] = tuple(POSTPROCESS_CONSTRAINTS)
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         objective = task.objective

@@ -16,7 +16,8 @@ so an unstructured and a structured model at "70%" hold the same number of weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -32,10 +33,10 @@ from fairprune.masks import (
     mask_versions,
     prunable_parameters,
 )
+from fairprune.methods_spec import SPACE_DEFAULTS, check_params
 from fairprune.model_io import Features, rows, single_tensor
 from fairprune.prunable import tied_parameters
 from fairprune.structured import (
-    BUDGETS,
     ChannelGroup,
     ChannelSlice,
     apply_channel_masks,
@@ -51,7 +52,6 @@ from fairprune.structured import (
 from fairprune.topk import TopK, layer_floors
 
 __all__ = [
-    "STRUCTURES",
     "Scores",
     "PrunerBase",
     "WeightSpace",
@@ -61,8 +61,6 @@ __all__ = [
     "example_input",
 ]
 
-STRUCTURES = ("unstructured", "channel")
-SCOPES = ("global", "layer")
 Scores = dict[str, Tensor]  # weight name -> scores shaped like it, or group id -> (n_channels,)
 
 
@@ -360,25 +358,23 @@ class PrunerBase:
             with the output size of its layers).
     """
 
-    scope: str = "global"
-    structure: str = "unstructured"
-    round_to: int = 1
-    at_least: bool = False
-    budget: str = "params"
+    key: ClassVar[str | None] = None  # its registry key: fields, defaults and ranges declared there
+
+    scope: str = SPACE_DEFAULTS["scope"]
+    structure: str = SPACE_DEFAULTS["structure"]
+    round_to: int = SPACE_DEFAULTS["round_to"]
+    at_least: bool = SPACE_DEFAULTS["at_least"]
+    budget: str = SPACE_DEFAULTS["budget"]
 
     def __post_init__(self) -> None:
-        if self.structure not in STRUCTURES:
-            raise ValueError(f"unknown structure {self.structure!r}; expected one of {STRUCTURES}")
-        if self.scope not in SCOPES:
-            raise ValueError(f"unknown scope {self.scope!r}; expected one of {SCOPES}")
+        """Each field against its declared type and range (the registry's; a pruner outside the
+        registry, ``key = None``: the shared fields), then the rules that tie fields together."""
+        shared = SPACE_DEFAULTS if self.key is None else {f.name: None for f in fields(self)}
+        check_params(self.key, {name: getattr(self, name) for name in shared})
         if self.structure == "channel" and self.scope != "global":
             raise ValueError("structure='channel' ranks channels globally; expected scope='global'")
-        if not (isinstance(self.round_to, int) and self.round_to >= 1):
-            raise ValueError(f"round_to must be a positive channel count, got {self.round_to!r}")
         if (self.round_to > 1 or self.at_least) and self.structure != "channel":
             raise ValueError("round_to and at_least apply to structure='channel' only")
-        if self.budget not in BUDGETS:
-            raise ValueError(f"unknown budget {self.budget!r}; expected one of {BUDGETS}")
         if self.budget != "params" and self.structure != "channel":
             raise ValueError(
                 "budget='flops' applies to structure='channel' only (a weight's FLOPs are "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from fairprune.engine import Task, train_weights
+from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, prune_and_finetune
 from fairprune.pruners.space import PrunerBase
 
@@ -22,7 +23,8 @@ __all__ = ["PruneThenFair", "FairThenPrune"]
 class PruneThenFair(PrunerBase):
     """Magnitude pruning, then ``finetune_steps`` of fine-tuning with the fairness term."""
 
-    finetune_steps: int = 1000
+    key = "prune_then_fair"
+    finetune_steps: int = defaults("prune_then_fair")["finetune_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
@@ -43,8 +45,9 @@ class FairThenPrune(PrunerBase):
     """``fair_steps`` of fairness training on the dense model, then magnitude pruning and
     ``finetune_steps`` of plain fine-tuning."""
 
-    fair_steps: int = 500
-    finetune_steps: int = 500
+    key = "fair_then_prune"
+    fair_steps: int = defaults("fair_then_prune")["fair_steps"]
+    finetune_steps: int = defaults("fair_then_prune")["finetune_steps"]
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         space = self.space(model, task)
