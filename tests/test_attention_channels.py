@@ -279,3 +279,20 @@ def test_a_target_out_of_reach_is_refused_before_training():
     ):
         space.apply(model, space.magnitude(model), 0.99)
     assert "self_attention.in_proj_weight" not in prunable_parameters(model)  # coverage: another change
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_slim_multihead_attention_with_every_head_equals_nn_multihead_attention(batch_first):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=batch_first).eval()
+    slim_mha = SlimMultiheadAttention(mha, torch.ones(4, dtype=torch.bool)).eval()
+    x = torch.randn(3, 5, 16) if batch_first else torch.randn(5, 3, 16)
+    padding = torch.tensor([[False] * 4 + [True]] * 3)
+    causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    with torch.no_grad():
+        for kwargs in ({}, {"key_padding_mask": padding}, {"attn_mask": causal}, {"need_weights": False}):
+            expected, expected_weights = mha(x, x, x, **kwargs)
+            out, weights = slim_mha(x, x, x, **kwargs)
+            torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+            if expected_weights is not None:
+                torch.testing.assert_close(weights, expected_weights, rtol=0, atol=1e-6)

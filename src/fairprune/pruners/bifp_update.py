@@ -43,6 +43,7 @@ from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
 from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
+from fairprune.structured import Example
 
 __all__ = ["BiFPSparsifier", "SCORE_INITS", "initial_scores"]
 
@@ -111,7 +112,7 @@ class BiFPSparsifier:
         init: str = "magnitude",
         seed: int = 0,
         space: Space | None = None,
-        example_input: Tensor | None = None,
+        example_input: Example | None = None,
     ) -> None:
         """Put the masks on ``model`` (before wrapping it in DDP) and start recording ``g``.
 
@@ -121,7 +122,8 @@ class BiFPSparsifier:
             init: ``"magnitude"``, ``"random"`` or ``"uniform"`` (see :func:`initial_scores`).
             seed: Seed of a random ``init``.
             space: Where the scores live (default: from ``structure`` and ``scope``).
-            example_input: One input batch, to trace the channel groups (``structure="channel"``).
+            example_input: One input batch (a tensor, or a dict / tuple of tensors), to trace the
+                channel groups and check the slimmed model (``structure="channel"``).
         """
         module = unwrap(model)
         if space is None and self.structure == "channel":

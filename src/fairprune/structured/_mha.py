@@ -66,32 +66,40 @@ class SlimMultiheadAttention(nn.Module):
             return F.linear(x, w, b).view(batch, x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = heads(query, w_q, b_q), heads(key, w_k, b_k), heads(value, w_v, b_v)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, L, S)
-        scores = scores + _additive(attn_mask, key_padding_mask, is_causal, scores)
-        attn = scores.softmax(-1)
-        attn = F.dropout(attn, self.dropout, self.training)
-        out = (attn @ v).transpose(1, 2).reshape(batch, length, -1)  # (B, L, I)
-        out = self.out_proj(out)
+        dropout = self.dropout if self.training else 0.0
+        mask = None
+        if attn_mask is not None or key_padding_mask is not None or is_causal:
+            mask = _additive(attn_mask, key_padding_mask, is_causal, q, k.shape[-2])
+        weights = None
+        if need_weights:  # (B, H, L, S), as nn.MultiheadAttention returns them
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+            weights = F.dropout(
+                (scores if mask is None else scores + mask).softmax(-1), dropout, self.training
+            )
+            out = weights @ v
+        else:  # the fused kernel, as nn.MultiheadAttention's fast path
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, -1))  # (B, L, I) -> (B, L, E)
         if not self.batch_first:
             out = out.transpose(0, 1)
-        if not need_weights:
+        if weights is None:
             return out, None
-        return out, attn.mean(1) if average_attn_weights else attn
+        return out, weights.mean(1) if average_attn_weights else weights
 
 
 def _additive(
-    attn_mask: Tensor | None, key_padding_mask: Tensor | None, is_causal: bool, scores: Tensor
+    attn_mask: Tensor | None, key_padding_mask: Tensor | None, is_causal: bool, q: Tensor, source: int
 ) -> Tensor:
     """``(B or 1, H or 1, L, S)`` additive mask: ``-inf`` where a query must not see a key."""
-    total = torch.zeros((), dtype=scores.dtype, device=scores.device)
-    length, source = scores.shape[-2:]
+    total = torch.zeros((1, 1, 1, 1), dtype=q.dtype, device=q.device)
+    heads, length = q.shape[1:3]
     if attn_mask is None and is_causal:
-        attn_mask = torch.ones(length, source, dtype=torch.bool, device=scores.device).triu(1)
+        attn_mask = torch.ones(length, source, dtype=torch.bool, device=q.device).triu(1)
     if attn_mask is not None:
-        mask = _as_float(attn_mask, scores)
-        total = total + (mask.view(-1, scores.shape[1], length, source) if mask.ndim == 3 else mask)
+        mask = _as_float(attn_mask, q)
+        total = total + (mask.view(-1, heads, length, source) if mask.ndim == 3 else mask)
     if key_padding_mask is not None:
-        total = total + _as_float(key_padding_mask, scores)[:, None, None, :]
+        total = total + _as_float(key_padding_mask, q)[:, None, None, :]
     return total
 
 
