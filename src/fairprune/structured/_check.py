@@ -65,7 +65,7 @@ def _trial(model: nn.Module, groups: list[ChannelGroup], keep: Mapping[str, Tens
     masked = copy.deepcopy(model)
     apply_channel_masks(masked, groups, keep)
     try:
-        check_slim(masked, slim(masked, groups, keep, example), example)
+        check_slim(masked, slim(masked, groups, keep, example, sync_config=False), example)
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     return ""

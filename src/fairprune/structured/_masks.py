@@ -313,7 +313,12 @@ def _set_mask(model: nn.Module, name: str, mask: Tensor) -> None:
 
 
 def slim(
-    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor], example_input: Example
+    model: nn.Module,
+    groups: Iterable[ChannelGroup],
+    keep: Mapping[str, Tensor],
+    example_input: Example,
+    *,
+    sync_config: bool = True,
 ) -> nn.Module:
     """A smaller dense copy of ``model`` without the dropped channels (masks baked in first).
 
@@ -322,7 +327,8 @@ def slim(
     of ``"channels"`` groups; attention heads and MLP neurons are removed here, with the
     attention modules' head counts (``num_heads``, ``all_head_size``, ...) set to match, and a
     Hugging Face model's config updated where it can describe the result
-    (:func:`~fairprune.structured.sync_hf_config`). ``model`` is left unchanged.
+    (:func:`~fairprune.structured.sync_hf_config`; a warning where it cannot; ``sync_config=False``
+    leaves the config alone). ``model`` is left unchanged.
     """
     groups = list(groups)
     _check_keep(groups, keep)
@@ -339,5 +345,6 @@ def slim(
     for g in groups:
         if g.kind != "channels" and len(_dropped(keep, g)):
             slim_units(twin, units[g.id], keep[g.id])
-    sync_hf_config(twin, strict=False)
+    if sync_config:
+        sync_hf_config(twin, strict=False)
     return twin
