@@ -192,6 +192,7 @@ def test_llama_gqa_round_trips_through_save_and_from_pretrained(tmp_path):
     transformers = pytest.importorskip("transformers")
     model, example = _build("llama_gqa"), MODELS["llama_gqa"][1]
     space = _prune(model, example, 0.5, uniform=True)
+    space.check(model, 0.5)  # within half a step: one key/value group (or neuron) of every layer
     small = space.selection(model).slim(model)
     config = small.config
     assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (2, 1, 8)

@@ -43,9 +43,9 @@ from fairprune.structured import (
     check_channel_groups,
     check_channel_plan,
     check_slim,
-    group_param_counts,
     l1_channel_scores,
     normalize_per_group,
+    removal_unit,
     slim,
     structured_topk,
     weight_costs,
@@ -172,7 +172,12 @@ class ChannelSpace:
     kept channels per group are a multiple of ``round_to`` (8 suits CPU and GPU kernels).
     ``budget="flops"`` removes channels until the target fraction of the prunable layers' FLOPs
     is gone, each weight counted with the output positions of its layer (the early, wide-image
-    layers cost most); ``"params"`` counts weights.
+    layers cost most); ``"params"`` counts weights. Transformers: attention heads and MLP
+    neurons are the channels (:mod:`fairprune.structured`); ``uniform`` removes the same number
+    from every layer (a Hugging Face config can then describe the slim model). ``task`` may be an
+    example batch instead: a tensor, or a dict / tuple of tensors. With ``check``, the first
+    :meth:`apply` first slims a copy at its sparsity with random channels and refuses (one line
+    naming the group) if it differs from the masked copy or the target is out of reach.
     """
 
     structure = "channel"
@@ -313,7 +318,7 @@ class ChannelSpace:
         removal unit of ``sparsity`` (with ``at_least``: at or above it, by less than one unit)."""
         masks = get_masks(model)
         zeros = sum(int((m == 0).sum()) * self.cost[n] for n, m in masks.items())
-        unit = self.round_to * max(group_param_counts(self.groups, self.cost).values())
+        unit = self.round_to * removal_unit(self.groups, self.cost, uniform=self.uniform)
         excess = zeros - sparsity * self.n_prunable
         ok = -1e-6 <= excess <= unit if self.at_least else abs(excess) <= unit / 2 + 1e-6
         if not ok:

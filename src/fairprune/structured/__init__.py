@@ -63,6 +63,7 @@ from fairprune.structured._scores import (
     normalize_per_group,
 )
 from fairprune.structured._trace import GRAPH_TIME_LIMIT
+from fairprune.structured._uniform import removal_unit
 
 __all__ = [
     "ChannelSlice",
@@ -79,6 +80,7 @@ __all__ = [
     "SlimMultiheadAttention",
     "sync_hf_config",
     "GRAPH_TIME_LIMIT",
+    "removal_unit",
     "Example",
     "check_channel_groups",
     "check_channel_plan",

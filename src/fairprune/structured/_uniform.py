@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from fairprune.structured._groups import ChannelGroup, ChannelSlice
+from fairprune.structured._groups import ChannelGroup, ChannelSlice, group_param_counts
 
-__all__ = ["uniform_topk"]
+__all__ = ["uniform_topk", "removal_unit"]
 
 
 def _family(group: ChannelGroup) -> tuple[object, ...]:
@@ -64,3 +64,18 @@ def uniform_topk(
         for g in members:
             keep[g.id] = keep_virtual[v.id][ranks[g.id]]
     return keep
+
+
+def removal_unit(
+    groups: Iterable[ChannelGroup], weight_cost: Mapping[str, int] | None = None, *, uniform: bool = False
+) -> int:
+    """The most weights (times their cost) one step of the channel top-k removes: one channel of
+    a group, or with ``uniform`` one channel of every member of a family."""
+    groups = list(groups)
+    counts = group_param_counts(groups, weight_cost)
+    if not uniform:
+        return max(counts.values())
+    families: dict[tuple[object, ...], int] = {}
+    for g in groups:
+        families[_family(g)] = families.get(_family(g), 0) + counts[g.id]
+    return max(families.values())
