@@ -186,7 +186,12 @@ def _llama(name: str, module: nn.Module) -> Units | None:
         Piece(f"{name}.o_proj.weight", 1, per_kv * d),
     )
     roots = tuple(f"{name}.{n}" for n in names[:3])
-    return Units(name, "heads", kv_heads, pieces, roots, lambda module, kept: None)
+
+    def retune(module: nn.Module, kept: int) -> None:  # transformers 5 reads only head_dim
+        counts = {"num_heads": kept * per_kv, "num_key_value_heads": kept}
+        _set(module, **{key: value for key, value in counts.items() if hasattr(module, key)})
+
+    return Units(name, "heads", kv_heads, pieces, roots, retune)
 
 
 _FINDERS = (_mha, _timm, _bert, _gpt2, _gpt2_mlp, _llama)
