@@ -297,3 +297,28 @@ def test_slim_multihead_attention_with_every_head_equals_nn_multihead_attention(
             torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
             if expected_weights is not None:
                 torch.testing.assert_close(weights, expected_weights, rtol=0, atol=1e-6)
+
+
+def test_attention_layouts_that_heads_cannot_be_cut_from_are_refused_naming_the_module():
+    timm = pytest.importorskip("timm")
+    from timm.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(0)
+    refused = {
+        r"^blocks\.0\.attn\.norm mixes the attention heads": timm.models.vision_transformer.VisionTransformer(
+            img_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=3, num_classes=2, scale_attn_norm=True
+        ),
+        r"^layers\.0\.blocks\.0\.attn \(WindowAttention\) keeps per-head tensors": SwinTransformer(
+            img_size=32,
+            patch_size=4,
+            window_size=4,
+            embed_dim=24,
+            depths=(1, 1),
+            num_heads=(2, 4),
+            num_classes=2,
+        ),
+    }
+    for pattern, model in refused.items():
+        with pytest.raises(ValueError, match=pattern) as error:
+            ChannelSpace(model.eval(), IMAGES[:1])
+        assert "\n" not in str(error.value)

@@ -101,6 +101,11 @@ def _timm(name: str, module: nn.Module) -> Units | None:
     qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
     if not (isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear) and hasattr(m, "num_heads")):
         return None
+    if not hasattr(m, "head_dim") or hasattr(m, "relative_position_bias_table"):
+        raise ValueError(
+            f"{name} ({type(m).__name__}) keeps per-head tensors that head pruning does not slice "
+            "(e.g. a relative position bias); use structure='unstructured' for this model"
+        )
     for part in ("norm", "gate"):
         sub = getattr(m, part, None)
         if sub is not None and not isinstance(sub, nn.Identity):
