@@ -163,7 +163,7 @@ def channel_groups(
             ...) or a tuple of tensors.
         ignored: Names of modules whose output channels must not be pruned (an attention module or
             one of its projections: its heads).
-        time_limit: Seconds allowed for torch-pruning's tracing and grouping.
+        time_limit: Seconds allowed for torch-pruning's tracing, and again for its grouping.
 
     Raises:
         ValueError: One line naming the module, for an attention layout whose heads cannot be
