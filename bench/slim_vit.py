@@ -2,7 +2,8 @@
 
 The built-in ``vit_small`` (torchvision ``VisionTransformer``, 6 blocks, width 192, 4 heads of 48,
 MLP 768; random init, 64x64 inputs, 65 tokens) keeps, in every block, its 2 heads and 384 MLP
-neurons of largest L1 norm (:func:`fairprune.structured.l1_channel_scores`); the masked model is
+neurons of largest L1 norm (:func:`fairprune.structured.l1_channel_scores`; the classifier,
+zero at torchvision's init, is drawn from N(0, 0.1^2) so that the outputs say something); the masked model is
 slimmed (:func:`fairprune.structured.slim`: ``nn.MultiheadAttention`` becomes a
 ``SlimMultiheadAttention`` with 2 heads, the MLP Linears lose half their hidden width) and checked
 against the masked model. Reported: parameters, FLOPs (:func:`fairprune.export.count_flops`:
@@ -42,6 +43,7 @@ def run(settings: Settings) -> dict[str, Any]:
     rounds, repeats = (1, 1) if settings.fast else (5, 3)
     torch.manual_seed(settings.seed)
     dense = build_model("vit_small", (3, size, size), 2, **WIDTHS).eval()
+    torch.nn.init.normal_(dense.heads.head.weight, std=0.1)  # torchvision's zero head: all outputs 0
     x = torch.randn(batch, 3, size, size)
     groups = channel_groups(dense, x[:1])
     keep = {gid: _half(score) for gid, score in l1_channel_scores(dense, groups).items()}
