@@ -43,6 +43,7 @@ __all__ = [
     "call_model",
     "output_logits",
     "forward_logits",
+    "eval_logits",
     "single_tensor",
     "input_shape",
 ]
@@ -242,3 +243,14 @@ def output_logits(out: Any) -> Tensor:
 def forward_logits(model: nn.Module, x: Features) -> Tensor:
     """The logits of ``model`` on the batch ``x``: :func:`call_model`, then :func:`output_logits`."""
     return output_logits(call_model(model, x))
+
+
+def eval_logits(model: nn.Module, x: Features) -> Tensor:
+    """:func:`forward_logits` in eval mode without gradients (the model's mode restored)."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return forward_logits(model, x)
+    finally:
+        model.train(training)

@@ -50,12 +50,14 @@ def count_flops(model: nn.Module, example_input: Features) -> int:
     Counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix multiplications and
     convolutions, 2 per multiply-add (a ``Linear(i, o)`` on a batch of ``n`` is ``2 * i * o * n``);
     element-wise ops, normalisation and pooling count zero. Masked weights still count: slim a
-    structured model first to see its savings.
+    structured model first to see its savings. The pass runs with autograd on (nothing is
+    backpropagated): without it ``nn.MultiheadAttention`` takes a fused fast path that the
+    counter does not see (a torchvision ViT's attention counted zero).
     """
     counter = FlopCounterMode(display=False)
 
     def forward() -> None:
-        with counter:
+        with torch.enable_grad(), counter:
             call_model(model, example_input)
 
     in_eval(model, forward)

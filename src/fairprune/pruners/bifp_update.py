@@ -124,7 +124,8 @@ class BiFPSparsifier:
             init: ``"magnitude"``, ``"random"`` or ``"uniform"`` (see :func:`initial_scores`).
             seed: Seed of a random ``init``.
             space: Where the scores live (default: from ``structure`` and ``scope``).
-            example_input: One input batch, to trace the channel groups (``structure="channel"``).
+            example_input: One input batch (a tensor, or a dict / tuple of tensors), to trace the
+                channel groups and check the slimmed model (``structure="channel"``).
         """
         module = unwrap(model)
         select_prunable(module, self.prunable)
