@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench import iterations, loader, slim, step_cost
+from bench import iterations, loader, slim, slim_vit, step_cost
 from bench.common import Settings, machine
 from fairprune.atomic import write_atomic
 
@@ -53,6 +53,9 @@ def headline(raw: dict[str, Any]) -> dict[str, float]:
         ],
         "flops_budget_flops_ratio_70": rows["flops@0.7"]["flops_ratio"],
         "mobilenet_v2_latency_ratio_70": raw["mobilenet_v2"]["latency_ratio_b64"],
+        "slim_vit_params_ratio_50": raw["slim_vit"]["params_ratio"],
+        "slim_vit_flops_ratio_50": raw["slim_vit"]["flops_ratio"],
+        "slim_vit_latency_ratio_50": raw["slim_vit"]["latency_ratio_b64"],
         "sparse_file_ratio_90": raw["stored_sizes"]["unstructured@0.9"]["ratio"],
         "loader_images_per_s": throughput["loader_augmented_images_per_s_median"],
         "loader_throughput_ratio": throughput["loader_augmented_over_training"],
@@ -75,6 +78,10 @@ TARGETS: dict[str, tuple[str, Callable[[float, dict[str, float]], bool]]] = {
         lambda v, h: v <= h["slim_flops_ratio_70"] + 0.03,
     ),
     "flops_budget_flops_ratio_70": ("<= 0.32", lambda v, h: v <= 0.32),
+    "slim_vit_latency_ratio_50": (
+        "FLOPs ratio +- 0.05",
+        lambda v, h: abs(v - h["slim_vit_flops_ratio_50"]) <= 0.05,
+    ),
     "loader_images_per_s": (">= 20,000", lambda v, h: v >= 20_000),
     "data_scaling_exponent": ("<= 1.1", lambda v, h: v <= 1.1),
 }
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         ("step_cost", step_cost.run),
         ("deployment", slim.deployment),
         ("mobilenet_v2", slim.mobilenet),
+        ("slim_vit", slim_vit.run),
         ("stored_sizes", slim.stored_sizes),
         ("loader", loader.throughput),
         ("scaling", loader.scaling),

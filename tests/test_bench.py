@@ -20,6 +20,7 @@ KEYS = (
     "slim_latency_ratio_70",
     "slim_latency_ratio_70_onnx",
     "slim_params_ratio_70",
+    "slim_vit_latency_ratio_50",
     "loader_throughput_ratio",
     "data_scaling_exponent",
 )
@@ -48,6 +49,7 @@ def test_fast_bench_writes_every_number(tmp_path: Path) -> None:
     assert all(isinstance(v, float) and math.isfinite(v) for v in numbers.values()), numbers
     assert 0.0 < document["slim_params_ratio_70"] < 0.35  # 70% of the weights removed, and BN/biases stay
     assert document["raw"]["deployment"]["rows"]["flops@0.7"]["flops_ratio"] <= 0.32
+    assert document["slim_vit_params_ratio_50"] < 0.6  # half the heads and MLP neurons of a ViT
     machine = document["raw"]["machine"]
     assert machine["device"] == "cpu" and machine["torch_threads"] == 1 and machine["torch"]
     for key in KEYS:  # the table prints every headline number

@@ -109,11 +109,17 @@ def test_mobilenet_depthwise_conv_shares_its_expansion_group():
     assert any({"features.2.conv.0.0.weight", "features.2.conv.1.0.weight"} <= n for n in names)
 
 
-def test_vit_offers_only_mlp_hidden_widths():
+def test_vit_offers_heads_and_mlp_hidden_widths():
     model = build_model("vit_small", (3, 32, 32), 4, hidden_dim=32, mlp_dim=48, num_layers=2, num_heads=2)
-    groups = channel_groups(model, X32[:1])
-    assert sorted(g.id for g in groups) == [f"encoder.layers.encoder_layer_{i}.mlp.0" for i in range(2)]
-    assert all(g.n_channels == 48 for g in groups)
+    groups = _by_id(channel_groups(model, X32[:1]))
+    layers = [f"encoder.layers.encoder_layer_{i}" for i in range(2)]
+    assert sorted(groups) == sorted([f"{n}.mlp.0" for n in layers] + [f"{n}.self_attention" for n in layers])
+    assert [(groups[f"{n}.mlp.0"].kind, groups[f"{n}.mlp.0"].n_channels) for n in layers] == [
+        ("channels", 48)
+    ] * 2
+    assert [
+        (groups[f"{n}.self_attention"].kind, groups[f"{n}.self_attention"].n_channels) for n in layers
+    ] == [("heads", 2)] * 2
 
 
 # --- top-k, scores ----------------------------------------------------------------------------

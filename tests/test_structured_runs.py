@@ -129,13 +129,24 @@ class _ChannelFlip(nn.Module):
         return x.flip(1)
 
 
-def test_footprint_refuses_a_slim_model_that_differs(planted_splits):
+def test_channel_mode_refuses_before_training_a_model_that_would_not_slim_equal(planted_splits):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(25, 8), nn.ReLU(), _ChannelFlip(), nn.Linear(8, 2))
+    task = Task(planted_splits, None, TrainConfig(batch_size=64, eval_every=5), 0)
+    with pytest.raises(
+        ValueError, match=r"^channels of 0 \(channels\) cannot be removed exactly .*ignored=\['0'\]"
+    ):
+        run_pruner(build_pruner("magnitude", structure="channel", finetune_steps=0), model, 0.5, task)
+
+
+def test_footprint_refuses_a_slim_model_that_differs(planted_splits, monkeypatch):
+    monkeypatch.setattr("fairprune.pruners.space.check_channel_plan", lambda *args, **kwargs: None)
     torch.manual_seed(0)
     dense = nn.Sequential(nn.Linear(25, 8), nn.ReLU(), _ChannelFlip(), nn.Linear(8, 2))
     task = Task(planted_splits, None, TrainConfig(batch_size=64, eval_every=5), 0)
     model = copy.deepcopy(dense)
     result = run_pruner(build_pruner("magnitude", structure="channel", finetune_steps=0), model, 0.5, task)
-    with pytest.raises(ValueError, match="slimmed model's outputs differ"):
+    with pytest.raises(ValueError, match="slimmed model differs from the masked one"):
         footprint(dense, model, result, planted_splits.val, ExportConfig(latency=False), "cpu")
 
 

@@ -18,6 +18,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fairprune.budgets import (
+    REFERENCE_BATCH,
+    REFERENCE_TRAIN_SIZE,
+    default_batch,
+    default_budgets,
+    train_config_for,
+)
 from fairprune.certification import AUTO, certify_predictions, confidence_of, hold_out, with_certification
 from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
@@ -30,8 +37,9 @@ from fairprune.fairness.metrics import METRICS, fairness_report
 from fairprune.footprint import check_slim
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
-from fairprune.methods_spec import METHODS, defaults
+from fairprune.model_io import rows
 from fairprune.models.binary import TwoLogits, output_classes, unwrap
+from fairprune.prunable import Prunable, coverage, select_prunable
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
 from fairprune.schema import name_groups
@@ -47,56 +55,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_TRAIN_SIZE = 30_000
-"""Training samples at which the methods' default iteration budgets were set (about Adult's
-training split), in batches of :data:`REFERENCE_BATCH`: a budget of ``s`` steps there is
-``s * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE`` passes over the data."""
-REFERENCE_BATCH = 256
-MIN_BUDGET_SCALE = 0.1  # at least this fraction of a default budget (tiny data still trains)
 FAIRNESS_DEFAULTS = FairnessConfig()
 """A sweep's ``[fairness]`` defaults, which :func:`prune` shares."""
-_VAL_CHECK_SAMPLES = 4096  # validation samples checked during training (all if fewer)
-
-
-def default_batch(n_train: int) -> int:
-    """The default batch size for ``n_train`` samples: 256, at most an eighth of the data, at
-    least 32."""
-    return max(32, min(REFERENCE_BATCH, n_train // 8))
-
-
-def default_budgets(method: str, n_train: int) -> dict[str, int]:
-    """The iteration budgets (``steps``, ``*_steps`` fields) of ``method`` for ``n_train``
-    training samples, as passes over the data: each default budget ``s`` is
-    ``s * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE`` passes (BiFP's 300 search steps: 2.56), i.e.
-    ``passes * n_train / default_batch(n_train)`` steps, and at least ``MIN_BUDGET_SCALE * s``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
-    declared = defaults(method)
-    steps_per_pass = n_train / default_batch(n_train)
-    return {
-        k: max(
-            1, round(v * MIN_BUDGET_SCALE), round(v * REFERENCE_BATCH / REFERENCE_TRAIN_SIZE * steps_per_pass)
-        )
-        for k in METHODS[method].budgets
-        if (v := declared[k]) > 0
-    }
-
-
-def _config(config: TrainConfig | None, data: dict[str, GroupData], device: str) -> TrainConfig:
-    """``config`` on ``device``, or by default batches of 256 (at most an eighth of the data, at
-    least 32) and validation checks every 25 iterations scaled like the budgets (at least 5), on
-    at most 4096 validation samples."""
-    if config is not None:
-        return dataclasses.replace(config, device=device)
-    n_train, n_val = len(data["train"]), len(data["val"])
-    scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
-    return TrainConfig(
-        batch_size=default_batch(n_train),
-        eval_every=max(5, round(25 * scale)),
-        eval_samples=0 if n_val <= _VAL_CHECK_SAMPLES else _VAL_CHECK_SAMPLES,
-        threads=0,
-        device=device,
-    )
 
 
 def _device(device: str) -> str:
@@ -206,7 +166,7 @@ def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: 
     if result.channels is None:
         return unwrap(bake_masks(engine_model))
     slim = result.channels.slim(engine_model).to(device)
-    check_slim(slim, engine_model, model_inputs(val.x[:64], device))
+    check_slim(slim, engine_model, model_inputs(rows(val.x, 0, 64), device))
     bake_masks(engine_model)
     return unwrap(slim)
 
@@ -259,18 +219,22 @@ def prune(
     fairness_settings: Mapping[str, Any] | None = None,
     certify: float | str = FAIRNESS_DEFAULTS.certify,
     certify_fraction: float = FAIRNESS_DEFAULTS.certify_fraction,
+    prunable: Prunable = None,
     **method_params: Any,
 ) -> PruningResult:
     """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
 
     Args:
-        model: A trained classifier: ``(N, ...) -> (N, C)`` logits, or one binary logit
-            ``(N,)``/``(N, 1)``; any ``nn.Module`` with Linear/Conv layers (their weights are
-            what is pruned).
+        model: A trained classifier returning ``(N, C)`` logits, or one binary logit
+            ``(N,)``/``(N, 1)``, as a tensor, a tuple (the first element), a dict (``"logits"``)
+            or an object with ``.logits`` (a Hugging Face model); see :mod:`fairprune.model_io`.
+            Its prunable weights are those of :mod:`fairprune.prunable` (Linear, Conv, HF
+            Conv1D, MultiheadAttention, RNN/LSTM/GRU), or the ones ``prunable`` chooses.
         train: The training data: a torch ``Dataset`` or ``DataLoader`` yielding
-            ``(x, y, group)``, or a tuple of tensors ``(x, y, group)``. Labels are class ids
-            (ints, or floats 0/1); groups are ids ``0 .. G-1``. Every split is read into memory
-            once.
+            ``(x, y, group)``, or a tuple of tensors ``(x, y, group)``; ``x`` a tensor, a tuple
+            of tensors (``model(*x)``) or a dict of tensors (``model(**x)``, e.g. ``input_ids``
+            and ``attention_mask``), batch-first. Labels are class ids (ints, or floats 0/1);
+            groups are ids ``0 .. G-1``. Every split is read into memory once.
         val: The validation data, in the same forms: where tau is checked and a state chosen.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
         fairness: The constrained metric, a key of ``fairness.SURROGATES``:
@@ -301,6 +265,10 @@ def prune(
             of the held-out part holds at least ``fairness.MIN_CELL`` samples (and the metric is
             certifiable), else no certificate, with a warning naming the smallest group.
         certify_fraction: Share of ``val`` held out for the certificate, in (0, 1).
+        prunable: Which weights may be pruned: names or ``fnmatch`` patterns, layer types
+            (``[nn.Linear, nn.Embedding]``), or a predicate ``(name, parameter) -> bool`` (see
+            :func:`fairprune.prunable.select_prunable`); ``None``: every supported weight but
+            embeddings. The rest is left dense, named in the result's ``coverage``.
         **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
             default to :func:`default_budgets` of the training set's size.
 
@@ -320,7 +288,8 @@ def prune(
     if certify != 0 and not (isinstance(certify_fraction, (int, float)) and 0 < certify_fraction < 1):
         raise ValueError(f"certify_fraction must be in (0, 1); received {certify_fraction!r}")
     objective = _objective(fairness, tolerance, fairness_settings, certify)
-    prunable_parameters(model)  # a model with nothing to prune fails here, before any work
+    if not select_prunable(model, prunable, record=False):  # a bad choice fails here, before any work
+        prunable_parameters(model)  # nothing to prune: raises, naming the layers expected
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
     data, names = _read({"train": train, "val": val, "test": test}, group_names)
     # under torchrun: each rank trains its shard of every batch (DDP), the results are the same
@@ -331,7 +300,7 @@ def prune(
             model, data, names, float(sparsity), objective, tolerance,
             method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
             progress=progress, config=config, method_params=method_params, certify=certify,
-            certify_fraction=certify_fraction,
+            certify_fraction=certify_fraction, prunable=prunable,
         )  # fmt: skip
     finally:
         if joined:
@@ -356,6 +325,7 @@ def _prune(
     method_params: dict[str, Any],
     certify: float | str,
     certify_fraction: float,
+    prunable: Prunable,
 ) -> PruningResult:
     """:func:`prune` once the inputs are read and checked, on the resolved ``device``."""
     resolved = device
@@ -367,12 +337,15 @@ def _prune(
         dense = TwoLogits(dense)
     home, training = next(model.parameters()).device, model.training
     work = model if inplace else copy.deepcopy(model)
+    select_prunable(work, prunable)
+    cover = coverage(work)
+    logger.info("fairprune.prune: %s", cover.describe())
     work = TwoLogits(work) if n_classes == 1 else work
     splits = _splits(data, names, n_classes, objective, certify, certify_fraction, seed)
     if objective is not None and splits.certify is None:
         objective = dataclasses.replace(objective, certify=0.0)  # "auto" on data too small to certify
     objective = _resolve_tolerance(objective, tolerance, dense, splits, resolved)
-    train_config = _config(config, {"train": splits.train, "val": splits.val}, resolved)
+    train_config = train_config_for(config, {"train": splits.train, "val": splits.val}, resolved)
     task = Task(splits, objective, train_config, seed, progress, dense=dense)
     outcome = run_pruner(pruner, work, float(sparsity), task)
     shipped = _ship(work, outcome, splits.val, resolved)
@@ -391,6 +364,8 @@ def _prune(
         structure=structure,
         sparsity=float(sparsity),
         achieved_sparsity=mask_sparsity(masks),
+        achieved_sparsity_all=sum(int((m == 0).sum()) for m in masks.values()) / cover.n_parameters,
+        coverage=cover,
         fairness=None if objective is None else objective.metric,
         tolerance=None if objective is None else objective.tolerance,
         feasible=outcome.feasible,

@@ -107,7 +107,15 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--data",
         help="other data: a CSV file / image folder read like the card's data, or a TOML file with a "
-        "[data] table; the card's metrics are printed beside the new ones",
+        "[data] table; the card's metrics are printed beside the new ones. Or MODULE:FUNCTION "
+        "returning the card's data as fairprune.prune takes it ((train, val, test)), checked against "
+        "the card",
+    )
+    evaluate.add_argument(
+        "--model",
+        metavar="MODULE:FACTORY",
+        help="the architecture of a model exported from the Python API: a callable that returns the "
+        "nn.Module (e.g. mypkg.models:build); its weights are loaded from the directory",
     )
     evaluate.add_argument(
         "--split",
@@ -212,7 +220,9 @@ def _export(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from fairprune.shipping import evaluate_directory
 
-    result = evaluate_directory(args.directory, data=args.data, split=args.split, tolerance=args.tolerance)
+    result = evaluate_directory(
+        args.directory, data=args.data, split=args.split, tolerance=args.tolerance, model=args.model
+    )
     print(result.format())
     if result.onnx_max_abs_diff is not None:
         print(f"\nmodel.onnx vs PyTorch on this split: max abs difference {result.onnx_max_abs_diff:.3g}")

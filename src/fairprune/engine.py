@@ -28,6 +28,7 @@ from fairprune.errors import TrainingDivergedError
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
+from fairprune.model_io import Features, forward_logits, rows, to_device
 from fairprune.samplers import StratifiedBatchSampler, cells_of, loader_batches, stratified_epoch
 from fairprune.selection import CheckpointSelector, is_trivial
 
@@ -129,10 +130,12 @@ def stratified_subset(data: GroupData, n: int, n_groups: int, seed: int) -> Tens
 
 
 def model_inputs(
-    x: Tensor, device: str, *, augment: bool = False, generator: torch.Generator | None = None
-) -> Tensor:
+    x: Features, device: str, *, augment: bool = False, generator: torch.Generator | None = None
+) -> Features:
     """A batch as the model takes it: uint8 images become float in [-1, 1] (optionally augmented
-    first); other inputs pass through. Moved to ``device``."""
+    first); other inputs, and tuples or dicts of tensors, pass through. Moved to ``device``."""
+    if not isinstance(x, Tensor):
+        return to_device(x, device)
     x = x.to(device)
     if x.dtype == torch.uint8:
         x = x.contiguous()  # a batch of images mapped from the cache has channels-last strides
@@ -142,12 +145,12 @@ def model_inputs(
     return x
 
 
-def train_inputs(batch: GroupData, task: Task) -> tuple[Tensor, Tensor, Tensor]:
+def train_inputs(batch: GroupData, task: Task) -> tuple[Features, Tensor, Tensor]:
     """``(x, y, groups)`` of a training batch on the task's device (augmented if configured;
     channels-last images if configured)."""
     device = task.train.device
     x = model_inputs(batch.x, device, augment=task.train.augment)
-    if task.train.channels_last and x.ndim == 4:
+    if task.train.channels_last and isinstance(x, Tensor) and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, batch.y.to(device), batch.groups.to(device)
 
@@ -179,7 +182,7 @@ def batch_loss(
     penalty strength or the multiplier; no fairness term without a constraint)."""
     x, y, g = train_inputs(batch, task)
     with autocast_context(task.train):
-        logits = model(x)
+        logits = forward_logits(model, x)
         loss = nn.functional.cross_entropy(logits, y)  # float32 under autocast
         if constraint is not None:
             loss = loss + constraint.term(logits, y, g, weight=fairness_weight)
@@ -249,7 +252,8 @@ def logits_of(model: nn.Module, data: GroupData, batch_size: int = 1024, device:
     model.eval()
     outputs = []
     for start in range(0, len(data), batch_size):
-        outputs.append(model(model_inputs(data.x[start : start + batch_size], device)).cpu())
+        batch = model_inputs(rows(data.x, start, start + batch_size), device)
+        outputs.append(forward_logits(model, batch).cpu())
     model.train(was_training)
     return torch.cat(outputs)
 

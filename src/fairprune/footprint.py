@@ -13,7 +13,6 @@ import copy
 import math
 from typing import Any
 
-import torch
 from torch import nn
 
 from fairprune.config import ExportConfig
@@ -22,6 +21,7 @@ from fairprune.engine import model_inputs
 from fairprune.errors import SlimMismatchError
 from fairprune.export import count_flops, count_parameters, in_eval, measure_latency
 from fairprune.masks import bake_masks
+from fairprune.model_io import Features, forward_logits, rows
 from fairprune.pruners import PruneResult
 from fairprune.schema import FOOTPRINT_COLUMNS
 
@@ -51,8 +51,8 @@ def footprint(
     Raises:
         SlimMismatchError: If the slimmed model's outputs differ from the masked model's.
     """
-    batch = model_inputs(data.x[: export.latency_batch], device)
-    one = batch[:1]
+    batch = model_inputs(rows(data.x, 0, export.latency_batch), device)
+    one = rows(batch, 0, 1)
     row: dict[str, Any] = {c: math.nan for c in FOOTPRINT_COLUMNS}
     dense_params, dense_flops = count_parameters(dense), count_flops(dense.to(device), one)
     if result.channels is None:
@@ -72,15 +72,15 @@ def footprint(
     return row, shipped
 
 
-def check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> float:
+def check_slim(shipped: nn.Module, pruned: nn.Module, batch: Features) -> float:
     """The largest difference between the slimmed and the masked model's outputs on ``batch``
     (eval mode).
 
     Raises:
         SlimMismatchError: Beyond ``SLIM_TOLERANCE`` of the outputs' scale.
     """
-    expected = in_eval(pruned, lambda: pruned(batch))
-    diff = float((in_eval(shipped, lambda: shipped(batch)) - expected).abs().max())
+    expected = in_eval(pruned, lambda: forward_logits(pruned, batch))
+    diff = float((in_eval(shipped, lambda: forward_logits(shipped, batch)) - expected).abs().max())
     scale = float(expected.abs().max()) + 1.0
     if diff > SLIM_TOLERANCE * scale:
         raise SlimMismatchError(
@@ -91,7 +91,7 @@ def check_slim(shipped: nn.Module, pruned: nn.Module, batch: torch.Tensor) -> fl
     return diff
 
 
-def _latency(dense: nn.Module, shipped: nn.Module, batch: torch.Tensor, repeats: int) -> dict[str, float]:
+def _latency(dense: nn.Module, shipped: nn.Module, batch: Features, repeats: int) -> dict[str, float]:
     """Dense and shipped timed in turns (twice each), so that load on a shared machine hits
     both; the ratio of the mean medians is reported."""
     half = max(1, repeats // 2)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from fairprune.prunable import PRUNABLE_TYPES, prunable_slots
 from fairprune.topk import TopK, n_pruned
 
 __all__ = [
@@ -32,10 +33,10 @@ __all__ = [
     "mask_versions",
     "MaskSlots",
     "flat_alias",
+    "PRUNABLE_TYPES",
 ]
 
 Masks = dict[str, Tensor]
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class Mask(nn.Module):
@@ -77,47 +78,17 @@ def _split(name: str) -> tuple[str, str]:
     return module_name, param_name
 
 
-def _prunable_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every Linear/Conv in ``model.named_modules()`` order.
-
-    Walks ``_modules`` directly and does not descend into the parametrizations that masks put
-    on a module (a mask is never prunable): this runs several times per step of a learned mask.
-    """
-    out: list[tuple[str, nn.Module]] = []
-    seen: set[int] = set()
-    stack: list[tuple[str, nn.Module]] = [("", model)]
-    while stack:
-        name, module = stack.pop()
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        if isinstance(module, PRUNABLE_TYPES):
-            out.append((name, module))
-        children = [
-            (f"{name}.{key}" if name else key, child)
-            for key, child in module._modules.items()
-            if child is not None and not (key == "parametrizations" and parametrize.is_parametrized(module))
-        ]
-        stack.extend(reversed(children))
-    return out
-
-
 def prunable_parameters(model: nn.Module) -> dict[str, Tensor]:
-    """The prunable weights: ``weight`` of every Linear and Conv layer, by full name.
+    """The prunable weights by full name (see :mod:`fairprune.prunable`: Linear, Conv, HF
+    Conv1D, MultiheadAttention and RNN weights, embeddings when chosen; tied tensors once).
 
     Returns the *original* (unmasked) parameter tensors, also when masks are applied.
     """
-    out: dict[str, Tensor] = {}
-    for module_name, module in _prunable_modules(model):
-        prefix = f"{module_name}." if module_name else ""
-        if parametrize.is_parametrized(module, "weight"):
-            out[prefix + "weight"] = cast(Tensor, _parametrizations(module)["weight"].original)
-        else:
-            out[prefix + "weight"] = cast(Tensor, module.weight)
+    out = {name: tensor for name, (tensor, _) in prunable_slots(model).items()}
     if not out:
         raise ValueError(
-            f"{type(model).__name__} has no prunable parameters; expected at least one "
-            f"{', '.join(t.__name__ for t in PRUNABLE_TYPES)} layer"
+            f"{type(model).__name__} has no prunable parameters; expected at least one Linear, Conv, "
+            "HF Conv1D, MultiheadAttention or RNN layer (or an Embedding chosen with prunable=)"
         )
     return out
 
@@ -138,29 +109,41 @@ def _mask_of(module: nn.Module, param_name: str) -> Mask | None:
 
 def _weight_masks(model: nn.Module) -> list[tuple[str, Mask | None]]:
     """``(weight name, its Mask or None)`` of every prunable weight, in one walk."""
-    return [(f"{n}.weight" if n else "weight", _mask_of(m, "weight")) for n, m in _prunable_modules(model)]
+    return [(name, _mask_of(*slots[0])) for name, (_, slots) in prunable_slots(model).items()]
 
 
 def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Put ``masks`` on ``model`` (registering parametrizations or updating existing ones)."""
-    params = prunable_parameters(model)
-    unknown = sorted(set(masks) - set(params))
+    slots = prunable_slots(model)
+    unknown = sorted(set(masks) - set(slots))
     if unknown:
-        raise ValueError(f"masks name unknown parameters {unknown}; prunable: {sorted(params)}")
+        raise ValueError(f"masks name unknown parameters {unknown}; prunable: {sorted(slots)}")
     for name, mask in masks.items():
-        if mask.shape != params[name].shape:
+        param, uses = slots[name]
+        if mask.shape != param.shape:
             raise ValueError(
-                f"mask for {name!r} has shape {tuple(mask.shape)}, expected {tuple(params[name].shape)}"
+                f"mask for {name!r} has shape {tuple(mask.shape)}, expected {tuple(param.shape)}"
             )
-        mask = mask.detach().to(device=params[name].device, dtype=params[name].dtype)
-        existing = _mask_module(model, name)
+        mask = mask.detach().to(device=param.device, dtype=param.dtype)
+        existing = _mask_of(*uses[0])
         if existing is not None:
             existing.mask.copy_(mask)
-        else:
-            module_name, param_name = _split(name)
-            parametrize.register_parametrization(
-                model.get_submodule(module_name), param_name, Mask(mask.clone())
-            )
+            continue
+        shared = Mask(mask.clone())  # one mask on every module using the tensor (tied weights)
+        for module, param_name in uses:
+            parametrize.register_parametrization(module, param_name, shared)
+            if isinstance(module, nn.RNNBase) and _release_flat_weights not in module._forward_hooks.values():
+                module.register_forward_hook(_release_flat_weights)
+
+
+def _release_flat_weights(module: nn.Module, inputs: object, output: object) -> None:
+    """After a forward pass of a masked RNN: keep its ``_flat_weights`` (the masked weights of
+    that pass, which it reads again only if they changed) out of the autograd graph, so that the
+    module can be deep-copied (autograd's non-leaf tensors cannot). The next pass recomputes
+    them from the masks (``RNNBase._update_flat_weights`` sees new tensors)."""
+    flat = module.__dict__.get("_flat_weights")
+    if flat is not None:
+        module.__dict__["_flat_weights"] = [None if w is None else w.detach() for w in flat]
 
 
 def get_masks(model: nn.Module, *, copy: bool = True) -> Masks:
@@ -192,10 +175,15 @@ def bake_masks(model: nn.Module) -> nn.Module:
             module.__class__ = type(cls.__name__, cls.__bases__, namespace)
             for name in list(_parametrizations(module)):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+            for key, hook in list(module._forward_hooks.items()):
+                if hook is _release_flat_weights:
+                    del module._forward_hooks[key]
     return model
 
 
-def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global") -> Masks:
+def topk_masks(
+    scores: dict[str, Tensor], target: float, *, scope: str = "global", floor: bool = True
+) -> Masks:
     """Binary masks keeping the highest scores, at exactly ``round(target * n)`` pruned weights.
 
     Args:
@@ -203,10 +191,12 @@ def topk_masks(scores: dict[str, Tensor], target: float, *, scope: str = "global
         target: Sparsity in [0, 1): fraction of the weights to remove.
         scope: ``"global"`` ranks all scores together; ``"layer"`` prunes each tensor to
             ``target`` on its own.
+        floor: Global scope: no tensor is removed whole (each keeps a weight, the last one, the
+            classifier of most models, one per output row; see :func:`fairprune.topk.layer_floors`).
 
     Ties are broken by :func:`torch.topk`'s order, so the count is always exact.
     """
-    return TopK().masks(scores, target, scope=scope)
+    return TopK().masks(scores, target, scope=scope, floor=floor)
 
 
 def sparsity(masks: Masks) -> float:

@@ -14,6 +14,7 @@ from torch import nn
 from fairprune.fairness.certificate import Certificate
 from fairprune.fairness.metrics import METRIC_COLUMNS
 from fairprune.masks import Masks
+from fairprune.prunable import Coverage
 from fairprune.schema import GROUP_SIZE
 
 __all__ = ["PruningResult"]
@@ -40,6 +41,10 @@ class PruningResult:
         structure: ``"unstructured"`` or ``"channel"``.
         sparsity: The target sparsity.
         achieved_sparsity: Fraction of the prunable weights removed.
+        achieved_sparsity_all: Fraction of all the model's parameter entries removed (biases,
+            normalisation and every weight left dense count as kept; tied tensors once).
+        coverage: What was prunable and what was left dense, by name (see
+            :class:`fairprune.prunable.Coverage`).
         fairness: The constrained metric (``None``: unconstrained).
         tolerance: The tolerance tau it was held to on validation (resolved from ``"dense"``).
         feasible: Whether the chosen state met tau on validation (``None``: unconstrained method).
@@ -72,6 +77,8 @@ class PruningResult:
     channel_fraction: float | None = None
     certificate: Certificate | None = None
     selection: str | None = None
+    achieved_sparsity_all: float | None = None
+    coverage: Coverage | None = field(default=None, repr=False)
 
     def metrics_frame(self) -> pd.DataFrame:
         """:attr:`metrics` as a table: one row per (split, model), one column per metric."""
@@ -88,16 +95,24 @@ class PruningResult:
             outcome = f"{self.fairness} <= {self.tolerance:.4g} on val: {met}"
         head = (
             f"PruningResult({self.method}, {self.structure}, sparsity {self.sparsity:g} "
-            f"(achieved {self.achieved_sparsity:.4f}), {outcome}, {self.train_iterations} iterations, "
+            f"(achieved {self.achieved_sparsity:.4f}{self._over_all()}), {outcome}, "
+            f"{self.train_iterations} iterations, "
             f"{self.wall_seconds:.1f} s"
         )
         lines = [head, f"  groups{self._group_sizes()}"]
+        if self.coverage is not None:
+            lines.append(f"  coverage: {self.coverage.describe(shown=3)}")
         if self.certificate is not None:
             lines.append(f"  certificate: {self.certificate.describe(self.group_names)}")
         if self.selection is not None:
             lines.append(f"  returned: {self.selection}")
         lines += [f"  {split}: {self._split_line(per)}" for split, per in self.metrics.items()]
         return "\n".join(lines) + ")"
+
+    def _over_all(self) -> str:
+        if self.achieved_sparsity_all is None:
+            return ""
+        return f" of prunable weights, {self.achieved_sparsity_all:.4f} of all parameters"
 
     def _group_sizes(self) -> str:
         split = next((s for s in ("val", "test", "train") if s in self.metrics), None)

@@ -37,6 +37,7 @@ from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS, fairness_report
 from fairprune.footprint import footprint
 from fairprune.grid import Job
 from fairprune.masks import sparsity as mask_sparsity
+from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
 from fairprune.run_store import set_aside
@@ -72,13 +73,23 @@ def dense_model(
     iterations and seconds (NaN for a model saved before the seconds were recorded)."""
     seed = job.seed
     torch.manual_seed(seed)
-    model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    model = build_model(
+        cfg.model.name,
+        input_shape(splits.train.x),
+        splits.n_classes,
+        **cfg.model.params,
+    )
     path = out / "dense" / f"{job.dense_key}.pt"
     loaded = load_dense(path, model, out)
     if loaded is not None:
         return model, *loaded
     torch.manual_seed(seed)
-    model = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    model = build_model(
+        cfg.model.name,
+        input_shape(splits.train.x),
+        splits.n_classes,
+        **cfg.model.params,
+    )
     task = Task(splits, None, train, seed, progress)
     start = time.perf_counter()
     loop = train_weights(model, task, cfg.train.dense_steps, desc=f"dense seed {seed}")
@@ -243,7 +254,7 @@ def architecture(cfg: ExperimentConfig, splits: Splits) -> dict[str, Any]:
     ``params``), so that :func:`fairprune.export.load_exported` can rebuild it."""
     return {
         "name": cfg.model.name,
-        "input_shape": list(splits.train.x.shape[1:]),
+        "input_shape": list(input_shape(splits.train.x)),
         "n_classes": splits.n_classes,
         "params": cfg.model.params,
     }

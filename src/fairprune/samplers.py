@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fairprune.data.base import GroupData
+from fairprune.model_io import Features, row
 
 __all__ = ["StratifiedBatchSampler", "GroupDataset", "loader_batches", "stratified_epoch", "cells_of"]
 
@@ -126,7 +127,7 @@ class StratifiedBatchSampler(Sampler[list[int]]):
         return max(1, len(self.cells) // self.batch_size)
 
 
-class GroupDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
+class GroupDataset(Dataset[tuple[Features, Tensor, Tensor]]):
     """A :class:`GroupData` split as a map-style dataset of ``(x, y, group)``; a batch of indices
     is fetched with one indexing operation (``__getitems__``), e.g. from an image split mapped
     from the cache file (only the batch's rows are read)."""
@@ -137,10 +138,10 @@ class GroupDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        return self.data.x[index], self.data.y[index], self.data.groups[index]
+    def __getitem__(self, index: int) -> tuple[Features, Tensor, Tensor]:
+        return row(self.data.x, index), self.data.y[index], self.data.groups[index]
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    def __getitems__(self, indices: list[int]) -> tuple[Features, Tensor, Tensor]:
         batch = self.data.subset(torch.as_tensor(indices, dtype=torch.long))
         return batch.x, batch.y, batch.groups
 

@@ -10,6 +10,7 @@ recomputes its card on the card's data or on other data.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from fairprune.config import DataConfig, ExperimentConfig, config_from_dict
+from fairprune.data.adapters import as_splits
 from fairprune.data.base import Splits
 from fairprune.data.registry import IMAGE_DATASETS
 from fairprune.engine import evaluate
@@ -38,6 +40,7 @@ from fairprune.export import (
     pruning_section,
 )
 from fairprune.fairness.metrics import METRIC_COLUMNS
+from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.run_choice import best_run, find_run
 from fairprune.runs import architecture
@@ -108,7 +111,12 @@ def _models(
     out: Path, cfg: ExperimentConfig, splits: Splits, job: Job, row: pd.Series
 ) -> tuple[nn.Module, nn.Module, int]:
     """The dense model, the shipped model and the dense training iterations of a run."""
-    dense = build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+    dense = build_model(
+        cfg.model.name,
+        input_shape(splits.train.x),
+        splits.n_classes,
+        **cfg.model.params,
+    )
     dense_path = out / "dense" / f"{job.dense_key}.pt"
     if not dense_path.is_file():
         raise ShippedModelError(
@@ -246,14 +254,57 @@ def evaluate_directory(
     data: str | None = None,
     split: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
+    model: str | None = None,
 ) -> Evaluation:
     """Reload the shipped ``directory`` (checking files, hashes and shapes) and recompute its card's
     metrics on ``split`` (default ``test``) of the card's data, or on ``data`` (default split
-    ``all``) beside the card's test metrics."""
-    exported = load_exported(directory)
+    ``all``) beside the card's test metrics.
+
+    ``model`` (``"package.module:factory"``) builds the architecture of a model exported from the
+    Python API (any ``nn.Module``; its weights are then loaded); ``data`` may also be
+    ``"package.module:function"``, returning the card's data as :func:`fairprune.prune` takes it
+    (``(train, val, test)``, a dict of them, or ``Splits``), compared against the card.
+    """
+    module = None if model is None else _call_spec(model, "--model")
+    if module is not None and not isinstance(module, nn.Module):
+        raise ShippedModelError(f"--model {model}: returned {type(module).__name__}; expected an nn.Module")
+    exported = load_exported(directory, module)
+    if data is not None and _is_spec(data):
+        names = exported.card.get("data", {}).get("group_names")
+        try:
+            splits = as_splits(_call_spec(data, "--data"), group_names=names)
+        except (TypeError, ValueError) as err:
+            raise ShippedModelError(f"--data {data}: {err}") from err
+        return evaluate_exported(
+            exported, splits, split=split or "test", tolerance=tolerance, directory=directory
+        )
     config, seed, same = _data_config(exported.card, data)
     splits = load_splits(config, seed)
     chosen = split or ("test" if same else "all")
     return evaluate_exported(
         exported, splits, split=chosen, same_data=same, tolerance=tolerance, directory=directory
     )
+
+
+def _is_spec(text: str) -> bool:
+    """``"package.module:name"`` (and not an existing file or folder)."""
+    head, sep, tail = text.partition(":")
+    return bool(sep) and head.replace(".", "").replace("_", "").isalnum() and tail.isidentifier()
+
+
+def _call_spec(spec: str, option: str) -> Any:
+    """Import ``package.module`` and call its ``name()`` (``spec`` = ``"package.module:name"``)."""
+    if not _is_spec(spec):
+        raise ShippedModelError(
+            f"{option} {spec!r}: expected package.module:callable, e.g. mypkg.models:build"
+        )
+    module_name, _, name = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise ShippedModelError(
+            f"{option} {spec}: cannot import it ({err}); expected package.module:callable"
+        ) from err
+    if not callable(target):
+        raise ShippedModelError(f"{option} {spec}: {name} is not callable; expected a function or class")
+    return target()

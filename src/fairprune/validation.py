@@ -22,6 +22,7 @@ from fairprune.engine import TrainConfig, resolved
 from fairprune.errors import ConfigError, DataError
 from fairprune.grid import data_cells, extends, variants_of
 from fairprune.methods_spec import METHODS
+from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner
 from fairprune.run_store import check_out_dir, check_same_config
@@ -91,7 +92,12 @@ def _check_task(cfg: ExperimentConfig, splits: Splits, where: str) -> None:
             f"{splits.target!r} of {where} has {splits.n_classes} classes"
         )
     try:
-        build_model(cfg.model.name, tuple(splits.train.x.shape[1:]), splits.n_classes, **cfg.model.params)
+        build_model(
+            cfg.model.name,
+            input_shape(splits.train.x),
+            splits.n_classes,
+            **cfg.model.params,
+        )
     except (ValueError, TypeError) as err:
         raise ConfigError(
             f"model: {cfg.model.name!r} with params {cfg.model.params} on {where}: {err}"

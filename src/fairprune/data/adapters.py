@@ -8,7 +8,7 @@ float labels that are 0/1), against the model's classes and the group names in `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -16,12 +16,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from fairprune.data.base import GroupData
+from fairprune.data.base import GroupData, Splits
+from fairprune.model_io import Features, as_features, concat, describe, n_samples, sample_shapes
 
-__all__ = ["DataInput", "as_group_data", "check_labels", "resolve_group_names"]
+__all__ = ["DataInput", "DataSplits", "as_group_data", "as_splits", "check_labels", "resolve_group_names"]
 
-DataInput = Dataset | DataLoader | tuple[Tensor, Tensor, Tensor] | GroupData
+DataInput = Dataset | DataLoader | tuple[Features, Tensor, Tensor] | GroupData
 """What ``fairprune.prune`` accepts as a split."""
+
+DataSplits = Splits | Sequence[DataInput] | Mapping[str, DataInput]
+"""What ``export_model`` accepts as data: ``Splits``, ``(train, val[, test])`` or a dict of them."""
+_SPLIT_NAMES = ("train", "val", "test")
 
 _BATCH = 256  # samples per batch when a Dataset is read through a DataLoader
 
@@ -31,7 +36,8 @@ def as_group_data(data: DataInput, *, name: str) -> GroupData:
 
     Args:
         data: A ``GroupData``; a tuple or list of three tensors (or arrays) ``(x, y, group)``
-            with one first dim ``N``; a map-style or iterable ``Dataset`` whose items are ``(x, y, group)``
+            with one first dim ``N``, where ``x`` may also be a tuple or dict of tensors (see
+            :mod:`fairprune.model_io`); a map-style or iterable ``Dataset`` whose items are ``(x, y, group)``
             (read in batches of 256 with torch's default collation); or a ``DataLoader`` whose
             batches are ``(x, y, group)``.
         name: The split's name, for error messages (``"train"``).
@@ -64,12 +70,13 @@ def as_group_data(data: DataInput, *, name: str) -> GroupData:
         )
     y = _ids(y, f"{name} labels")
     groups = _ids(groups, f"{name} group ids")
-    if len(x) == 0:
+    n = n_samples(x)
+    if n == 0:
         raise ValueError(f"the {name} split is empty; expected at least one (x, y, group) sample")
-    if y.shape != (len(x),) or groups.shape != (len(x),):
+    if y.shape != (n,) or groups.shape != (n,):
         raise ValueError(
             f"{name}: expected x (N, ...), y (N,) and group (N,) with one N; received x "
-            f"{tuple(x.shape)}, y {tuple(y.shape)}, group {tuple(groups.shape)}"
+            f"{describe(x)}, y {tuple(y.shape)}, group {tuple(groups.shape)}"
         )
     return GroupData(x, y, groups)
 
@@ -84,12 +91,12 @@ def _describe(item: Any) -> str:
     return type(item).__name__
 
 
-def _triple(value: Any, what: str) -> tuple[Tensor, Tensor, Tensor]:
-    """``value`` as three tensors, or a TypeError naming what it was."""
+def _triple(value: Any, what: str) -> tuple[Features, Tensor, Tensor]:
+    """``value`` as features and two tensors, or a TypeError naming what it was."""
     if not (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3):
         raise TypeError(f"{what} must be (x, y, group); received {_describe(value)}")
-    x, y, groups = (torch.as_tensor(v) if not isinstance(v, Tensor) else v for v in value)
-    return x, y, groups
+    y, groups = (torch.as_tensor(v) if not isinstance(v, Tensor) else v for v in value[1:])
+    return as_features(value[0], f"x of {what}"), y, groups
 
 
 def _check_first_item(dataset: Dataset, name: str) -> None:
@@ -115,8 +122,9 @@ def _collate(items: list[Any], *, name: str) -> Any:
         ) from error
 
 
-def _concat(batches: Iterable[Any], name: str, unit: str) -> tuple[Tensor, Tensor, Tensor]:
-    xs, ys, gs = [], [], []
+def _concat(batches: Iterable[Any], name: str, unit: str) -> tuple[Features, Tensor, Tensor]:
+    xs: list[Features] = []
+    ys, gs = [], []
     for i, batch in enumerate(batches):
         x, y, g = _triple(batch, f"each {unit} of the {name} data (batch {i})")
         xs.append(x)
@@ -124,10 +132,20 @@ def _concat(batches: Iterable[Any], name: str, unit: str) -> tuple[Tensor, Tenso
         gs.append(g.reshape(-1) if g.ndim == 2 and g.shape[1] == 1 else g)
     if not xs:
         raise ValueError(f"the {name} data yielded no batch; expected (x, y, group) samples")
-    shapes = sorted({tuple(x.shape[1:]) for x in xs})
+    shapes = sorted({_shape_key(sample_shapes(x)) for x in xs}, key=str)
     if len(shapes) > 1:
         raise ValueError(f"the {name} batches hold x of sample shapes {shapes[:4]}; expected one shape")
-    return torch.cat(xs), torch.cat(ys), torch.cat(gs)
+    return concat(xs), torch.cat(ys), torch.cat(gs)
+
+
+def _shape_key(shape: Any) -> Any:
+    """A sample shape as a hashable, readable key: ``(3,)``, a tuple of them, or a tuple of
+    ``(key, shape)`` pairs."""
+    if isinstance(shape, dict):
+        return tuple((k, tuple(v)) for k, v in shape.items())
+    if shape and isinstance(shape[0], list):
+        return tuple(tuple(v) for v in shape)
+    return tuple(shape)
 
 
 def _ids(values: Tensor, what: str) -> Tensor:
@@ -203,3 +221,38 @@ def resolve_group_names(splits: dict[str, GroupData], group_names: Sequence[str]
                 f"every split (group sizes in {name}: {dict(zip(names, sizes, strict=True))})"
             )
     return names
+
+
+def as_splits(data: DataSplits, *, group_names: Sequence[str] | None = None) -> Splits:
+    """The data as :func:`fairprune.prune` takes it, as one :class:`Splits`: a ``Splits``
+    (returned as it is), a sequence ``(train, val)`` or ``(train, val, test)``, or a dict with
+    those keys, each split a :data:`DataInput` (``val`` stands in for a test split not given).
+    Classes are ``"0" .. "C-1"`` with ``C`` the largest label + 1 (at least 2).
+
+    Raises:
+        TypeError, ValueError: For another container, other keys, or splits that do not read
+            (see :func:`as_group_data` and :func:`resolve_group_names`).
+    """
+    if isinstance(data, Splits):
+        return data
+    if isinstance(data, Mapping):
+        unknown = sorted(set(map(str, data)) - set(_SPLIT_NAMES))
+        if unknown or not {"train", "val"} <= set(data):
+            raise ValueError(
+                "data as a dict needs the keys 'train' and 'val' (and optionally 'test'); "
+                f"received {sorted(data)}"
+            )
+        given = dict(data)
+    elif isinstance(data, Sequence) and not isinstance(data, str) and len(data) in (2, 3):
+        given = dict(zip(_SPLIT_NAMES, data, strict=False))
+    else:
+        raise TypeError(
+            "data must be a Splits, (train, val) or (train, val, test) (each a Dataset, DataLoader or "
+            f"tuple (x, y, group)), or a dict with those keys; received {_describe(data)}"
+        )
+    parts = {name: as_group_data(split, name=name) for name, split in given.items()}
+    names = resolve_group_names(parts, group_names)
+    n_classes = max(2, max(int(p.y.max()) + 1 for p in parts.values()))
+    classes = tuple(str(c) for c in range(n_classes))
+    test = parts.get("test", parts["val"])
+    return Splits("data", "target", "group", parts["train"], parts["val"], test, classes, names)

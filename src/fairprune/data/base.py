@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fairprune.model_io import Features, as_features, describe, n_samples, take
+
 __all__ = ["GroupData", "Splits", "stratified_sample", "stratified_split_indices"]
 
 _SHOWN = 6
@@ -30,47 +32,48 @@ class GroupData:
     """One split held in memory.
 
     Attributes:
-        x: Inputs, ``(N, ...)`` float32.
+        x: Inputs, batch-first: a tensor ``(N, ...)``, a tuple or a dict of tensors (see
+            :mod:`fairprune.model_io`: how the model is called on them).
         y: Target class ids, ``(N,)`` int64.
         groups: Group id of the sensitive attribute per sample, ``(N,)`` int64.
     """
 
-    x: Tensor
+    x: Features
     y: Tensor
     groups: Tensor
 
     def __post_init__(self) -> None:
-        n = self.x.shape[0]
+        if not isinstance(self.x, Tensor):
+            object.__setattr__(self, "x", as_features(self.x))
+        n = n_samples(self.x)
         if self.y.shape != (n,) or self.groups.shape != (n,):
             raise ValueError(
                 f"GroupData expects x (N, ...), y (N,), groups (N,) with one N; received "
-                f"x {tuple(self.x.shape)}, y {tuple(self.y.shape)}, groups {tuple(self.groups.shape)}"
+                f"x {describe(self.x)}, y {tuple(self.y.shape)}, groups {tuple(self.groups.shape)}"
             )
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return n_samples(self.x)
 
     def __repr__(self) -> str:
         """Size, input shape and dtype, and the samples per class and per group id."""
         classes = _listed([str(c) for c in _counts(self.y)])
         groups = _listed([str(c) for c in _counts(self.groups)])
-        dtype = str(self.x.dtype).removeprefix("torch.")
-        return (
-            f"GroupData(n={len(self)}, x {tuple(self.x.shape[1:])} {dtype}, "
-            f"per class [{classes}], per group [{groups}])"
-        )
+        if isinstance(self.x, Tensor):
+            inputs = f"{tuple(self.x.shape[1:])} {str(self.x.dtype).removeprefix('torch.')}"
+        else:
+            inputs = describe(self.x)
+        return f"GroupData(n={len(self)}, x {inputs}, per class [{classes}], per group [{groups}])"
 
     def subset(self, index: Tensor | np.ndarray) -> GroupData:
         """The samples at ``index`` (a 1-D index array)."""
         idx = torch.as_tensor(index, dtype=torch.long)
         if idx.ndim != 1:
             raise ValueError(f"subset expects a 1-D index array; received shape {tuple(idx.shape)}")
-        return GroupData(_rows(self.x, idx), _rows(self.y, idx), _rows(self.groups, idx))
+        return GroupData(take(self.x, idx), _rows(self.y, idx), _rows(self.groups, idx))
 
 
 def _rows(t: Tensor, idx: Tensor) -> Tensor:
-    """``t[idx]``; for a contiguous tensor through ``index_select`` (the same rows, a quarter of
-    the time on a CPU batch). Other layouts (memory-mapped images) keep ``t[idx]``'s layout."""
     return t.index_select(0, idx) if t.is_contiguous() else t[idx]
 
 
@@ -145,10 +148,14 @@ class Splits:
         sizes = [_counts(part.groups, self.n_groups) for part in parts]
         groups = [f"{name} {'/'.join(str(s[g]) for s in sizes)}" for g, name in enumerate(self.group_names)]
         x = self.train.x
+        inputs = (
+            f"{tuple(x.shape[1:])} {str(x.dtype).removeprefix('torch.')}"
+            if isinstance(x, Tensor)
+            else describe(x)
+        )
         return (
             f"Splits({self.name!r}: target {self.target!r} (classes {_listed(list(self.class_names))}), "
-            f"sensitive attribute {self.sensitive_attribute!r}; x {tuple(x.shape[1:])} "
-            f"{str(x.dtype).removeprefix('torch.')}\n"
+            f"sensitive attribute {self.sensitive_attribute!r}; x {inputs}\n"
             f"  train {len(self.train)}, val {len(self.val)}, test {len(self.test)}\n"
             f"  groups (train/val/test): {_listed(groups)})"
         )

@@ -25,6 +25,7 @@ from fairprune.export._card import card_metrics, check_names, flat_metrics
 from fairprune.export._load import ExportedModel
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs
 from fairprune.fairness.metrics import fairness_report
+from fairprune.model_io import concat, sample_shapes, single_tensor
 
 __all__ = ["Evaluation", "evaluate_exported", "DEFAULT_TOLERANCE", "SPLIT_CHOICES"]
 
@@ -100,7 +101,8 @@ def _select(data: Splits, split: str) -> GroupData:
     if split != "all":
         return getattr(data, split)
     parts = [data.train, data.val, data.test]
-    return GroupData(*(torch.cat([getattr(p, f) for p in parts]) for f in ("x", "y", "groups")))
+    x = concat([p.x for p in parts])
+    return GroupData(x, *(torch.cat([getattr(p, f) for p in parts]) for f in ("y", "groups")))
 
 
 def _degradations(pruned: Mapping[str, Any], dense: Mapping[str, Any]) -> dict[str, float]:
@@ -142,9 +144,9 @@ def evaluate_exported(
     check_names(card, data.class_names, data.group_names)
     part = _select(data, split)
     expected_shape = card["model"].get("input_shape")
-    if expected_shape is not None and list(part.x.shape[1:]) != list(expected_shape):
+    if expected_shape is not None and sample_shapes(part.x) != expected_shape:
         raise ShippedModelError(
-            f"the data's inputs have shape {list(part.x.shape[1:])}, the card's model takes {expected_shape}"
+            f"the data's inputs have shape {sample_shapes(part.x)}, the card's model takes {expected_shape}"
         )
     if not math.isfinite(tolerance) or tolerance < 0:
         raise ShippedModelError(f"tolerance must be a finite number >= 0; received {tolerance}")
@@ -188,5 +190,6 @@ def _onnx_difference(exported: ExportedModel, path: Path, part: GroupData) -> fl
     for start in range(0, len(part), 1024):
         chunk = part.subset(torch.arange(start, min(start + 1024, len(part))))
         expected = logits_of(exported.model, chunk)
-        worst = max(worst, float((onnx_outputs(path, model_inputs(chunk.x, "cpu")) - expected).abs().max()))
+        inputs = single_tensor(model_inputs(chunk.x, "cpu"), "model.onnx")
+        worst = max(worst, float((onnx_outputs(path, inputs) - expected).abs().max()))
     return worst

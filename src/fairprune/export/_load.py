@@ -67,7 +67,8 @@ def load_exported(directory: str | os.PathLike[str], model: nn.Module | None = N
         if "name" not in card["model"]:
             raise ShippedModelError(
                 f"{card_path} names no built-in architecture (a model exported from the Python API "
-                f"as {card['model'].get('class')}); pass model= (a module of that architecture)"
+                f"as {card['model'].get('class')}); pass model= (a module of that architecture), or on the "
+                "command line --model package.module:factory"
             )
         model = build_from_spec(card["model"])
     fit_shapes(model, state)

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from fairprune.masks import bake_masks
+from fairprune.model_io import Features, call_model, tensors_of
 
 __all__ = ["count_parameters", "count_flops", "measure_latency", "in_eval"]
 
@@ -43,19 +44,21 @@ def in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
         model.train(training)
 
 
-def count_flops(model: nn.Module, example_input: Tensor) -> int:
+def count_flops(model: nn.Module, example_input: Features) -> int:
     """Floating-point operations of one forward pass on ``example_input`` (eval mode).
 
     Counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix multiplications and
     convolutions, 2 per multiply-add (a ``Linear(i, o)`` on a batch of ``n`` is ``2 * i * o * n``);
     element-wise ops, normalisation and pooling count zero. Masked weights still count: slim a
-    structured model first to see its savings.
+    structured model first to see its savings. The pass runs with autograd on (nothing is
+    backpropagated): without it ``nn.MultiheadAttention`` takes a fused fast path that the
+    counter does not see (a torchvision ViT's attention counted zero).
     """
     counter = FlopCounterMode(display=False)
 
     def forward() -> None:
-        with counter:
-            model(example_input)
+        with torch.enable_grad(), counter:
+            call_model(model, example_input)
 
     in_eval(model, forward)
     return int(counter.get_total_flops())
@@ -82,7 +85,9 @@ def median_seconds(
     return float(statistics.median(times))
 
 
-def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 20, warmup: int = 3) -> float:
+def measure_latency(
+    model: nn.Module, example_input: Features, *, repeats: int = 20, warmup: int = 3
+) -> float:
     """Median wall-clock seconds of one forward pass on ``example_input``.
 
     Eval mode, ``torch.no_grad()``, on the device of ``example_input`` (CUDA is synchronised
@@ -94,8 +99,10 @@ def measure_latency(model: nn.Module, example_input: Tensor, *, repeats: int = 2
         repeats: Timed passes (at least 1).
         warmup: Untimed passes first.
     """
-    sync = torch.cuda.synchronize if example_input.is_cuda else None
+    sync = torch.cuda.synchronize if tensors_of(example_input)[0].is_cuda else None
     return in_eval(
         model,
-        lambda: median_seconds(lambda: model(example_input), repeats=repeats, warmup=warmup, sync=sync),
+        lambda: median_seconds(
+            lambda: call_model(model, example_input), repeats=repeats, warmup=warmup, sync=sync
+        ),
     )

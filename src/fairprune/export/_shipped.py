@@ -18,7 +18,7 @@ import datetime
 import json
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 import fairprune
 from fairprune.atomic import write_atomic
+from fairprune.data.adapters import DataSplits, as_splits
 from fairprune.data.base import Splits
 from fairprune.engine import model_inputs, predict
 from fairprune.errors import ShippedModelError
@@ -40,6 +41,16 @@ from fairprune.export._result import result_data, result_metrics, result_pruning
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, save_weights, sha256_of, stored_bytes
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import bake_masks, prunable_parameters
+from fairprune.model_io import (
+    Features,
+    as_features,
+    describe,
+    n_samples,
+    rows,
+    sample_shapes,
+    tensors_of,
+    to_device,
+)
 from fairprune.result import PruningResult
 
 __all__ = ["export_model", "CARD_FILE", "MARKDOWN_FILE"]
@@ -52,13 +63,14 @@ def export_model(
     model: nn.Module | PruningResult,
     directory: str | os.PathLike[str],
     *,
-    data: Splits | None = None,
+    data: Splits | DataSplits | None = None,
     dense: nn.Module | None = None,
     architecture: Mapping[str, Any] | None = None,
     about: Mapping[str, Any] | None = None,
     weights: str = "auto",
     onnx: bool = False,
-    example_input: Tensor | None = None,
+    example_input: Features | None = None,
+    group_names: Sequence[str] | None = None,
 ) -> Path:
     """Write ``model`` as a shipped directory with its model card.
 
@@ -69,32 +81,30 @@ def export_model(
             fairness notion, tau and outcome fill the card's ``pruning`` section, and whose
             metrics fill ``metrics`` when ``data`` is not given.
         directory: Where to write (created; existing shipped files are replaced).
-        data: The splits to measure the card's metrics on (``val`` and ``test``, dense and
-            pruned), and the class / group names. Without it the card holds no metrics.
+        data: The splits the card's metrics (``val``, ``test``) and names come from: ``Splits``,
+            or the data as :func:`fairprune.prune` takes it (``(train, val[, test])`` or a dict).
         dense: The dense model the pruned one came from: its metrics, parameters, FLOPs and
             latency go beside the pruned model's, and the sparsity is measured against it.
         architecture: ``{"name", "input_shape", "n_classes", "params"}`` of a built-in model
             (:data:`fairprune.models.MODELS`), so that :func:`load_exported` can rebuild it;
             without it, loading needs a module of the architecture.
-        about: Provenance sections added to the card as they are (``pruning``, ``seeds``,
-            ``data_source``, ``config``, ...); JSON-serialisable, not one of the computed sections.
+        about: Provenance sections added to the card as they are (``pruning``, ``seeds``, ...);
+            JSON-serialisable, not one of the computed sections.
         weights: ``"dense"``, ``"sparse"`` (bitmask or indices + values, see
             :func:`~fairprune.export.save_weights`), or ``"auto"``: sparse when that file is
             under 90% of the dense one (a model with masks baked in), else dense.
         onnx: Also write ``model.onnx``, checked against PyTorch on an example batch.
         example_input: A batch as the model takes it, for FLOPs, latency and the ONNX check;
             default: up to 64 validation samples of ``data``.
+        group_names: Names of the group ids of ``data`` (default: the result's, or ``"0"``, ...).
 
     Returns:
         The directory.
     """
     result = model if isinstance(model, PruningResult) else None
     model, about = _unpack(model, about)
-    clashes = sorted(set(about or {}) & set(_COMPUTED))
-    if clashes:
-        raise ShippedModelError(f"about= may not set the computed card sections {clashes}")
-    if weights not in (*LAYOUTS, "auto"):
-        raise ShippedModelError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
+    _check_arguments(about, weights)
+    data = _splits(data, group_names if group_names is not None or result is None else result.group_names)
     example = _example(data, example_input)
     if onnx and example is None:
         raise ShippedModelError("onnx=True needs data= or example_input= (a batch to check the export on)")
@@ -129,6 +139,19 @@ def export_model(
     return out
 
 
+def _check_arguments(about: Mapping[str, Any] | None, weights: str) -> None:
+    clashes = sorted(set(about or {}) & set(_COMPUTED))
+    if clashes:
+        raise ShippedModelError(f"about= may not set the computed card sections {clashes}")
+    if weights not in (*LAYOUTS, "auto"):
+        raise ShippedModelError(f"weights must be one of {[*LAYOUTS, 'auto']}; received {weights!r}")
+
+
+def _splits(data: Splits | DataSplits | None, group_names: Sequence[str] | None) -> Splits | None:
+    """``data`` as ``Splits`` (from the data ``prune`` takes), with ``group_names``."""
+    return None if data is None else as_splits(data, group_names=group_names)
+
+
 def _unpack(model: object, about: Mapping[str, Any] | None) -> tuple[nn.Module, dict[str, Any]]:
     """The module to ship and the card's provenance: a result's model, and its ``pruning``
     section unless ``about`` has one."""
@@ -141,7 +164,9 @@ def _unpack(model: object, about: Mapping[str, Any] | None) -> tuple[nn.Module, 
     return model, dict(about or {})
 
 
-def _write_files(shipped: nn.Module, out: Path, weights: str, onnx_example: Tensor | None) -> dict[str, Any]:
+def _write_files(
+    shipped: nn.Module, out: Path, weights: str, onnx_example: Features | None
+) -> dict[str, Any]:
     """Write the weight file (and ``model.onnx`` given an example batch); their card entries."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*WEIGHT_FILES.values(), ONNX_FILE, CARD_FILE, MARKDOWN_FILE]:
@@ -151,6 +176,11 @@ def _write_files(shipped: nn.Module, out: Path, weights: str, onnx_example: Tens
     files: dict[str, dict[str, Any]] = {WEIGHT_FILES[layout]: {"layout": layout}}
     save_weights(out / WEIGHT_FILES[layout], state, layout)
     if onnx_example is not None:
+        if not isinstance(onnx_example, Tensor):
+            raise ShippedModelError(
+                f"onnx=True exports a model that takes one tensor; this one takes {describe(onnx_example)} "
+                "(export with onnx=False, or through torch.onnx with your own input names)"
+            )
         diff = write_onnx(shipped, out / ONNX_FILE, onnx_example)
         files[ONNX_FILE] = {"layout": "onnx", "max_abs_diff_vs_pytorch": diff}
     for name, entry in files.items():
@@ -166,16 +196,16 @@ def _readable(path: Path) -> None:
     path.chmod(0o666 & ~umask)
 
 
-def _example(data: Splits | None, example_input: Tensor | None) -> Tensor | None:
+def _example(data: Splits | None, example_input: Features | None) -> Features | None:
     if example_input is not None:
-        return example_input.detach().cpu()
+        return to_device(as_features(example_input, "example_input"), "cpu")
     if data is None:
         return None
-    return model_inputs(data.val.x[:64], "cpu")
+    return model_inputs(rows(data.val.x, 0, 64), "cpu")
 
 
 def _model_spec(
-    shipped: nn.Module, architecture: Mapping[str, Any] | None, data: Splits | None, example: Tensor | None
+    shipped: nn.Module, architecture: Mapping[str, Any] | None, data: Splits | None, example: Features | None
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if architecture is not None:
@@ -191,8 +221,8 @@ def _model_spec(
     spec["class"] = f"{type(shipped).__module__}.{type(shipped).__qualname__}"
     spec["shapes"] = {k: list(v.shape) for k, v in shipped.state_dict().items()}
     if example is not None:
-        spec.setdefault("input_shape", list(example.shape[1:]))
-        raw = data.val.x.dtype if data is not None else example.dtype
+        spec.setdefault("input_shape", sample_shapes(example))
+        raw = tensors_of(data.val.x if data is not None else example)[0].dtype
         spec["input"] = {
             "dtype": "float32",
             "preprocessing": "uint8 pixels x -> x / 127.5 - 1 (channels first)"
@@ -252,7 +282,7 @@ def _metrics(shipped: nn.Module, dense: nn.Module | None, data: Splits) -> dict[
     return out
 
 
-def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Tensor | None) -> dict[str, Any]:
+def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Features | None) -> dict[str, Any]:
     prunable = prunable_parameters(shipped)
     kept = sum(int(torch.count_nonzero(p)) for p in prunable.values())
     total = sum(p.numel() for p in (prunable_parameters(dense) if dense is not None else prunable).values())
@@ -264,10 +294,11 @@ def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Tensor | No
     if dense is not None:
         foot["dense_params"] = count_parameters(dense)
     if example is not None:
-        foot.update(flops=count_flops(shipped, example[:1]), latency_batch=int(example.shape[0]))
+        one = rows(example, 0, 1)
+        foot.update(flops=count_flops(shipped, one), latency_batch=n_samples(example))
         foot.update(latency_ms=1000 * measure_latency(shipped, example, repeats=10), device="cpu")
         foot["threads"] = torch.get_num_threads()
         if dense is not None:
-            foot["dense_flops"] = count_flops(dense, example[:1])
+            foot["dense_flops"] = count_flops(dense, one)
             foot["dense_latency_ms"] = 1000 * measure_latency(dense, example, repeats=10)
     return foot

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from fairprune.engine import model_inputs
 from fairprune.export import in_eval
+from fairprune.model_io import Features, call_model, describe, n_samples, output_logits, rows
 
 __all__ = ["TwoLogits", "output_classes", "unwrap"]
 
@@ -23,8 +26,8 @@ class TwoLogits(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor) -> Tensor:
-        f = self.model(x).reshape(-1, 1)  # (N,) or (N, 1) -> (N, 1)
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        f = output_logits(self.model(*args, **kwargs)).reshape(-1, 1)  # (N,) or (N, 1) -> (N, 1)
         return torch.cat([torch.zeros_like(f), f], dim=1)  # (N, 2)
 
 
@@ -33,19 +36,25 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, TwoLogits) else model
 
 
-def output_classes(model: nn.Module, x: Tensor, device: str) -> int:
+def output_classes(model: nn.Module, x: Features, device: str) -> int:
     """Classes of ``model`` from a forward pass (eval mode) on the first two samples of ``x``:
     ``C`` for ``(N, C)`` logits, 1 for one binary logit ``(N,)``/``(N, 1)``.
 
     Raises:
-        TypeError: The model returns something other than a tensor.
+        TypeError: The model's output holds no logits (see :func:`fairprune.model_io.output_logits`),
+            or the model does not take the inputs.
         ValueError: The output has another shape (naming it and the expected ones).
     """
-    batch = model_inputs(x[:2], device)
-    out = in_eval(model, lambda: model(batch))
-    if not isinstance(out, Tensor):
-        raise TypeError(f"the model must return a tensor of logits; it returned {type(out).__name__}")
-    n = len(batch)
+    batch = model_inputs(rows(x, 0, 2), device)
+    try:
+        raw = in_eval(model, lambda: call_model(model, batch))
+    except TypeError as err:
+        raise TypeError(
+            f"{type(model).__name__} does not take the inputs {describe(batch)} ({err}); a tensor x is "
+            "passed as model(x), a tuple as model(*x), a dict as model(**x)"
+        ) from err
+    out = output_logits(raw)
+    n = n_samples(batch)
     if out.shape in ((n,), (n, 1)):
         return 1
     if out.ndim == 2 and out.shape[0] == n:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from fairprune.engine import LoopResult, Postprocessor, Task, stratified_batches, train_inputs, train_weights
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.masks import Masks, get_masks, prunable_parameters
+from fairprune.model_io import Features, forward_logits
 from fairprune.pruners.space import ChannelSelection, Scores, Space, WeightSpace
 
 SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one iteration)
@@ -127,7 +128,9 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
     )
 
 
-def scoring_batches(model: nn.Module, task: Task, n_batches: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+def scoring_batches(
+    model: nn.Module, task: Task, n_batches: int
+) -> Iterator[tuple[Features, Tensor, Tensor]]:
     """The ``n_batches`` training batches ``(x, y, groups)`` a gradient score is summed over:
     stratified by (target, group), drawn with the task's seed, on the task's device.
 
@@ -148,7 +151,7 @@ def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> 
     grads = {name: torch.zeros_like(p) for name, p in params.items()}
     for x, y, _ in batches:
         model.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(x), y)
+        loss = nn.functional.cross_entropy(forward_logits(model, x), y)
         loss.backward()
         for name, p in params.items():
             if p.grad is not None:

@@ -43,6 +43,8 @@ from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
 from fairprune.methods_spec import check_params
+from fairprune.model_io import Features, forward_logits
+from fairprune.prunable import Coverage, Prunable, coverage, select_prunable
 from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
 
 __all__ = ["BiFPSparsifier", "SCORE_INITS", "initial_scores"]
@@ -73,6 +75,9 @@ class BiFPSparsifier:
         weight_fairness: lambda_w, weight of the fairness term in the weight (lower) level.
         structure: ``"unstructured"`` (a score per weight) or ``"channel"`` (a score per channel).
         scope: ``"global"`` or ``"layer"`` top-k (unstructured only).
+        prunable: Which weights may be pruned (names or patterns, layer types, or a predicate;
+            see :func:`fairprune.prunable.select_prunable`); ``None``: every supported weight
+            but embeddings. :attr:`coverage` names what is left dense after :meth:`prepare`.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class BiFPSparsifier:
         weight_fairness: float = 1.0,
         structure: str = "unstructured",
         scope: str = "global",
+        prunable: Prunable = None,
     ) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1); received {sparsity}")
@@ -94,7 +100,8 @@ class BiFPSparsifier:
         self.sparsity, self.constraint = sparsity, constraint
         self.mask_lr, self.gamma = mask_lr, gamma
         self.mask_fairness, self.weight_fairness = mask_fairness, weight_fairness
-        self.structure, self.scope = structure, scope
+        self.structure, self.scope, self.prunable = structure, scope, prunable
+        self.coverage: Coverage | None = None
         self.steps = 0
         self._upper = False  # inside an alternating step's closure
         self._model: nn.Module | None = None
@@ -107,7 +114,7 @@ class BiFPSparsifier:
         init: str = "magnitude",
         seed: int = 0,
         space: Space | None = None,
-        example_input: Tensor | None = None,
+        example_input: Features | None = None,
     ) -> None:
         """Put the masks on ``model`` (before wrapping it in DDP) and start recording ``g``.
 
@@ -117,9 +124,12 @@ class BiFPSparsifier:
             init: ``"magnitude"``, ``"random"`` or ``"uniform"`` (see :func:`initial_scores`).
             seed: Seed of a random ``init``.
             space: Where the scores live (default: from ``structure`` and ``scope``).
-            example_input: One input batch, to trace the channel groups (``structure="channel"``).
+            example_input: One input batch (a tensor, or a dict / tuple of tensors), to trace the
+                channel groups and check the slimmed model (``structure="channel"``).
         """
         module = unwrap(model)
+        select_prunable(module, self.prunable)
+        self.coverage = coverage(module)
         if space is None and self.structure == "channel":
             if example_input is None:
                 raise ValueError("structure='channel' needs example_input= (one input batch, for tracing)")
@@ -272,7 +282,7 @@ class BiFPSparsifier:
                     f"split); received a {type(batch).__name__}"
                 )
             x, y, groups = batch
-            logits = model(model_inputs(x, str(device))).float().cpu()
+            logits = forward_logits(model, model_inputs(x, str(device))).float().cpu()
             pred = (
                 (logits.reshape(-1) > 0).long()
                 if logits.ndim == 1 or logits.shape[-1] == 1

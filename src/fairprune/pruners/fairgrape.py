@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from fairprune.engine import Task
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.methods_spec import defaults
+from fairprune.model_io import forward_logits
 from fairprune.pruners.base import SNIP_BATCHES, Outcome, prune_and_finetune, scoring_batches
 from fairprune.pruners.space import ChannelSpace, PrunerBase, Scores, Space
 from fairprune.structured import channel_sums
@@ -42,7 +43,7 @@ def group_taylor_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATC
     batches = scoring_batches(model, task, n_batches)
     grads = [{n: torch.zeros_like(p) for n, p in params.items()} for _ in range(n_groups)]
     for x, y, groups in batches:
-        per_sample = nn.functional.cross_entropy(model(x), y, reduction="none")  # (B,)
+        per_sample = nn.functional.cross_entropy(forward_logits(model, x), y, reduction="none")  # (B,)
         present = [g for g in range(n_groups) if bool((groups == g).any())]
         for i, g in enumerate(present):
             loss = per_sample[groups == g].mean()

@@ -34,20 +34,25 @@ from fairprune.masks import (
     prunable_parameters,
 )
 from fairprune.methods_spec import SPACE_DEFAULTS, check_params
+from fairprune.model_io import Features, rows
+from fairprune.prunable import tied_parameters
 from fairprune.structured import (
     ChannelGroup,
     ChannelSlice,
     apply_channel_masks,
     channel_groups,
     channel_sums,
-    group_param_counts,
+    check_channel_groups,
+    check_channel_plan,
+    check_slim,
     l1_channel_scores,
     normalize_per_group,
+    removal_unit,
     slim,
     structured_topk,
     weight_costs,
 )
-from fairprune.topk import TopK
+from fairprune.topk import TopK, layer_floors
 
 __all__ = [
     "Scores",
@@ -62,20 +67,24 @@ __all__ = [
 Scores = dict[str, Tensor]  # weight name -> scores shaped like it, or group id -> (n_channels,)
 
 
-def example_input(model: nn.Module, task: Task) -> Tensor:
-    """One training sample as the model takes it, on the model's device (for tracing)."""
+def example_input(model: nn.Module, task: Task, n: int = 1) -> Features:
+    """The first ``n`` training samples as the model takes them, on the model's device (one for
+    tracing; a few for the checks of a slimmed model)."""
     device = next(model.parameters()).device
-    return model_inputs(task.splits.train.x[:1], str(device))
+    return model_inputs(rows(task.splits.train.x, 0, n), str(device))
 
 
 class WeightSpace:
-    """Unstructured: one score per weight; exact top-k (``round(s * n)`` weights removed)."""
+    """Unstructured: one score per weight; exact top-k (``round(s * n)`` weights removed). Global
+    top-k leaves every layer a weight, the last (the classifier) one per output row
+    (:func:`~fairprune.topk.layer_floors`)."""
 
     structure = "unstructured"
 
     def __init__(self, scope: str = "global") -> None:
         self.scope = scope
         self._topk = TopK()  # warm-started: a learned mask re-thresholds every step
+        self._floors: list[int] | None = None  # no layer removed whole (global top-k)
 
     def magnitude(self, model: nn.Module) -> Scores:
         """``|theta|`` of every prunable weight."""
@@ -110,7 +119,10 @@ class WeightSpace:
         flat = flat_alias(ordered)  # scores that are slices of one buffer are read uncopied
         if flat is None or flat.dtype != torch.float32:
             flat = torch.cat([s.detach().reshape(-1).float() for s in ordered])
-        slots.write(self._topk.keep(flat, sparsity, scope=self.scope, segments=slots.segments))
+        if self._floors is None or len(self._floors) != len(slots.weights):
+            self._floors = layer_floors([tuple(w.shape) for w in slots.weights])
+        keep = self._topk.keep(flat, sparsity, scope=self.scope, segments=slots.segments, floors=self._floors)
+        slots.write(keep)
 
     def mask_grads(self, per_weight: Scores) -> Scores:
         """Per-weight mask gradients as score gradients (here: unchanged)."""
@@ -137,7 +149,7 @@ class ChannelSelection:
 
     groups: tuple[ChannelGroup, ...]
     keep: dict[str, Tensor]
-    example_input: Tensor
+    example_input: Features
 
     @property
     def channel_fraction(self) -> float:
@@ -145,9 +157,16 @@ class ChannelSelection:
         total = sum(g.n_channels for g in self.groups)
         return sum(int((~k).sum()) for k in self.keep.values()) / total
 
-    def slim(self, model: nn.Module) -> nn.Module:
-        """A smaller dense copy of ``model`` without the removed channels (same outputs in eval)."""
-        return slim(model, self.groups, self.keep, self.example_input)
+    def slim(self, model: nn.Module, *, check: bool = True) -> nn.Module:
+        """A smaller dense copy of ``model`` without the removed channels (same outputs in eval).
+
+        With ``check``, the outputs are compared with ``model``'s on the example input
+        (:func:`~fairprune.structured.check_slim`: a one-line ``SlimMismatchError`` if they differ).
+        """
+        small = slim(model, self.groups, self.keep, self.example_input)
+        if check:
+            check_slim(model, small, self.example_input)
+        return small
 
 
 class ChannelSpace:
@@ -158,7 +177,12 @@ class ChannelSpace:
     kept channels per group are a multiple of ``round_to`` (8 suits CPU and GPU kernels).
     ``budget="flops"`` removes channels until the target fraction of the prunable layers' FLOPs
     is gone, each weight counted with the output positions of its layer (the early, wide-image
-    layers cost most); ``"params"`` counts weights.
+    layers cost most); ``"params"`` counts weights. Transformers: attention heads and MLP
+    neurons are the channels (:mod:`fairprune.structured`); ``uniform`` removes the same number
+    from every layer (a Hugging Face config can then describe the slim model). ``task`` may be an
+    example batch instead: a tensor, or a dict / tuple of tensors. With ``check``, the first
+    :meth:`apply` first slims a copy at its sparsity with random channels and refuses (one line
+    naming the group) if it differs from the masked copy or the target is out of reach.
     """
 
     structure = "channel"
@@ -166,21 +190,27 @@ class ChannelSpace:
     def __init__(
         self,
         model: nn.Module,
-        task: Task | Tensor,
+        task: Task | Features,
         round_to: int = 1,
         at_least: bool = False,
         budget: str = "params",
+        *,
+        uniform: bool = False,
+        check: bool = True,
     ) -> None:
         # the channel groups are traced on one input: a training sample of the task, or one given
-        self.example = task if isinstance(task, Tensor) else example_input(model, task)
+        _refuse_tied(model)
+        self.example = example_input(model, task) if isinstance(task, Task) else task
+        # the checks of a slimmed model compare outputs on a few samples (one may hide a difference)
+        self.check_batch = example_input(model, task, 16) if isinstance(task, Task) else task
         self.groups = channel_groups(model, self.example)
-        if any(not any(s.prunable and s.dim == 1 for s in g.slices) for g in self.groups):
-            raise ValueError(f"a channel group of {type(model).__name__} has no consuming Linear/Conv")
         if not self.groups:
             raise ValueError(
                 f"{type(model).__name__} has no channel that can be pruned on its own; expected "
                 "hidden Linear/Conv widths (use structure='unstructured' for this model)"
             )
+        check_channel_groups(model, self.groups)
+        self.uniform, self._check_pending = uniform, check
         self.cost = weight_costs(model, self.example, budget)
         params = prunable_parameters(model)
         self.n_prunable = sum(p.numel() * self.cost[n] for n, p in params.items())  # the budget's total
@@ -192,10 +222,10 @@ class ChannelSpace:
         self._gated: dict[str, list[tuple[ChannelSlice, str]]] = {}
         for g in self.groups:
             for sl in g.slices:
-                if sl.prunable and sl.dim == 1:
+                if sl.prunable and sl.is_input:
                     self._gated.setdefault(sl.name, []).append((sl, g.id))
         self._gates_of = {
-            g.id: sorted({sl.name for sl in g.slices if sl.prunable and sl.dim == 1}) for g in self.groups
+            g.id: sorted({sl.name for sl in g.slices if sl.prunable and sl.is_input}) for g in self.groups
         }
 
     def magnitude(self, model: nn.Module) -> Scores:
@@ -229,15 +259,10 @@ class ChannelSpace:
         BatchNorm) make a dropped channel's own gradient vanish. :meth:`finalize` turns gates into
         full masks.
         """
-        keep = structured_topk(
-            scores,
-            self.groups,
-            sparsity,
-            n_prunable=self.n_prunable,
-            round_to=self.round_to,
-            at_least=self.at_least,
-            weight_cost=self.cost,
-        )
+        if self._check_pending:  # before the first mask: a trial slim at the target (one line if not)
+            check_channel_plan(model, self.groups, self.check_batch, lambda s: self._topk(s, sparsity))
+            self._check_pending = False
+        keep = self._topk(scores, sparsity)
         if self._written is not None:  # a learned mask: most steps keep the same channels
             old_keep, old_gate, versions = self._written
             if old_gate == gate and mask_versions(model, self._masked) == versions:
@@ -251,6 +276,18 @@ class ChannelSpace:
         apply_channel_masks(model, self.groups, keep, inputs_only=gate)
         self._written = (keep, gate, mask_versions(model, self._masked))
 
+    def _topk(self, scores: Scores, sparsity: float) -> dict[str, Tensor]:
+        return structured_topk(
+            scores,
+            self.groups,
+            sparsity,
+            n_prunable=self.n_prunable,
+            round_to=self.round_to,
+            at_least=self.at_least,
+            weight_cost=self.cost,
+            uniform=self.uniform,
+        )
+
     def _write_gates(self, slots: MaskSlots, keep: dict[str, Tensor], changed: list[str]) -> None:
         """Rewrite, in place, the masks of the weights whose input channels belong to a group
         in ``changed``: the masks :func:`apply_channel_masks` writes with ``inputs_only`` (ones,
@@ -258,10 +295,11 @@ class ChannelSpace:
         modules = dict(zip(slots.names, slots.modules, strict=True))
         for name in sorted({n for g in changed for n in self._gates_of[g]}):
             mask = modules[name].mask
-            column = torch.ones(mask.shape[1], dtype=mask.dtype)
+            dim = self._gated[name][0][0].dim  # the input dim: 1 (Linear, Conv) or 0 (HF Conv1D)
+            column = torch.ones(mask.shape[dim], dtype=mask.dtype)
             for sl, gid in self._gated[name]:
                 column[sl.positions] *= keep[gid][sl.channels].to(mask.dtype)
-            view = (1, -1) + (1,) * (mask.ndim - 2)
+            view = tuple(-1 if d == dim else 1 for d in range(mask.ndim))
             mask.copy_(column.to(mask.device).view(view).expand_as(mask))
 
     def mask_grads(self, per_weight: Scores) -> Scores:
@@ -286,7 +324,7 @@ class ChannelSpace:
         removal unit of ``sparsity`` (with ``at_least``: at or above it, by less than one unit)."""
         masks = get_masks(model)
         zeros = sum(int((m == 0).sum()) * self.cost[n] for n, m in masks.items())
-        unit = self.round_to * max(group_param_counts(self.groups, self.cost).values())
+        unit = self.round_to * removal_unit(self.groups, self.cost, uniform=self.uniform)
         excess = zeros - sparsity * self.n_prunable
         ok = -1e-6 <= excess <= unit if self.at_least else abs(excess) <= unit / 2 + 1e-6
         if not ok:
@@ -302,7 +340,7 @@ class ChannelSpace:
 
     def selection(self, model: nn.Module) -> ChannelSelection:
         """The channels kept by the masks now on ``model`` (after any checkpoint restore)."""
-        return ChannelSelection(tuple(self.groups), self._keep(get_masks(model)), self.example)
+        return ChannelSelection(tuple(self.groups), self._keep(get_masks(model)), self.check_batch)
 
     def _keep(self, masks: Masks) -> dict[str, Tensor]:
         """A channel is kept iff some weight of its consumers' input slices is unmasked (true
@@ -312,6 +350,18 @@ class ChannelSpace:
 
 
 Space = WeightSpace | ChannelSpace
+
+
+def _refuse_tied(model: nn.Module) -> None:
+    """Channel pruning of a weight that several modules share would remove channels of all of
+    them at once, which the dependency graph does not model: refuse it before any work."""
+    prunable = set(prunable_parameters(model))
+    tied = [names for first, names in tied_parameters(model).items() if first in prunable]
+    if tied:
+        raise ValueError(
+            f"structure='channel' cannot prune tied weights {tied[0]} (one tensor shared by "
+            "several modules); expected structure='unstructured' for this model"
+        )
 
 
 def _random(shape: torch.Size | tuple[int, ...], generator: torch.Generator, kind: str) -> Tensor:

@@ -23,15 +23,26 @@ in train mode.
 :class:`~fairprune.masks.Mask` parametrization), so that dropped channels are exactly zero inside
 the network too.
 
-Which groups are offered. Groups that reach the model output (the classifier's classes) and
-groups that touch a layer whose channels cannot be masked exactly are left out: LayerNorm /
-GroupNorm / InstanceNorm (they mix channels), multi-head attention, embeddings, PReLU, LSTMs, bare
-``nn.Parameter`` tensors, grouped (not depthwise) and transposed convs. For a ViT this leaves the
-hidden width of each MLP block (attention heads and the embedding width stay dense). torch-pruning
-treats unknown parameter-free ops as element-wise; an op that mixes channels without weights
-(softmax over channels, channel shuffle) would break masked == slimmed.
+Which groups are offered. Transformers: each attention module's heads are one group (one
+channel = one head: its query, key and value rows and its output-projection columns; with
+grouped-query attention one channel = a key/value head with its query heads), and each MLP's
+hidden neurons another (torchvision ``nn.MultiheadAttention``, timm ViT/DeiT, Hugging Face BERT,
+GPT-2 and Llama-style attention; see :mod:`fairprune.structured._attention`). torch-pruning
+finds the other groups; groups that reach the model output (the classes) and groups that touch a
+layer whose channels cannot be masked exactly are left out: LayerNorm / GroupNorm / InstanceNorm
+(they mix channels, so a transformer's embedding width stays dense), embeddings, PReLU, LSTMs,
+bare ``nn.Parameter`` tensors, grouped (not depthwise) and transposed convs. torch-pruning treats
+unknown parameter-free ops as element-wise; an op that mixes channels without weights (softmax
+over channels, channel shuffle) would break masked == slimmed, which is why
+:func:`check_channel_plan` slims a trial copy at the target before training and names the group
+that differs. The graph analysis runs under a time limit (:data:`GRAPH_TIME_LIMIT`).
+
+Hugging Face models: :func:`slim` writes the head counts and MLP width into ``model.config``
+where the config can describe them (:func:`sync_hf_config`; prune with ``uniform=True``), so a
+Llama-style model round-trips through ``save_pretrained`` / ``from_pretrained``.
 """
 
+from fairprune.structured._check import SLIM_TOLERANCE, check_channel_groups, check_channel_plan, check_slim
 from fairprune.structured._groups import (
     BUDGETS,
     ChannelGroup,
@@ -41,13 +52,17 @@ from fairprune.structured._groups import (
     n_prunable,
     weight_costs,
 )
+from fairprune.structured._hf import sync_hf_config
 from fairprune.structured._masks import apply_channel_masks, expand_channel_masks, slim, structured_topk
+from fairprune.structured._mha import SlimMultiheadAttention
 from fairprune.structured._scores import (
     channel_sums,
     fpgm_channel_scores,
     l1_channel_scores,
     normalize_per_group,
 )
+from fairprune.structured._trace import GRAPH_TIME_LIMIT
+from fairprune.structured._uniform import removal_unit
 
 __all__ = [
     "ChannelSlice",
@@ -61,6 +76,14 @@ __all__ = [
     "expand_channel_masks",
     "apply_channel_masks",
     "slim",
+    "SlimMultiheadAttention",
+    "sync_hf_config",
+    "GRAPH_TIME_LIMIT",
+    "removal_unit",
+    "check_channel_groups",
+    "check_channel_plan",
+    "check_slim",
+    "SLIM_TOLERANCE",
     "l1_channel_scores",
     "fpgm_channel_scores",
     "channel_sums",

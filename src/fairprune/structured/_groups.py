@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -11,6 +12,11 @@ import torch_pruning as tp
 from torch import Tensor, nn
 
 from fairprune.masks import bake_masks, prunable_parameters
+from fairprune.model_io import Features, call_model, rows
+from fairprune.structured._attention import Units, find_units
+from fairprune.structured._trace import GRAPH_TIME_LIMIT, trace, walk_groups
+
+log = logging.getLogger(__name__)
 
 _OP = tp.ops.OPTYPE
 _PARAMETER_FREE = {_OP.ELEMENTWISE, _OP.RESHAPE, _OP.CONCAT, _OP.SPLIT, _OP.SLICE, _OP.UNBIND, _OP.EXPAND}
@@ -28,6 +34,8 @@ class ChannelSlice:
             channel where a flatten spreads one channel over many features).
         shape: The parameter's full shape.
         prunable: Whether the parameter is one of :func:`~fairprune.masks.prunable_parameters`.
+        input_dim: The dim of the parameter's input features (1 for Linear/Conv weights, 0 for
+            Hugging Face ``Conv1D`` weights, stored ``(in, out)``).
     """
 
     name: str
@@ -36,24 +44,40 @@ class ChannelSlice:
     channels: Tensor
     shape: tuple[int, ...]
     prunable: bool
+    input_dim: int = 1
+
+    @property
+    def is_input(self) -> bool:
+        """Whether the slice is a consumer's input slice (else a producer's output slice)."""
+        return self.dim == self.input_dim and len(self.shape) > 1
 
 
 @dataclass(frozen=True, eq=False)
 class ChannelGroup:
-    """Channels removed together: ``id`` is the root module's name, channels ``0 .. n_channels-1``."""
+    """Channels removed together: ``id`` is the root module's name, channels ``0 .. n_channels-1``.
+
+    ``kind``: ``"channels"`` (found by torch-pruning, slimmed by it), ``"heads"`` (an attention
+    module's heads, or key/value groups with grouped-query attention; ``id`` names the attention
+    module) or ``"neurons"`` (the hidden neurons of an MLP that torch-pruning cannot trace).
+    """
 
     id: str
     n_channels: int
     slices: tuple[ChannelSlice, ...]
+    kind: str = "channels"
 
 
-def traced_copy(model: nn.Module, example_input: Tensor) -> tuple[nn.Module, tp.DependencyGraph]:
+def traced_copy(
+    model: nn.Module, example_input: Features, limit: float = GRAPH_TIME_LIMIT
+) -> tuple[nn.Module, tp.DependencyGraph]:
     """A baked deep copy of ``model`` and its dependency graph (traced in eval mode)."""
     twin = bake_masks(copy.deepcopy(model))
     training = model.training
     twin.eval()  # tracing runs a forward pass: keep BatchNorm statistics untouched
-    graph = tp.DependencyGraph().build_dependency(twin, example_input, verbose=False)
-    twin.train(training)
+    try:
+        graph = trace(twin, example_input, limit)
+    finally:
+        twin.train(training)
     return twin, graph
 
 
@@ -102,26 +126,72 @@ def _group_slices(
     )
 
 
+def _unit_group(units: Units, model: nn.Module, prunable: Mapping[str, Tensor]) -> ChannelGroup:
+    """The channel group of an attention module's heads or an MLP's neurons (see ``_attention``)."""
+    params = dict(model.named_parameters())
+    slices = []
+    for piece in units.pieces:
+        shape = tuple(params[piece.name].shape)
+        channels = piece.units(shape[piece.dim])
+        positions = torch.arange(shape[piece.dim])
+        slices.append(
+            ChannelSlice(
+                piece.name, piece.dim, positions, channels, shape, piece.name in prunable, piece.input_dim
+            )
+        )
+    return ChannelGroup(units.name, units.n_units, tuple(slices), units.kind)
+
+
 def channel_groups(
-    model: nn.Module, example_input: Tensor, *, ignored: Iterable[str] = ()
+    model: nn.Module,
+    example_input: Features,
+    *,
+    ignored: Iterable[str] = (),
+    time_limit: float = GRAPH_TIME_LIMIT,
 ) -> list[ChannelGroup]:
     """The prunable channel groups of ``model`` (see the module docstring for which are offered).
+
+    Attention heads and Conv1D MLP neurons are our own groups (``kind`` ``"heads"`` /
+    ``"neurons"``, see :mod:`fairprune.structured._attention`); torch-pruning finds the rest,
+    with no walk starting inside an attention module. Where torch-pruning cannot trace a model
+    that has such units (GPT-2), only those units are offered.
 
     Args:
         model: Any classifier; masks already on it are baked into a traced copy, ``model`` is
             left unchanged.
-        example_input: A batch the model accepts, e.g. ``(1, C, H, W)``.
-        ignored: Names of modules whose output channels must not be pruned.
+        example_input: A batch the model accepts: a tensor ``(1, C, H, W)``, a dict (``input_ids``,
+            ...) or a tuple of tensors.
+        ignored: Names of modules whose output channels must not be pruned (an attention module or
+            one of its projections: its heads).
+        time_limit: Seconds allowed for torch-pruning's tracing, and again for its grouping.
+
+    Raises:
+        ValueError: One line naming the module, for an attention layout whose heads cannot be
+            removed exactly, a model torch-pruning cannot trace, or a grouping over the limit.
     """
-    twin, graph = traced_copy(model, example_input)
+    twin = bake_masks(copy.deepcopy(model))
     names = {module: name for name, module in twin.named_modules()}
     unknown = sorted(set(ignored) - set(names.values()))
     if unknown:
         raise ValueError(f"ignored names unknown modules {unknown}")
-    ignored_modules = [twin.get_submodule(name) for name in ignored]
-    groups: list[ChannelGroup] = []
-    seen: set[tuple[str, int]] = set()
-    for group in graph.get_all_groups(ignored_layers=ignored_modules):
+    skip = set(ignored)
+    prunable = prunable_parameters(twin)
+    units = [u for u in find_units(twin) if u.name not in skip and not skip & set(u.roots)]
+    groups = [_unit_group(u, twin, prunable) for u in units]
+    seen = {(s.name, s.dim) for g in groups for s in g.slices}
+    try:
+        twin, graph = traced_copy(twin, example_input, time_limit)
+    except ValueError as error:
+        if not groups:
+            raise
+        log.warning(
+            "%s; offering only the attention heads and MLP neurons of %s", error, type(model).__name__
+        )
+        return groups
+    names = {module: name for name, module in twin.named_modules()}
+    roots = skip | {r for u in find_units(twin) for r in u.roots}
+    walked = walk_groups(graph, names, [twin.get_submodule(name) for name in roots], time_limit)
+    for group in walked:
         slices = _group_slices(group, graph, names, twin)
         if not slices or any((s.name, s.dim) in seen for s in slices):
             continue
@@ -161,7 +231,7 @@ def group_param_counts(
 BUDGETS = ("params", "flops")
 
 
-def weight_costs(model: nn.Module, example_input: Tensor, budget: str) -> dict[str, int]:
+def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict[str, int]:
     """What one weight of each prunable tensor costs under ``budget``, per sample.
 
     ``"params"``: 1. ``"flops"``: the multiply-accumulates one weight takes part in, i.e. the
@@ -189,7 +259,7 @@ def weight_costs(model: nn.Module, example_input: Tensor, budget: str) -> dict[s
     try:
         model.eval()
         with torch.no_grad():
-            model(example_input[:1])
+            call_model(model, rows(example_input, 0, 1))
     finally:
         model.train(training)
         for handle in handles:

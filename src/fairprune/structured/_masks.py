@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Iterable, Mapping
@@ -13,8 +14,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from fairprune.masks import Mask, Masks, apply_masks, prunable_parameters
+from fairprune.masks import Mask, Masks, apply_masks, bake_masks, prunable_parameters
+from fairprune.model_io import Features
+from fairprune.structured._attention import find_units, slim_units
 from fairprune.structured._groups import ChannelGroup, ChannelSlice, traced_copy
+from fairprune.structured._hf import sync_hf_config
+from fairprune.structured._uniform import uniform_topk
 
 
 def _check_keep(groups: list[ChannelGroup], keep: Mapping[str, Tensor]) -> None:
@@ -39,6 +44,7 @@ def structured_topk(
     round_to: int = 1,
     at_least: bool = False,
     weight_cost: Mapping[str, int] | None = None,
+    uniform: bool = False,
 ) -> dict[str, Tensor]:
     """Keep the highest-scoring channels, globally, at ``target_sparsity`` to the nearest channel.
 
@@ -81,6 +87,11 @@ def structured_topk(
         raise ValueError(f"round_to must be a positive channel count, got {round_to}")
     groups = list(groups)
     _check_scores(groups, scores)
+    if uniform:
+        keep = {g.id: torch.ones(g.n_channels, dtype=torch.bool) for g in groups}
+        options = dict(n_prunable=n_prunable, round_to=round_to, at_least=at_least, weight_cost=weight_cost)
+        keep.update(uniform_topk(structured_topk, scores, groups, target_sparsity, **options))
+        return keep
     ranked = [_Units.of(g, scores[g.id], round_to) for g in groups if g.id in scores]
     order = _unit_order(ranked)  # (U, 2): (group index, unit index), weakest unit first
     removed = _removed_after(ranked, order, groups, weight_cost)  # (U + 1,) cost removed by each prefix
@@ -244,7 +255,7 @@ def expand_channel_masks(
     for g in groups:
         drop = _dropped(keep, g)
         for s in g.slices:
-            if s.prunable and len(drop) and (s.dim == 1 or not inputs_only):
+            if s.prunable and len(drop) and (s.is_input or not inputs_only):
                 masks[s.name] *= _slice_mask(s, drop, params[s.name])
     return masks
 
@@ -302,20 +313,38 @@ def _set_mask(model: nn.Module, name: str, mask: Tensor) -> None:
 
 
 def slim(
-    model: nn.Module, groups: Iterable[ChannelGroup], keep: Mapping[str, Tensor], example_input: Tensor
+    model: nn.Module,
+    groups: Iterable[ChannelGroup],
+    keep: Mapping[str, Tensor],
+    example_input: Features,
+    *,
+    sync_config: bool = True,
 ) -> nn.Module:
     """A smaller dense copy of ``model`` without the dropped channels (masks baked in first).
 
     In eval mode its outputs equal those of ``model`` masked by :func:`expand_channel_masks`
-    (or :func:`apply_channel_masks`) with the same ``keep``. ``model`` is left unchanged.
+    (or :func:`apply_channel_masks`) with the same ``keep``. torch-pruning removes the channels
+    of ``"channels"`` groups; attention heads and MLP neurons are removed here, with the
+    attention modules' head counts (``num_heads``, ``all_head_size``, ...) set to match, and a
+    Hugging Face model's config updated where it can describe the result
+    (:func:`~fairprune.structured.sync_hf_config`; a warning where it cannot; ``sync_config=False``
+    leaves the config alone). ``model`` is left unchanged.
     """
     groups = list(groups)
     _check_keep(groups, keep)
-    twin, graph = traced_copy(model, example_input)
-    for g in groups:
-        drop = _dropped(keep, g).tolist()
-        if drop:
+    generic = [g for g in groups if g.kind == "channels" and len(_dropped(keep, g))]
+    if generic:
+        twin, graph = traced_copy(model, example_input)
+        for g in generic:
             root = twin.get_submodule(g.id)
             pruner = graph.get_pruner_of_module(root)
-            graph.get_pruning_group(root, pruner.prune_out_channels, drop).prune()
+            graph.get_pruning_group(root, pruner.prune_out_channels, _dropped(keep, g).tolist()).prune()
+    else:
+        twin = bake_masks(copy.deepcopy(model))
+    units = {u.name: u for u in find_units(twin)}
+    for g in groups:
+        if g.kind != "channels" and len(_dropped(keep, g)):
+            slim_units(twin, units[g.id], keep[g.id])
+    if sync_config:
+        sync_hf_config(twin, strict=False)
     return twin

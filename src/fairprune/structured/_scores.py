@@ -51,7 +51,7 @@ def channel_sums(
     for g in groups:
         total = torch.zeros(g.n_channels, dtype=torch.float64)
         for s in g.slices:
-            if s.prunable and s.name in tensors and (s.dim == 1 or not inputs_only):
+            if s.prunable and s.name in tensors and (s.is_input or not inputs_only):
                 t = tensors[s.name].detach().double().movedim(s.dim, 0)
                 per_position = t.reshape(t.shape[0], -1).sum(1).cpu()  # (size along dim,)
                 total.index_add_(0, s.channels, per_position[s.positions])
@@ -103,8 +103,8 @@ def fpgm_channel_scores(
     for g in groups:
         score = torch.zeros(g.n_channels, dtype=torch.float64)
         for s in g.slices:
-            if s.prunable and s.dim == 0:
-                w = _effective_weight(model, s.name).double()
+            if s.prunable and not s.is_input:
+                w = _effective_weight(model, s.name).double().movedim(s.dim, 0)
                 filters = w.reshape(w.shape[0], -1)[s.positions.to(w.device)]  # (P, fan_in)
                 score.index_add_(0, s.channels, torch.cdist(filters, filters).sum(1).cpu())
         out[g.id] = _finish(score, normalize)
