@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fairprune.batches import model_inputs
 from fairprune.data.base import GroupData
 from fairprune.data.images import mapped_rows
-from fairprune.engine import model_inputs
 
 
 def _cache(tmp_path) -> np.ndarray:

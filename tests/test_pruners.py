@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from fairprune.batches import example_input
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig
 from fairprune.fairness.constraints import FairnessObjective
@@ -188,7 +189,7 @@ def test_structure_settings_are_checked():
 
 def test_survivors_first_never_revives_a_removed_channel(dense, planted_splits):
     model = copy.deepcopy(dense)
-    space = ChannelSpace(model, Task(planted_splits, None, CONFIG, 0))
+    space = ChannelSpace(model, example_input(model, planted_splits.train.x))
     space.apply(model, space.magnitude(model), 0.3)
     before = space.selection(model).keep
     favour_removed = {gid: -s for gid, s in space.magnitude(model).items()}  # removed ones score highest
@@ -207,7 +208,7 @@ def test_channel_gates_give_dropped_channels_a_gradient(dense, planted_splits):
     grads, outputs = {}, {}
     for gate in (False, True):
         model = copy.deepcopy(dense)
-        space = ChannelSpace(model, Task(planted_splits, None, CONFIG, 0))
+        space = ChannelSpace(model, example_input(model, planted_splits.train.x))
         space.apply(model, space.magnitude(model), 0.6, gate=gate)
         keep = space.selection(model).keep
         capture_effective_grads(model, True)

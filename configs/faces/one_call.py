@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 import fairprune
+from fairprune.batches import model_inputs
 from fairprune.config import DataConfig
-from fairprune.engine import model_inputs
 from fairprune.validation import load_splits
 
 CALLS = {

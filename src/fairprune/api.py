@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fairprune.batches import model_inputs
 from fairprune.budgets import (
     REFERENCE_BATCH,
     REFERENCE_TRAIN_SIZE,
@@ -30,7 +31,7 @@ from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
-from fairprune.engine import Task, TrainConfig, model_inputs, predict, resolved
+from fairprune.engine import Task, TrainConfig, predict, resolved
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, fairness_report

@@ -19,16 +19,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from fairprune.batches import model_inputs
 from fairprune.config import TrainConfig
 from fairprune.data.base import GroupData, Splits
-from fairprune.data.images import augment as augment_images
-from fairprune.data.images import to_float
 from fairprune.distributed import all_gather_cat, is_distributed, rank, world_size, wrap_ddp
 from fairprune.errors import TrainingDivergedError
 from fairprune.fairness.constraints import Constraint, FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.masks import get_masks
-from fairprune.model_io import Features, forward_logits, rows, to_device
+from fairprune.model_io import Features, forward_logits, rows
 from fairprune.samplers import StratifiedBatchSampler, cells_of, loader_batches, stratified_epoch
 from fairprune.selection import CheckpointSelector, is_trivial
 
@@ -47,7 +46,6 @@ __all__ = [
     "make_optimizer",
     "CheckpointSelector",
     "clipped_step",
-    "model_inputs",
     "train_inputs",
     "prepare_model",
     "autocast_context",
@@ -127,22 +125,6 @@ def stratified_subset(data: GroupData, n: int, n_groups: int, seed: int) -> Tens
         take = max(1, round(n * len(idx) / len(data)))
         picked.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
     return torch.sort(torch.cat(picked)).values
-
-
-def model_inputs(
-    x: Features, device: str, *, augment: bool = False, generator: torch.Generator | None = None
-) -> Features:
-    """A batch as the model takes it: uint8 images become float in [-1, 1] (optionally augmented
-    first); other inputs, and tuples or dicts of tensors, pass through. Moved to ``device``."""
-    if not isinstance(x, Tensor):
-        return to_device(x, device)
-    x = x.to(device)
-    if x.dtype == torch.uint8:
-        x = x.contiguous()  # a batch of images mapped from the cache has channels-last strides
-        if augment:
-            x = augment_images(x, generator)
-        x = to_float(x)
-    return x
 
 
 def train_inputs(batch: GroupData, task: Task) -> tuple[Features, Tensor, Tensor]:

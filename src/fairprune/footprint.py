@@ -15,13 +15,13 @@ from typing import Any
 
 from torch import nn
 
+from fairprune.batches import model_inputs
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
-from fairprune.engine import model_inputs
 from fairprune.errors import SlimMismatchError
-from fairprune.export import count_flops, count_parameters, in_eval, measure_latency
+from fairprune.export import count_flops, count_parameters, measure_latency
 from fairprune.masks import bake_masks
-from fairprune.model_io import Features, forward_logits, rows
+from fairprune.model_io import Features, forward_logits, in_eval, rows
 from fairprune.pruners import PruneResult
 from fairprune.schema import FOOTPRINT_COLUMNS
 

@@ -21,7 +21,7 @@ Outputs, and what is taken as the logits:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -44,6 +44,7 @@ __all__ = [
     "output_logits",
     "forward_logits",
     "eval_logits",
+    "in_eval",
     "single_tensor",
     "input_shape",
 ]
@@ -245,12 +246,17 @@ def forward_logits(model: nn.Module, x: Features) -> Tensor:
     return output_logits(call_model(model, x))
 
 
-def eval_logits(model: nn.Module, x: Features) -> Tensor:
-    """:func:`forward_logits` in eval mode without gradients (the model's mode restored)."""
+def in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
+    """``run()`` under ``torch.no_grad()`` with ``model`` in eval mode, then restore its mode."""
     training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return forward_logits(model, x)
+            return run()
     finally:
         model.train(training)
+
+
+def eval_logits(model: nn.Module, x: Features) -> Tensor:
+    """:func:`forward_logits` in eval mode without gradients (the model's mode restored)."""
+    return cast(Tensor, in_eval(model, lambda: forward_logits(model, x)))

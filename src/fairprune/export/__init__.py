@@ -21,11 +21,12 @@ from fairprune.export._card import (
 )
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
-from fairprune.export._measure import count_flops, count_parameters, in_eval, measure_latency
+from fairprune.export._measure import count_flops, count_parameters, measure_latency
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, measure_onnx_latency, onnx_outputs, write_onnx
 from fairprune.export._records import SavedModel, build_from_spec, fit_shapes, load_model, save_model
 from fairprune.export._shipped import export_model
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, load_weights, save_weights, sha256_of
+from fairprune.model_io import in_eval
 
 __all__ = [
     "count_parameters",

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fairprune.batches import model_inputs
 from fairprune.data.base import GroupData, Splits
-from fairprune.engine import logits_of, model_inputs, predict
+from fairprune.engine import logits_of, predict
 from fairprune.errors import ShippedModelError
 from fairprune.export._card import card_metrics, check_names, flat_metrics
 from fairprune.export._load import ExportedModel

@@ -14,9 +14,9 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from fairprune.masks import bake_masks
-from fairprune.model_io import Features, call_model, tensors_of
+from fairprune.model_io import Features, call_model, in_eval, tensors_of
 
-__all__ = ["count_parameters", "count_flops", "measure_latency", "in_eval"]
+__all__ = ["count_parameters", "count_flops", "measure_latency"]
 
 
 def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
@@ -31,17 +31,6 @@ def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
     masked = any(parametrize.is_parametrized(m) for m in model.modules())
     baked = bake_masks(copy.deepcopy(model)) if masked else model
     return sum(int(torch.count_nonzero(p)) for p in baked.parameters())
-
-
-def in_eval(model: nn.Module, run: Callable[[], Any]) -> Any:
-    """``run()`` under ``torch.no_grad()`` with ``model`` in eval mode, then restore its mode."""
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return run()
-    finally:
-        model.train(training)
 
 
 def count_flops(model: nn.Module, example_input: Features) -> int:

@@ -28,9 +28,10 @@ from torch import Tensor, nn
 
 import fairprune
 from fairprune.atomic import write_atomic
+from fairprune.batches import model_inputs
 from fairprune.data.adapters import DataSplits, as_splits
 from fairprune.data.base import Splits
-from fairprune.engine import model_inputs, predict
+from fairprune.engine import predict
 from fairprune.errors import ShippedModelError
 from fairprune.export._card import CARD_FORMAT, card_metrics, render_markdown
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE

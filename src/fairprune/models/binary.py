@@ -7,9 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fairprune.engine import model_inputs
-from fairprune.export import in_eval
-from fairprune.model_io import Features, call_model, describe, n_samples, output_logits, rows
+from fairprune.batches import model_inputs
+from fairprune.model_io import Features, call_model, describe, in_eval, n_samples, output_logits, rows
 
 __all__ = ["TwoLogits", "output_classes", "unwrap"]
 

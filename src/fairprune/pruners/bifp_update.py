@@ -37,9 +37,9 @@ import torch
 from torch import Tensor, nn
 from torch.optim.adam import adam as functional_adam
 
+from fairprune.batches import model_inputs
 from fairprune.data.base import GroupData
 from fairprune.distributed import all_gather_cat, all_reduce_mean_, is_distributed, unwrap
-from fairprune.engine import model_inputs
 from fairprune.fairness.constraints import Constraint
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
 from fairprune.methods_spec import check_params

@@ -17,12 +17,12 @@ so an unstructured and a structured model at "70%" hold the same number of weigh
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from fairprune.engine import Task, model_inputs
+from fairprune.batches import example_input
 from fairprune.masks import (
     Masks,
     MaskSlots,
@@ -34,7 +34,7 @@ from fairprune.masks import (
     prunable_parameters,
 )
 from fairprune.methods_spec import SPACE_DEFAULTS, check_params
-from fairprune.model_io import Features, rows
+from fairprune.model_io import Features
 from fairprune.prunable import tied_parameters
 from fairprune.structured import (
     ChannelGroup,
@@ -54,6 +54,9 @@ from fairprune.structured import (
 )
 from fairprune.topk import TopK, layer_floors
 
+if TYPE_CHECKING:  # the pruners hand a Task; the mechanism does not import the loop
+    from fairprune.engine import Task
+
 __all__ = [
     "Scores",
     "PrunerBase",
@@ -61,17 +64,9 @@ __all__ = [
     "ChannelSpace",
     "ChannelSelection",
     "Space",
-    "example_input",
 ]
 
 Scores = dict[str, Tensor]  # weight name -> scores shaped like it, or group id -> (n_channels,)
-
-
-def example_input(model: nn.Module, task: Task, n: int = 1) -> Features:
-    """The first ``n`` training samples as the model takes them, on the model's device (one for
-    tracing; a few for the checks of a slimmed model)."""
-    device = next(model.parameters()).device
-    return model_inputs(rows(task.splits.train.x, 0, n), str(device))
 
 
 class WeightSpace:
@@ -179,8 +174,9 @@ class ChannelSpace:
     is gone, each weight counted with the output positions of its layer (the early, wide-image
     layers cost most); ``"params"`` counts weights. Transformers: attention heads and MLP
     neurons are the channels (:mod:`fairprune.structured`); ``uniform`` removes the same number
-    from every layer (a Hugging Face config can then describe the slim model). ``task`` may be an
-    example batch instead: a tensor, or a dict / tuple of tensors. With ``check``, the first
+    from every layer (a Hugging Face config can then describe the slim model). ``example`` is an
+    input batch as the model takes it (a tensor, or a dict / tuple of tensors; the pruners give
+    one training sample, :func:`example_input`). With ``check``, the first
     :meth:`apply` first slims a copy at its sparsity with random channels and refuses (one line
     naming the group) if it differs from the masked copy or the target is out of reach.
     """
@@ -190,19 +186,20 @@ class ChannelSpace:
     def __init__(
         self,
         model: nn.Module,
-        task: Task | Features,
+        example: Features,
         round_to: int = 1,
         at_least: bool = False,
         budget: str = "params",
         *,
         uniform: bool = False,
         check: bool = True,
+        check_batch: Features | None = None,
     ) -> None:
-        # the channel groups are traced on one input: a training sample of the task, or one given
+        # the channel groups are traced on the example; the checks of a slimmed model compare
+        # outputs on check_batch (a few samples: one may hide a difference), by default the example
         _refuse_tied(model)
-        self.example = example_input(model, task) if isinstance(task, Task) else task
-        # the checks of a slimmed model compare outputs on a few samples (one may hide a difference)
-        self.check_batch = example_input(model, task, 16) if isinstance(task, Task) else task
+        self.example = example
+        self.check_batch = example if check_batch is None else check_batch
         self.groups = channel_groups(model, self.example)
         if not self.groups:
             raise ValueError(
@@ -411,5 +408,13 @@ class PrunerBase:
 
     def space(self, model: nn.Module, task: Task) -> Space:
         if self.structure == "channel":
-            return ChannelSpace(model, task, self.round_to, self.at_least, self.budget)
+            x = task.splits.train.x
+            return ChannelSpace(
+                model,
+                example_input(model, x),
+                self.round_to,
+                self.at_least,
+                self.budget,
+                check_batch=example_input(model, x, 16),
+            )
         return WeightSpace(self.scope)
