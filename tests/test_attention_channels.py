@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fairprune.errors import SlimMismatchError
+from fairprune.export import build_from_spec, load_model, save_model
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.model_io import Features, eval_logits
 from fairprune.prunable import select_prunable
@@ -322,3 +323,28 @@ def test_attention_layouts_that_heads_cannot_be_cut_from_are_refused_naming_the_
         with pytest.raises(ValueError, match=pattern) as error:
             ChannelSpace(model.eval(), IMAGES[:1])
         assert "\n" not in str(error.value)
+
+
+def test_a_slim_builtin_vit_saves_and_reloads_from_its_card(tmp_path):
+    """The sweep's route: heads removed from fairprune's own vit_small, save_model, load_model
+    rebuilding the dense architecture from the card (MultiheadAttention -> SlimMultiheadAttention)."""
+    spec = {
+        "name": "vit_small",
+        "input_shape": [3, 32, 32],
+        "n_classes": 2,
+        "params": {"patch_size": 8, "hidden_dim": 64, "num_layers": 2, "num_heads": 4, "mlp_dim": 128},
+    }
+    torch.manual_seed(0)
+    model = build_from_spec(spec).eval()
+    nn.init.normal_(model.heads.head.weight, std=0.1)  # torchvision zero-inits the classifier
+    images = torch.randn(4, 3, 32, 32)
+    space = _prune(model, images[:1], 0.5)
+    small = space.selection(model).slim(model).eval()
+    heads = [m.num_heads for m in small.modules() if isinstance(m, SlimMultiheadAttention)]
+    assert heads and all(h < 4 for h in heads)
+    save_model(tmp_path / "vit", small, {}, {"model": spec})
+    loaded = load_model(tmp_path / "vit").model
+    assert [m.num_heads for m in loaded.modules() if isinstance(m, SlimMultiheadAttention)] == heads
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in small.parameters())
+    torch.testing.assert_close(eval_logits(loaded, images), eval_logits(small, images), rtol=0, atol=1e-6)
+    assert float(eval_logits(small, images).abs().max()) > 1e-3  # outputs that can differ

@@ -29,6 +29,7 @@ from fairprune.atomic import replace_atomically, write_atomic
 from fairprune.errors import ShippedModelError
 from fairprune.masks import Masks, bake_masks
 from fairprune.models import build_model
+from fairprune.structured import SlimMultiheadAttention
 
 __all__ = ["save_model", "load_model", "SavedModel", "fit_shapes", "build_from_spec"]
 
@@ -118,14 +119,29 @@ def build_from_spec(spec: object) -> nn.Module:
     return build_model(spec["name"], tuple(spec["input_shape"]), spec["n_classes"], **spec.get("params", {}))
 
 
+def _slim_attention(model: nn.Module, name: str, mha: nn.MultiheadAttention, rows: int) -> None:
+    """Put a :class:`SlimMultiheadAttention` with ``rows / 3`` inner width in place of ``mha``
+    (its weights are placeholders: the state dict is loaded next)."""
+    heads = rows // (3 * mha.head_dim)
+    keep = torch.arange(mha.num_heads) < heads
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, SlimMultiheadAttention(mha, keep))
+
+
 def fit_shapes(model: nn.Module, state: dict[str, Tensor]) -> None:
-    """Resize the tensors of ``model``'s Conv / Linear / BatchNorm layers to those of ``state``."""
+    """Resize the tensors of ``model``'s Conv / Linear / BatchNorm layers to those of ``state``;
+    a ``MultiheadAttention`` whose heads were removed becomes a :class:`SlimMultiheadAttention`."""
     own = model.state_dict()
     for key, value in state.items():
         if key not in own or own[key].shape == value.shape:
             continue
         module_name, _, attr = key.rpartition(".")
         module = model.get_submodule(module_name)
+        if isinstance(module, nn.MultiheadAttention) and attr == "in_proj_weight":
+            _slim_attention(model, module_name, module, value.shape[0])
+            continue
+        if isinstance(module, SlimMultiheadAttention) and getattr(module, attr).shape == value.shape:
+            continue
         if not isinstance(module, _CONVS + (nn.Linear, _BatchNorm)):
             raise ShippedModelError(
                 f"{key!r} has shape {tuple(value.shape)} in the file but {tuple(own[key].shape)} in the "
