@@ -172,6 +172,35 @@ def test_lift_equalized_odds_raises_the_lowest_tpr_and_lowers_the_highest_fpr_on
     assert torch.all(grad[6:] >= 0)  # ... and lowers them on y = 0
 
 
+def test_the_hinge_surrogate_reaches_the_constraint_and_the_config() -> None:
+    """fairness.surrogate = "hinge": the constraint's Phi is the hinge-based gap (linear in the
+    margin: a confidently right sample keeps a gradient, the sigmoid's vanishes); refused for the
+    metrics it does not apply to."""
+    y = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
+    g = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    logits = torch.tensor([[0.0, 2.0], [2.0, 0.0], [0.0, 1.5], [1.0, 0.0],
+                           [0.0, 12.0], [0.0, 1.0], [0.5, 0.0], [0.0, 0.3]], requires_grad=True)  # fmt: skip
+    grads = {}
+    for kind in ("sigmoid", "hinge"):
+        constraint = Constraint(FairnessObjective("accuracy_gap", 0.05, surrogate=kind, scale_free=False), 2)
+        phi = constraint.surrogate(logits, y, g)
+        expected = soft_accuracy_gap(logits, y, groups=g, n_groups=2, kind=kind)
+        assert phi.item() == pytest.approx(expected.item())
+        (grads[kind],) = torch.autograd.grad(phi, logits)
+    # sample 4 (group 1, y = 1) is right by a margin of 12: sigmoid(12) has no slope left, the hinge does
+    assert grads["sigmoid"][4].abs().max() < 1e-4 < grads["hinge"][4].abs().max()
+    with pytest.raises(ValueError, match=r"surrogate 'hinge' applies to the metrics \['accuracy_gap'"):
+        FairnessObjective("equalized_odds", 0.05, surrogate="hinge")
+
+
+def test_a_hinge_surrogate_for_equalized_odds_is_a_config_error(tmp_path: Path, planted_csv: Path) -> None:
+    path = tiny_config(tmp_path, planted_csv)
+    path.write_text(path.read_text() + '\n[fairness]\nmetric = "equalized_odds"\nsurrogate = "hinge"\n')
+    with pytest.raises(ConfigError, match=r"^fairness.surrogate: 'hinge' applies to the metrics"):
+        load_config(path)
+    assert fairprune.config.MARGIN_METRICS == fairprune.fairness.constraints.MARGIN_METRICS
+
+
 def test_an_objective_refuses_bad_certification_settings() -> None:
     with pytest.raises(ValueError, match=r"certify must be 0 \(off\) or in \(0.5, 1\); got 0.5"):
         FairnessObjective("accuracy_gap", 0.1, certify=0.5)

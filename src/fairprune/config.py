@@ -59,6 +59,8 @@ BOUNDED_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds")  # fa
 CONTROLLERS = ("nupi", "ascent")  # the multipliers' controllers (fairness.controller)
 CERTIFIABLE_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds", "excess_degradation")
 """``fairness.certificate.CERTIFIABLE_METRICS`` (a test holds them equal; this layer imports no torch)."""
+MARGIN_METRICS = ("accuracy_gap", "excess_degradation")
+"""``fairness.constraints.MARGIN_METRICS``: the metrics ``fairness.surrogate = "hinge"`` applies to."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Steps = Annotated[int, Field(ge=0)]
@@ -148,7 +150,9 @@ class FairnessConfig:
     same samples within ``slack``. 0 turns it off (the whole validation split is then read by
     training). ``floor`` guards against levelling down (see
     :class:`~fairprune.selection.CheckpointSelector`; a negative value turns it off) and
-    ``direction = "lift"`` gives the surrogate's gradient to the worst-off group only.
+    ``direction = "lift"`` gives the surrogate's gradient to the worst-off group only;
+    ``surrogate = "hinge"`` uses the convex hinge bound of a sample's correctness in the accuracy
+    gap's and the excess degradation's surrogates instead of the sigmoid.
     """
 
     metric: Literal[tuple(CONSTRAINED_COLUMNS)] = "equalized_odds"  # type: ignore[valid-type]
@@ -167,6 +171,7 @@ class FairnessConfig:
     slack: NonNegative = 0.02
     floor: Annotated[float, Field(allow_inf_nan=False)] = 0.02  # < 0: off
     direction: Literal["both", "lift"] = "both"
+    surrogate: Literal["sigmoid", "hinge"] = "sigmoid"
 
 
 @_one_line_errors("train.")
@@ -403,6 +408,11 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"fairness.certify: certifies the metrics {list(CERTIFIABLE_METRICS)}; got {f.metric!r} "
             "(set fairness.certify = 0 to run without a certificate)"
+        )
+    if f.surrogate != "sigmoid" and f.metric not in MARGIN_METRICS:
+        raise ConfigError(
+            f"fairness.surrogate: {f.surrogate!r} applies to the metrics {list(MARGIN_METRICS)}; got it "
+            f"for {f.metric!r} (use 'sigmoid')"
         )
     if f.confidence != 0.0 and f.metric not in BOUNDED_METRICS:
         raise ConfigError(

@@ -224,7 +224,7 @@ def objective_of(fc: FairnessConfig, tau: float, splits: Splits, *, numeric: boo
         fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence,
         controller=fc.controller, kp=fc.kp, ema_nu=fc.ema_nu, windup_window=fc.windup_window,
         certify=confidence_of(fc.certify) if splits.certify is not None else 0.0, slack=fc.slack,
-        floor=fc.floor if fc.floor >= 0 else None, direction=fc.direction,
+        floor=fc.floor if fc.floor >= 0 else None, direction=fc.direction, surrogate=fc.surrogate,
     )  # fmt: skip
     paired = fc.tolerance == "dense" and not numeric
     return with_certification(objective, splits, dense_factor=fc.dense_factor if paired else None)

@@ -41,10 +41,20 @@ from fairprune.fairness.controller import MultiplierController, check_controller
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.surrogates import SURROGATES
 
-__all__ = ["FairnessObjective", "Constraint", "CONSTRAINT_MODES", "DIRECTIONS"]
+__all__ = [
+    "FairnessObjective",
+    "Constraint",
+    "CONSTRAINT_MODES",
+    "DIRECTIONS",
+    "CORRECTNESS_KINDS",
+    "MARGIN_METRICS",
+]
 
 CONSTRAINT_MODES = ("penalty", "lagrangian")
 DIRECTIONS = ("both", "lift")
+CORRECTNESS_KINDS = ("sigmoid", "hinge")
+MARGIN_METRICS = ("accuracy_gap", "excess_degradation")
+"""The metrics whose surrogate is built from soft correctness (``surrogate`` chooses its kind)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,11 @@ class FairnessObjective:
             the lowest soft accuracy (accuracy gap), the lowest true-positive and the highest
             false-positive rate (equalized odds) — so the term never pays for pulling a group
             down. Demographic parity has no worst-off side and keeps ``"both"``.
+        surrogate: The soft correctness of a sample behind the accuracy-based surrogates
+            (``MARGIN_METRICS``; see :func:`~fairprune.fairness.surrogates.soft_correctness`):
+            ``"sigmoid"`` of the margin, or the convex ``"hinge"`` bound ``max(0, 1 + z / T)`` (Wu,
+            Zhang & Wu, 2019): linear in the margin above ``-T``, so it does not saturate on
+            confidently right samples (a wrong one below ``-T`` gets no gradient).
     """
 
     metric: str = "equalized_odds"
@@ -119,6 +134,7 @@ class FairnessObjective:
     certify_scale: float = 1.0
     floor: float | None = None
     direction: str = "both"
+    surrogate: str = "sigmoid"
 
     def __post_init__(self) -> None:
         check_controller(self.controller, self.kp, self.ema_nu, self.windup_window)
@@ -137,6 +153,13 @@ class FairnessObjective:
             raise ValueError(f"fairness floor must be None (off) or a number >= 0; got {self.floor}")
         if self.direction not in DIRECTIONS:
             raise ValueError(f"fairness direction must be one of {DIRECTIONS}; got {self.direction!r}")
+        if self.surrogate not in CORRECTNESS_KINDS:
+            raise ValueError(f"fairness surrogate must be one of {CORRECTNESS_KINDS}; got {self.surrogate!r}")
+        if self.surrogate != "sigmoid" and self.metric not in MARGIN_METRICS:
+            raise ValueError(
+                f"fairness surrogate {self.surrogate!r} applies to the metrics {list(MARGIN_METRICS)}; "
+                f"got {self.metric!r} (use 'sigmoid')"
+            )
         if self.confidence != 0.0:
             if not 0.5 <= self.confidence < 1.0:
                 raise ValueError(f"fairness confidence must be 0 (off) or in [0.5, 1), got {self.confidence}")
@@ -225,6 +248,7 @@ class Constraint:
             )
             else {}
         )
+        kind = {"kind": self.objective.surrogate} if self.objective.metric in MARGIN_METRICS else {}
         return fn(
             logits,
             y,
@@ -233,6 +257,7 @@ class Constraint:
             temperature=self.objective.temperature,
             reduce=reduce,
             **lift,
+            **kind,
         )
 
     def term(self, logits: Tensor, y: Tensor, groups: Tensor, *, weight: float = 1.0) -> Tensor:
