@@ -26,7 +26,14 @@ from fairprune.budgets import (
     default_budgets,
     train_config_for,
 )
-from fairprune.certification import AUTO, certify_predictions, confidence_of, hold_out, with_certification
+from fairprune.certification import (
+    AUTO,
+    certify_predictions,
+    confidence_of,
+    hold_out,
+    resolve_tau,
+    with_certification,
+)
 from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
@@ -34,7 +41,7 @@ from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, predict, resolved
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.constraints import FairnessObjective
-from fairprune.fairness.metrics import METRICS, fairness_report
+from fairprune.fairness.metrics import fairness_report
 from fairprune.footprint import check_slim
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
@@ -116,10 +123,9 @@ def _resolve_tolerance(
         return None
     paired = tolerance == "dense"
     if paired:
-        val = splits.val
-        pred = predict(dense, val, device=device)
-        value = METRICS[objective.metric](val.y, pred, groups=val.groups, n_groups=splits.n_groups)
-        objective = dataclasses.replace(objective, tolerance=value)
+        pred = predict(dense, splits.val, device=device)
+        tau = resolve_tau(objective.metric, tolerance, pred, splits)
+        objective = dataclasses.replace(objective, tolerance=tau)
     return with_certification(objective, splits, dense_factor=1.0 if paired else None)
 
 

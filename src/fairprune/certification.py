@@ -29,6 +29,7 @@ __all__ = [
     "confidence_of",
     "hold_out",
     "with_certification",
+    "resolve_tau",
     "certify_predictions",
     "claim_holds",
     "claim_value",
@@ -80,6 +81,19 @@ def hold_out(
         warn_once(logger, "%s: running without a certificate (certify = 0 says so quietly)", message)
         return splits
     raise DataError(f"{message} — give a larger validation split or certify_fraction, or set certify = 0")
+
+
+def resolve_tau(
+    metric: str, tolerance: float | str, dense_val_pred: Tensor, splits: Splits, dense_factor: float = 1.0
+) -> float:
+    """tau, the one place it is resolved (the sweep's cells and :func:`fairprune.prune`): a number
+    as given, or for ``"dense"`` ``dense_factor`` times the dense model's value of ``metric`` on
+    the validation data training reads (never the certification split)."""
+    if tolerance != "dense":
+        return float(tolerance)
+    val = splits.val
+    value = METRICS[metric](val.y, dense_val_pred, groups=val.groups, n_groups=splits.n_groups)
+    return dense_factor * float(value)
 
 
 def with_certification(

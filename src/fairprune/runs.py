@@ -25,6 +25,7 @@ from fairprune.certification import (
     claim_value,
     confidence_of,
     hold_out,
+    resolve_tau,
     with_certification,
 )  # fmt: skip
 from fairprune.config import ExperimentConfig, FairnessConfig
@@ -33,7 +34,7 @@ from fairprune.distributed import is_main_process, on_main
 from fairprune.engine import Task, TrainConfig, evaluate, is_trivial, predict, train_weights
 from fairprune.export import export_model, plain, pruning_section
 from fairprune.fairness.constraints import FairnessObjective
-from fairprune.fairness.metrics import METRIC_COLUMNS, METRICS, fairness_report
+from fairprune.fairness.metrics import METRIC_COLUMNS, fairness_report
 from fairprune.footprint import footprint
 from fairprune.grid import Job
 from fairprune.masks import sparsity as mask_sparsity
@@ -100,11 +101,8 @@ def dense_model(
 
 
 def tolerance_of(cfg: ExperimentConfig, dense_val_pred: torch.Tensor, splits: Splits) -> float:
-    if cfg.fairness.tolerance != "dense":
-        return float(cfg.fairness.tolerance)
-    metric = METRICS[cfg.fairness.metric]
-    value = float(metric(splits.val.y, dense_val_pred, groups=splits.val.groups, n_groups=splits.n_groups))
-    return cfg.fairness.dense_factor * value
+    fc = cfg.fairness
+    return resolve_tau(fc.metric, fc.tolerance, dense_val_pred, splits, fc.dense_factor)
 
 
 def tolerance_setting(fc: FairnessConfig) -> str:
