@@ -20,8 +20,8 @@ import fairprune
 from fairprune.api import default_budgets
 from fairprune.data import registry
 from fairprune.data.adapters import as_group_data
-from fairprune.engine import predict
 from fairprune.fairness import METRICS, Constraint, FairnessObjective, fairness_report, margins
+from fairprune.inference import predict
 from fairprune.masks import PRUNABLE_TYPES
 from fairprune.models.binary import TwoLogits
 

@@ -10,8 +10,9 @@ from conftest import planted_bias_frame, splits_from_frame
 from torch import nn
 
 from fairprune.data.base import Splits
-from fairprune.engine import Task, TrainConfig, evaluate, train_weights
+from fairprune.engine import Task, TrainConfig, train_weights
 from fairprune.fairness.constraints import FairnessObjective
+from fairprune.inference import evaluate
 from fairprune.masks import get_masks
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner

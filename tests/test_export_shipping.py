@@ -18,8 +18,8 @@ from safetensors import safe_open
 
 from fairprune.cli import main
 from fairprune.data.tabular import load_csv
-from fairprune.engine import logits_of, predict
 from fairprune.export import export_model, load_exported, load_weights, onnx_outputs
+from fairprune.inference import logits_of, predict
 
 HIDDEN = [256, 128]  # wide enough that a file's header is noise next to its weights
 

@@ -17,8 +17,8 @@ from torch.utils.data import TensorDataset
 import fairprune
 from fairprune.cli import main
 from fairprune.data.adapters import as_group_data
-from fairprune.engine import predict
 from fairprune.export import PRUNING_KEYS, export_model, load_exported, save_model
+from fairprune.inference import predict
 from fairprune.run_choice import best_run
 
 

@@ -17,10 +17,11 @@ from fairprune.cli import main
 from fairprune.config import ExportConfig, load_config, quick
 from fairprune.data.base import GroupData, Splits
 from fairprune.data.tabular import load_csv
-from fairprune.engine import Task, TrainConfig, predict, resolved, stratified_subset, train_weights
+from fairprune.engine import Task, TrainConfig, resolved, stratified_subset, train_weights
 from fairprune.export import count_parameters, load_exported
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.footprint import footprint
+from fairprune.inference import predict
 from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner

@@ -38,11 +38,12 @@ from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
-from fairprune.engine import Task, TrainConfig, predict, resolved
+from fairprune.engine import Task, TrainConfig, resolved
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import fairness_report
 from fairprune.footprint import check_slim
+from fairprune.inference import predict
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.model_io import rows

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 from fairprune.batches import model_inputs
 from fairprune.config import TrainConfig
 from fairprune.data.base import GroupData, Splits
-from fairprune.distributed import all_gather_cat, is_distributed, rank, world_size, wrap_ddp
+from fairprune.distributed import rank, world_size, wrap_ddp
 from fairprune.errors import TrainingDivergedError
 from fairprune.fairness.constraints import Constraint, FairnessObjective
-from fairprune.fairness.metrics import fairness_report
+from fairprune.inference import predict, predict_gathered, worst_group_accuracy
 from fairprune.masks import get_masks
-from fairprune.model_io import Features, forward_logits, rows
+from fairprune.model_io import Features, forward_logits
 from fairprune.samplers import StratifiedBatchSampler, cells_of, loader_batches, stratified_epoch
 from fairprune.selection import CheckpointSelector, is_trivial
 
@@ -37,10 +37,6 @@ __all__ = [
     "LoopResult",
     "stratified_batches",
     "training_batches",
-    "predict",
-    "logits_of",
-    "Postprocessor",
-    "evaluate",
     "run_loop",
     "train_weights",
     "make_optimizer",
@@ -49,12 +45,10 @@ __all__ = [
     "train_inputs",
     "prepare_model",
     "autocast_context",
-    "predict_gathered",
     "batch_loss",
     "stratified_subset",
     "is_trivial",
     "selector_for",
-    "worst_group_accuracy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,76 +214,6 @@ def training_batches(task: Task) -> Iterator[GroupData]:
     return loader_batches(train, sampler, workers=cfg.workers, pin_memory=cuda)
 
 
-class Postprocessor(Protocol):
-    """Maps a model's logits and each sample's group to class predictions (group-specific
-    decision thresholds): a model that needs the sensitive attribute at prediction time."""
-
-    def __call__(self, logits: Tensor, groups: Tensor) -> Tensor: ...
-
-
-@torch.no_grad()
-def logits_of(model: nn.Module, data: GroupData, batch_size: int = 1024, device: str = "cpu") -> Tensor:
-    """The model's outputs on ``data`` in eval mode, on the CPU: ``(N, C)`` or ``(N,)``/``(N, 1)``."""
-    was_training = model.training
-    model.eval()
-    outputs = []
-    for start in range(0, len(data), batch_size):
-        batch = model_inputs(rows(data.x, start, start + batch_size), device)
-        outputs.append(forward_logits(model, batch).cpu())
-    model.train(was_training)
-    return torch.cat(outputs)
-
-
-def predict(
-    model: nn.Module,
-    data: GroupData,
-    batch_size: int = 1024,
-    device: str = "cpu",
-    *,
-    postprocessor: Postprocessor | None = None,
-) -> Tensor:
-    """Class predictions ``(N,)`` of ``model`` in eval mode (through ``postprocessor``, with the
-    samples' groups, when given)."""
-    logits = logits_of(model, data, batch_size, device)
-    if postprocessor is not None:
-        return postprocessor(logits, data.groups)
-    return _to_classes(logits)
-
-
-def predict_gathered(model: nn.Module, data: GroupData, device: str = "cpu") -> Tensor:
-    """:func:`predict` on ``data``; under ``torchrun`` each rank predicts every ``W``-th sample
-    and the predictions are gathered (the same ``(N,)`` tensor, in ``data``'s order, on every rank)."""
-    if not is_distributed():
-        return predict(model, data, device=device)
-    world, n = world_size(), len(data)
-    local = predict(model, data.subset(torch.arange(rank(), n, world)), device=device)
-    gathered = all_gather_cat(local)  # rank 0's samples, then rank 1's, ...
-    order = torch.cat([torch.arange(r, n, world) for r in range(world)])
-    pred = torch.empty_like(gathered)
-    pred[order] = gathered
-    return pred
-
-
-def _to_classes(logits: Tensor) -> Tensor:
-    if logits.ndim == 1 or logits.shape[-1] == 1:
-        return (logits.reshape(-1) > 0).long()
-    return logits.argmax(dim=-1)
-
-
-def evaluate(
-    model: nn.Module,
-    data: GroupData,
-    n_groups: int,
-    *,
-    dense_pred: Tensor | None = None,
-    device: str = "cpu",
-    postprocessor: Postprocessor | None = None,
-) -> dict[str, float]:
-    """Exact accuracy and fairness metrics of ``model`` on one split (see ``fairness_report``)."""
-    pred = predict(model, data, device=device, postprocessor=postprocessor)
-    return fairness_report(data.y, pred, groups=data.groups, n_groups=n_groups, y_pred_dense=dense_pred)
-
-
 def make_optimizer(params: Any, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         params, lr=config.lr if lr is None else lr, momentum=0.9, weight_decay=config.weight_decay
@@ -425,16 +349,6 @@ def _validate(
     if violations is not None:
         row["constraint_violation"] = float(violations.max())  # what the selector compares with its tau
     return row, masks, trivial
-
-
-def worst_group_accuracy(y: Tensor, pred: Tensor, groups: Tensor, n_groups: int) -> float:
-    """The lowest accuracy of a group present in the data (NaN when none is)."""
-    correct = torch.bincount(groups, weights=(pred == y).double(), minlength=n_groups)
-    counts = torch.bincount(groups, minlength=n_groups)
-    present = counts > 0
-    if not present.any():
-        return math.nan
-    return float((correct[present] / counts[present]).min())
 
 
 def _measured_violation(

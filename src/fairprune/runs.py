@@ -31,12 +31,13 @@ from fairprune.certification import (
 from fairprune.config import ExperimentConfig, FairnessConfig
 from fairprune.data import Splits
 from fairprune.distributed import is_main_process, on_main
-from fairprune.engine import Task, TrainConfig, evaluate, is_trivial, predict, train_weights
+from fairprune.engine import Task, TrainConfig, is_trivial, train_weights
 from fairprune.export import export_model, plain, pruning_section
 from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRIC_COLUMNS, fairness_report
 from fairprune.footprint import footprint
 from fairprune.grid import Job
+from fairprune.inference import evaluate, predict
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.model_io import input_shape
 from fairprune.models import build_model

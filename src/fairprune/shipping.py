@@ -25,7 +25,6 @@ from fairprune.config import DataConfig, ExperimentConfig, config_from_dict
 from fairprune.data.adapters import as_splits
 from fairprune.data.base import Splits
 from fairprune.data.registry import IMAGE_DATASETS
-from fairprune.engine import evaluate
 from fairprune.errors import ShippedModelError
 from fairprune.experiment import Job, grid
 from fairprune.export import (
@@ -40,6 +39,7 @@ from fairprune.export import (
     pruning_section,
 )
 from fairprune.fairness.metrics import METRIC_COLUMNS
+from fairprune.inference import evaluate
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.run_choice import best_run, find_run

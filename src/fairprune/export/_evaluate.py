@@ -20,12 +20,12 @@ import torch
 
 from fairprune.batches import model_inputs
 from fairprune.data.base import GroupData, Splits
-from fairprune.engine import logits_of, predict
 from fairprune.errors import ShippedModelError
 from fairprune.export._card import card_metrics, check_names, flat_metrics
 from fairprune.export._load import ExportedModel
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs
 from fairprune.fairness.metrics import fairness_report
+from fairprune.inference import logits_of, predict
 from fairprune.model_io import concat, sample_shapes, single_tensor
 
 __all__ = ["Evaluation", "evaluate_exported", "DEFAULT_TOLERANCE", "SPLIT_CHOICES"]

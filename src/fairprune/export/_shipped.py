@@ -31,7 +31,6 @@ from fairprune.atomic import write_atomic
 from fairprune.batches import model_inputs
 from fairprune.data.adapters import DataSplits, as_splits
 from fairprune.data.base import Splits
-from fairprune.engine import predict
 from fairprune.errors import ShippedModelError
 from fairprune.export._card import CARD_FORMAT, card_metrics, render_markdown
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE
@@ -41,6 +40,7 @@ from fairprune.export._records import build_from_spec, fit_shapes
 from fairprune.export._result import result_data, result_metrics, result_pruning
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, save_weights, sha256_of, stored_bytes
 from fairprune.fairness.metrics import fairness_report
+from fairprune.inference import predict
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.model_io import (
     Features,

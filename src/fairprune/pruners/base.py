@@ -15,8 +15,9 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from fairprune.engine import LoopResult, Postprocessor, Task, stratified_batches, train_inputs, train_weights
+from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
 from fairprune.fairness.constraints import FairnessObjective
+from fairprune.inference import Postprocessor
 from fairprune.masks import Masks, get_masks, prunable_parameters
 from fairprune.model_io import Features, forward_logits
 from fairprune.pruners.space import ChannelSelection, Scores, Space, WeightSpace

@@ -22,8 +22,9 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import Tensor, nn
 
-from fairprune.engine import Task, logits_of
+from fairprune.engine import Task
 from fairprune.fairness.metrics import METRICS
+from fairprune.inference import logits_of
 from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, prune_and_finetune
 from fairprune.pruners.space import PrunerBase
