@@ -17,7 +17,7 @@ import fairprune
 from fairprune import engine
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import Task, TrainConfig
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from fairprune.cost import first_fair_checkpoint
 from fairprune.data.base import Splits
 from fairprune.data.synthetic import planted_bias_images
 from fairprune.engine import Task, TrainConfig, train_weights
-from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.constraints import Constraint
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import evaluate, predict
 from fairprune.models import build_model
 from fairprune.models.tiny import OneConvNet

@@ -11,7 +11,7 @@ from torch import nn
 
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig, train_weights
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import evaluate
 from fairprune.masks import get_masks
 from fairprune.models import build_model

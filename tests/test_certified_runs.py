@@ -198,7 +198,7 @@ def test_a_hinge_surrogate_for_equalized_odds_is_a_config_error(tmp_path: Path, 
     path.write_text(path.read_text() + '\n[fairness]\nmetric = "equalized_odds"\nsurrogate = "hinge"\n')
     with pytest.raises(ConfigError, match=r"^fairness.surrogate: 'hinge' applies to the metrics"):
         load_config(path)
-    assert fairprune.config.MARGIN_METRICS == fairprune.fairness.constraints.MARGIN_METRICS
+    assert fairprune.config.MARGIN_METRICS == fairprune.fairness.objective.MARGIN_METRICS
 
 
 def test_an_objective_refuses_bad_certification_settings() -> None:

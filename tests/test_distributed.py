@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from fairprune.cli import main
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig, train_weights
-from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.constraints import Constraint
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.fairness.surrogates import SURROGATES
 from fairprune.masks import get_masks
 from fairprune.models import build_model

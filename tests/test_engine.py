@@ -10,7 +10,8 @@ from torch import nn
 
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import CheckpointSelector, Task, TrainConfig, is_trivial, run_loop, stratified_batches
-from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.constraints import Constraint
+from fairprune.fairness.objective import FairnessObjective
 
 
 def _data(n_per_cell: list[int]) -> GroupData:

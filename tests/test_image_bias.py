@@ -26,7 +26,7 @@ from fairprune.data.base import Splits
 from fairprune.data.synthetic import planted_bias_images
 from fairprune.engine import Task, TrainConfig, train_weights
 from fairprune.export import count_parameters
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import evaluate
 from fairprune.models.tiny import OneConvNet
 from fairprune.pruners import build_pruner, run_pruner

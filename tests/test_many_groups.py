@@ -25,7 +25,7 @@ import torch
 
 from fairprune.data.base import GroupData, Splits, stratified_split_indices
 from fairprune.engine import Task, TrainConfig, train_weights
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import evaluate, predict
 from fairprune.models.tiny import OneConvNet
 from fairprune.pruners import build_pruner, run_pruner

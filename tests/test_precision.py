@@ -13,7 +13,7 @@ from fairprune.config import load_config
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import Task, TrainConfig, train_weights
 from fairprune.experiment import prepare_out_dir
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.pruners import build_pruner, run_pruner
 

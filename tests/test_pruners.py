@@ -11,7 +11,7 @@ from torch import nn
 from fairprune.batches import example_input
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.masks import capture_effective_grads, effective_weight_grads, get_masks, prunable_parameters
 from fairprune.pruners import PRUNERS, build_pruner, imp_schedule, run_pruner
 from fairprune.pruners.space import ChannelSpace

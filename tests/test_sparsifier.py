@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig, stratified_batches, train_weights
-from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.constraints import Constraint
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.masks import get_masks
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner

@@ -19,7 +19,7 @@ from fairprune.data.base import GroupData, Splits
 from fairprune.data.tabular import load_csv
 from fairprune.engine import Task, TrainConfig, resolved, stratified_subset, train_weights
 from fairprune.export import count_parameters, load_exported
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.footprint import footprint
 from fairprune.inference import predict
 from fairprune.masks import prunable_parameters

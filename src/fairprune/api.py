@@ -40,8 +40,8 @@ from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import Task, TrainConfig, resolved
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
-from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import fairness_report
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.footprint import check_slim
 from fairprune.inference import predict
 from fairprune.masks import bake_masks, prunable_parameters

@@ -18,8 +18,8 @@ from fairprune.data._once import warn_once
 from fairprune.data.base import GroupData, Splits
 from fairprune.errors import DataError
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
-from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
+from fairprune.fairness.objective import FairnessObjective
 
 logger = logging.getLogger(__name__)
 

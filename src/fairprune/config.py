@@ -60,7 +60,7 @@ CONTROLLERS = ("nupi", "ascent")  # the multipliers' controllers (fairness.contr
 CERTIFIABLE_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds", "excess_degradation")
 """``fairness.certificate.CERTIFIABLE_METRICS`` (a test holds them equal; this layer imports no torch)."""
 MARGIN_METRICS = ("accuracy_gap", "excess_degradation")
-"""``fairness.constraints.MARGIN_METRICS``: the metrics ``fairness.surrogate = "hinge"`` applies to."""
+"""``fairness.objective.MARGIN_METRICS``: the metrics ``fairness.surrogate = "hinge"`` applies to."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Steps = Annotated[int, Field(ge=0)]

@@ -24,7 +24,8 @@ from fairprune.config import TrainConfig
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import rank, world_size, wrap_ddp
 from fairprune.errors import TrainingDivergedError
-from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.constraints import Constraint
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import predict, predict_gathered, worst_group_accuracy
 from fairprune.masks import get_masks
 from fairprune.model_io import Features, forward_logits

@@ -33,8 +33,8 @@ from fairprune.data import Splits
 from fairprune.distributed import is_main_process, on_main
 from fairprune.engine import Task, TrainConfig, is_trivial, train_weights
 from fairprune.export import export_model, plain, pruning_section
-from fairprune.fairness.constraints import FairnessObjective
 from fairprune.fairness.metrics import METRIC_COLUMNS, fairness_report
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.footprint import footprint
 from fairprune.grid import Job
 from fairprune.inference import evaluate, predict

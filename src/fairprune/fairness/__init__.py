@@ -5,7 +5,7 @@ report measures.
 """
 
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
-from fairprune.fairness.constraints import Constraint, FairnessObjective
+from fairprune.fairness.constraints import Constraint
 from fairprune.fairness.controller import CONTROLLERS, MultiplierController
 from fairprune.fairness.metrics import (
     METRIC_COLUMNS,
@@ -23,6 +23,7 @@ from fairprune.fairness.metrics import (
     group_sizes,
     worst_group_accuracy,
 )
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.fairness.surrogates import (
     SURROGATES,
     gap_over_present,

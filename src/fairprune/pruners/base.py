@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import Postprocessor
 from fairprune.masks import Masks, get_masks, prunable_parameters
 from fairprune.model_io import Features, forward_logits

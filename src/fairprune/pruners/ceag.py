@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from fairprune.engine import Task
-from fairprune.fairness.constraints import FairnessObjective
+from fairprune.fairness.objective import FairnessObjective
 from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, prune_and_finetune
 from fairprune.pruners.imp import IMP
