@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import Any
 
 from fairprune.methods_spec import METHODS, defaults
-from fairprune.pruners.base import Outcome, Pruner, PruneResult, run_pruner
+from fairprune.pruners.base import Outcome, Pruner, PrunerBase, PruneResult, run_pruner
 from fairprune.pruners.bifp import BiFP
 from fairprune.pruners.bifp_update import BiFPSparsifier
 from fairprune.pruners.ceag import Ceag
@@ -21,7 +21,7 @@ from fairprune.pruners.fairgrape import FairGrape
 from fairprune.pruners.imp import IMP, imp_schedule
 from fairprune.pruners.oneshot import Dense, Fpgm, Magnitude, RandomPruner, Snip
 from fairprune.pruners.postprocess import PostProcess
-from fairprune.pruners.space import ChannelSelection, PrunerBase
+from fairprune.pruners.space import ChannelSelection
 from fairprune.pruners.two_stage import FairThenPrune, PruneThenFair
 
 __all__ = [

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from fairprune.batches import example_input
 from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import Postprocessor
 from fairprune.masks import Masks, get_masks, prunable_parameters
+from fairprune.methods_spec import SPACE_DEFAULTS, check_params
 from fairprune.model_io import Features, forward_logits
-from fairprune.pruners.space import ChannelSelection, Scores, Space, WeightSpace
+from fairprune.pruners.space import ChannelSelection, ChannelSpace, Scores, Space, WeightSpace
 
 SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one iteration)
 
 __all__ = [
+    "PrunerBase",
     "Pruner",
     "Outcome",
     "PruneResult",
@@ -181,3 +184,56 @@ def prune_and_finetune(
         constraint = task.constraint(objective) if fair else None
         outcome.add(train_weights(model, task, finetune_steps, constraint=constraint, desc=desc))
     return outcome
+
+
+@dataclass(frozen=True)
+class PrunerBase:
+    """The fields every pruner shares: where its scores live.
+
+    Attributes:
+        scope: Unstructured top-k over all weights (``"global"``) or per layer (``"layer"``).
+        structure: ``"unstructured"`` (one score per weight) or ``"channel"`` (one score per
+            output channel of each dependency group; the model can be slimmed afterwards).
+        round_to: Channel mode only: kept channels per group are a multiple of this.
+        at_least: Channel mode only: never remove fewer weights than the target (default: the
+            channel count nearest to it).
+        budget: Channel mode only: what ``sparsity`` is a fraction of: ``"params"`` (the
+            prunable weights) or ``"flops"`` (the prunable layers' FLOPs, each channel counted
+            with the output size of its layers).
+    """
+
+    key: ClassVar[str | None] = None  # its registry key: fields, defaults and ranges declared there
+
+    scope: str = SPACE_DEFAULTS["scope"]
+    structure: str = SPACE_DEFAULTS["structure"]
+    round_to: int = SPACE_DEFAULTS["round_to"]
+    at_least: bool = SPACE_DEFAULTS["at_least"]
+    budget: str = SPACE_DEFAULTS["budget"]
+
+    def __post_init__(self) -> None:
+        """Each field against its declared type and range (the registry's; a pruner outside the
+        registry, ``key = None``: the shared fields), then the rules that tie fields together."""
+        shared = SPACE_DEFAULTS if self.key is None else {f.name: None for f in fields(self)}
+        check_params(self.key, {name: getattr(self, name) for name in shared})
+        if self.structure == "channel" and self.scope != "global":
+            raise ValueError("structure='channel' ranks channels globally; expected scope='global'")
+        if (self.round_to > 1 or self.at_least) and self.structure != "channel":
+            raise ValueError("round_to and at_least apply to structure='channel' only")
+        if self.budget != "params" and self.structure != "channel":
+            raise ValueError(
+                "budget='flops' applies to structure='channel' only (a weight's FLOPs are "
+                "not saved by an unstructured mask on dense kernels)"
+            )
+
+    def space(self, model: nn.Module, task: Task) -> Space:
+        if self.structure == "channel":
+            x = task.splits.train.x
+            return ChannelSpace(
+                model,
+                example_input(model, x),
+                self.round_to,
+                self.at_least,
+                self.budget,
+                check_batch=example_input(model, x, 16),
+            )
+        return WeightSpace(self.scope)

@@ -44,9 +44,8 @@ from fairprune.engine import (
     train_weights,
 )
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, snip_scores
+from fairprune.pruners.base import SNIP_BATCHES, Outcome, PrunerBase, snip_scores
 from fairprune.pruners.bifp_update import BiFPSparsifier
-from fairprune.pruners.space import PrunerBase
 
 __all__ = ["BiFP"]
 
@@ -57,7 +56,7 @@ class BiFP(PrunerBase):
 
     Attributes:
         scope, structure, round_to: Where the mask scores live (see
-            :class:`~fairprune.pruners.space.PrunerBase`).
+            :class:`~fairprune.pruners.base.PrunerBase`).
         mask_fairness: lambda_m, weight of the fairness term in the upper (mask) level.
         weight_fairness: lambda_w, weight of the fairness term in the lower (weight) level.
         steps: Bi-level steps (an alternating step costs two iterations, a joint step one).

@@ -20,9 +20,8 @@ from torch import nn
 from fairprune.engine import Task
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, prune_and_finetune
+from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
 from fairprune.pruners.imp import IMP
-from fairprune.pruners.space import PrunerBase
 
 __all__ = ["Ceag"]
 

@@ -20,8 +20,8 @@ from fairprune.engine import Task
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.methods_spec import defaults
 from fairprune.model_io import forward_logits
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, prune_and_finetune, scoring_batches
-from fairprune.pruners.space import ChannelSpace, PrunerBase, Scores, Space
+from fairprune.pruners.base import SNIP_BATCHES, Outcome, PrunerBase, prune_and_finetune, scoring_batches
+from fairprune.pruners.space import ChannelSpace, Scores, Space
 from fairprune.structured import channel_sums
 
 __all__ = ["FairGrape", "group_taylor_scores", "share_keeping_order"]

@@ -11,8 +11,7 @@ from torch import nn
 
 from fairprune.engine import Task, train_weights
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome
-from fairprune.pruners.space import PrunerBase
+from fairprune.pruners.base import Outcome, PrunerBase
 
 __all__ = ["IMP", "imp_schedule"]
 

@@ -26,8 +26,7 @@ from fairprune.engine import Task
 from fairprune.fairness.metrics import METRICS
 from fairprune.inference import logits_of
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, prune_and_finetune
-from fairprune.pruners.space import PrunerBase
+from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
 from fairprune.selection import is_trivial
 
 __all__ = ["PostProcess", "GroupThresholds", "POSTPROCESS_CONSTRAINTS"]

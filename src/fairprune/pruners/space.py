@@ -16,13 +16,11 @@ so an unstructured and a structured model at "70%" hold the same number of weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from fairprune.batches import example_input
 from fairprune.masks import (
     Masks,
     MaskSlots,
@@ -33,7 +31,6 @@ from fairprune.masks import (
     mask_versions,
     prunable_parameters,
 )
-from fairprune.methods_spec import SPACE_DEFAULTS, check_params
 from fairprune.model_io import Features
 from fairprune.prunable import tied_parameters
 from fairprune.structured import (
@@ -54,12 +51,8 @@ from fairprune.structured import (
 )
 from fairprune.topk import TopK, layer_floors
 
-if TYPE_CHECKING:  # the pruners hand a Task; the mechanism does not import the loop
-    from fairprune.engine import Task
-
 __all__ = [
     "Scores",
-    "PrunerBase",
     "WeightSpace",
     "ChannelSpace",
     "ChannelSelection",
@@ -365,56 +358,3 @@ def _random(shape: torch.Size | tuple[int, ...], generator: torch.Generator, kin
     if kind == "uniform":
         return torch.rand(shape, generator=generator)
     return torch.randn(shape, generator=generator).abs()
-
-
-@dataclass(frozen=True)
-class PrunerBase:
-    """The fields every pruner shares: where its scores live.
-
-    Attributes:
-        scope: Unstructured top-k over all weights (``"global"``) or per layer (``"layer"``).
-        structure: ``"unstructured"`` (one score per weight) or ``"channel"`` (one score per
-            output channel of each dependency group; the model can be slimmed afterwards).
-        round_to: Channel mode only: kept channels per group are a multiple of this.
-        at_least: Channel mode only: never remove fewer weights than the target (default: the
-            channel count nearest to it).
-        budget: Channel mode only: what ``sparsity`` is a fraction of: ``"params"`` (the
-            prunable weights) or ``"flops"`` (the prunable layers' FLOPs, each channel counted
-            with the output size of its layers).
-    """
-
-    key: ClassVar[str | None] = None  # its registry key: fields, defaults and ranges declared there
-
-    scope: str = SPACE_DEFAULTS["scope"]
-    structure: str = SPACE_DEFAULTS["structure"]
-    round_to: int = SPACE_DEFAULTS["round_to"]
-    at_least: bool = SPACE_DEFAULTS["at_least"]
-    budget: str = SPACE_DEFAULTS["budget"]
-
-    def __post_init__(self) -> None:
-        """Each field against its declared type and range (the registry's; a pruner outside the
-        registry, ``key = None``: the shared fields), then the rules that tie fields together."""
-        shared = SPACE_DEFAULTS if self.key is None else {f.name: None for f in fields(self)}
-        check_params(self.key, {name: getattr(self, name) for name in shared})
-        if self.structure == "channel" and self.scope != "global":
-            raise ValueError("structure='channel' ranks channels globally; expected scope='global'")
-        if (self.round_to > 1 or self.at_least) and self.structure != "channel":
-            raise ValueError("round_to and at_least apply to structure='channel' only")
-        if self.budget != "params" and self.structure != "channel":
-            raise ValueError(
-                "budget='flops' applies to structure='channel' only (a weight's FLOPs are "
-                "not saved by an unstructured mask on dense kernels)"
-            )
-
-    def space(self, model: nn.Module, task: Task) -> Space:
-        if self.structure == "channel":
-            x = task.splits.train.x
-            return ChannelSpace(
-                model,
-                example_input(model, x),
-                self.round_to,
-                self.at_least,
-                self.budget,
-                check_batch=example_input(model, x, 16),
-            )
-        return WeightSpace(self.scope)

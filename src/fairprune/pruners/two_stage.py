@@ -13,8 +13,7 @@ from torch import nn
 
 from fairprune.engine import Task, train_weights
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, prune_and_finetune
-from fairprune.pruners.space import PrunerBase
+from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
 
 __all__ = ["PruneThenFair", "FairThenPrune"]
 
