@@ -107,4 +107,4 @@ def test_the_constraint_checks_the_bound_and_the_history_keeps_the_plain_metric(
     assert row["violation"] == pytest.approx(plain)
     assert row["constraint_violation"] == pytest.approx(bound)
     assert bound > plain
-    assert constraint.multiplier == pytest.approx(objective.strength * bound)  # dual step on the bound
+    assert constraint.multiplier == pytest.approx(objective.dual_step * bound)  # dual step on the bound

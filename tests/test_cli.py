@@ -155,7 +155,7 @@ def test_missing_config_file_is_an_error(tmp_path, capsys):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_earlier_runs(tmp_path, planted_csv, capsys):
-    cfg = _config(tmp_path, planted_csv, extra="\n[fairness]\nmode = 'penalty'\nstrength = 1e308\n")
+    cfg = _config(tmp_path, planted_csv, extra="\n[fairness]\nmode = 'penalty'\npenalty_weight = 1e308\n")
     out = tmp_path / "out"
     assert (
         main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "methods=['dense','prune_then_fair']"])

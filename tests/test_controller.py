@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ ADULT_TAU = 0.0855
 
 
 def _lagrangian(**settings: object) -> Constraint:
-    objective = FairnessObjective("accuracy_gap", settings.pop("tolerance", 0.0), strength=1.0, **settings)
+    objective = FairnessObjective("accuracy_gap", settings.pop("tolerance", 0.0), dual_step=1.0, **settings)
     return Constraint(objective, 2)
 
 
@@ -37,7 +38,7 @@ def _run(constraint: Constraint, violations: list[float]) -> list[float]:
 
 @pytest.mark.parametrize("window", [0, 4])
 def test_ascent_is_the_old_projected_dual_ascent_bit_for_bit(window: int) -> None:
-    objective = FairnessObjective("equalized_odds", ADULT_TAU, strength=5.0, windup_window=window)
+    objective = FairnessObjective("equalized_odds", ADULT_TAU, dual_step=5.0, windup_window=window)
     assert objective.controller == "ascent"  # the default
     got = _run(Constraint(objective, 2), ADULT_VIOLATIONS)
     mu, expected = 0.0, []
@@ -67,7 +68,7 @@ def test_nupi_without_proportional_gain_is_ascent() -> None:
 
 def test_per_group_multipliers_each_follow_their_own_error() -> None:
     objective = FairnessObjective(
-        "excess_degradation", 0.1, strength=2.0, controller="nupi", kp=1.0, ema_nu=0.0
+        "excess_degradation", 0.1, dual_step=2.0, controller="nupi", kp=1.0, ema_nu=0.0
     )
     c = Constraint(objective, 3)
     c.dual_step(np.array([0.3, 0.0, 0.1]))
@@ -125,7 +126,7 @@ def test_a_run_split_by_a_state_dict_round_trip_equals_one_run(controller: str) 
     """Through JSON, with the split inside a wind-up (nuPI's xi and the anti-windup's record)."""
     errors = [0.3, 0.32, 0.31, 0.33, 0.3, 0.35, 0.3, 0.1, 0.05, 0.4, 0.3]
     objective = FairnessObjective(
-        "accuracy_gap", 0.1, strength=0.5, controller=controller, kp=1.5, ema_nu=0.3
+        "accuracy_gap", 0.1, dual_step=0.5, controller=controller, kp=1.5, ema_nu=0.3
     )
     whole = Constraint(objective, 2)
     one = _run(whole, errors)
@@ -170,7 +171,16 @@ def test_a_wrong_number_of_errors_is_refused() -> None:
 
 
 def test_the_config_mirrors_the_objective_and_checks_the_settings() -> None:
-    shared = ("controller", "kp", "ema_nu", "windup_window", "mode", "strength", "temperature", "confidence")
+    shared = (
+        "controller",
+        "kp",
+        "ema_nu",
+        "windup_window",
+        "mode",
+        "penalty_weight",
+        "dual_step",
+        "temperature",
+    )
     config, objective = FairnessConfig(), FairnessObjective()
     assert {k: getattr(config, k) for k in shared} == {k: getattr(objective, k) for k in shared}
     cfg = load_config(None, ["fairness.controller='nupi'", "fairness.kp=2", "fairness.ema_nu=0.5"])
@@ -179,6 +189,20 @@ def test_the_config_mirrors_the_objective_and_checks_the_settings() -> None:
         load_config(None, ["fairness.ema_nu=1.0"])
     with pytest.raises(ConfigError, match="fairness.controller: expected 'nupi' or 'ascent'; got 'pid'"):
         load_config(None, ["fairness.controller='pid'"])
+
+
+def test_strength_of_older_configs_is_read_as_the_setting_of_its_mode(caplog) -> None:
+    """``fairness.strength`` meant lambda or eta by mode; it is now two settings."""
+    with caplog.at_level(logging.WARNING, logger="fairprune.config"):
+        penalty = load_config(None, ["fairness.mode='penalty'", "fairness.strength=2"]).fairness
+        dual = load_config(None, ["fairness.strength=0.5"]).fairness
+    assert (penalty.penalty_weight, penalty.dual_step) == (2.0, 5.0)
+    assert (dual.penalty_weight, dual.dual_step) == (5.0, 0.5)
+    assert "fairness.strength is now fairness.dual_step" in caplog.text
+    with pytest.raises(ConfigError, match=r"^fairness.strength: an older name of fairness.dual_step"):
+        load_config(None, ["fairness.strength=0.5", "fairness.dual_step=1"])
+    penalty_only = FairnessObjective("accuracy_gap", 0.1, mode="penalty", penalty_weight=2.0, dual_step=0.0)
+    assert Constraint(penalty_only, 2).controller.lr == 0.0 and penalty_only.penalty_weight == 2.0
 
 
 def _tabular(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -191,7 +215,7 @@ def _tabular(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 def test_prune_takes_the_controller_settings() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    settings = {"controller": "nupi", "kp": 1.0, "ema_nu": 0.5, "windup_window": 2, "strength": 2.0}
+    settings = {"controller": "nupi", "kp": 1.0, "ema_nu": 0.5, "windup_window": 2, "dual_step": 2.0}
     result = fairprune.prune(
         copy.deepcopy(model), _tabular(200, 1), _tabular(100, 2), sparsity=0.5, tolerance=0.0,
         fairness_settings=settings, steps=6, finetune_steps=2, progress=False,

@@ -126,7 +126,7 @@ def _dense(splits: Splits) -> nn.Module:
 def _user_loop(splits: Splits, dense: nn.Module, rank: int, world: int) -> dict[str, Any]:
     """The Python API page's loop under DDP: a shard of each global batch of 64 per rank."""
     model = copy.deepcopy(dense)
-    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", strength=5.0)
+    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", dual_step=5.0)
     sparsifier = BiFPSparsifier(0.8, Constraint(objective, 2))
     sparsifier.prepare(model)
     net = DistributedDataParallel(model) if world > 1 else model
@@ -158,7 +158,7 @@ def _user_loop(splits: Splits, dense: nn.Module, rank: int, world: int) -> dict[
 
 def _harness(splits: Splits, dense: nn.Module) -> dict[str, Any]:
     model = copy.deepcopy(dense)
-    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", strength=5.0)
+    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", dual_step=5.0)
     task = Task(splits, objective, TrainConfig(batch_size=64, eval_every=5), seed=0)
     result = run_pruner(build_pruner("bifp", steps=15, finetune_steps=5), model, 0.8, task)
     return {"masks": result.masks, "multipliers": [row["multiplier"] for row in result.history]}

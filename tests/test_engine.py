@@ -47,20 +47,20 @@ def test_stratified_batches_cover_an_epoch_exactly_once():
 
 
 def test_dual_ascent_is_projected_and_moves_by_the_violation():
-    c = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1, mode="lagrangian", strength=2.0), 2)
+    c = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1, mode="lagrangian", dual_step=2.0), 2)
     c.dual_step(0.3)
     assert c.multiplier == pytest.approx(0.4)
     c.dual_step(0.0)
     assert c.multiplier == pytest.approx(0.2)
     c.dual_step(0.0)
     assert c.multiplier == 0.0  # projected, never negative
-    p = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1, mode="penalty", strength=2.0), 2)
+    p = Constraint(FairnessObjective("accuracy_gap", tolerance=0.1, mode="penalty", penalty_weight=2.0), 2)
     p.dual_step(0.5)
     assert p.multiplier == 0.0 and math.isnan(p.state()["multiplier"])
 
 
 def test_per_group_constraint_has_one_multiplier_per_group_and_restores_them():
-    objective = FairnessObjective("excess_degradation", tolerance=0.05, strength=2.0)
+    objective = FairnessObjective("excess_degradation", tolerance=0.05, dual_step=2.0)
     c = Constraint(objective, 3)
     # group 0 lost 0.1 more than the whole, group 1 0.02 more, group 2 0.1 less
     y = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
@@ -137,7 +137,7 @@ def test_lagrangian_converges_to_the_known_constrained_optimum():
     assert _toy_run(None)[0] == [1, 0]
     # with DP <= 0.1 the only feasible hard predictors give both groups one class; the more
     # accurate is "1 for both" (accuracy (.9 + .3) / 2 = .6 against (.1 + .7) / 2 = .4)
-    objective = FairnessObjective("demographic_parity", 0.1, "lagrangian", strength=5.0)
+    objective = FairnessObjective("demographic_parity", 0.1, "lagrangian", dual_step=5.0)
     predictions, constraint, feasible = _toy_run(objective)
     assert predictions == [1, 1]
     assert feasible is True

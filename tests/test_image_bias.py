@@ -43,7 +43,7 @@ def planted() -> tuple[Splits, nn.Module, Task]:
     train_weights(dense, Task(splits, None, config, 0), 800)
     # dual step 1: at these sparsities the first violation is 0.7; the default step (5) makes the
     # first multiplier large enough to kill every ReLU of a 3-channel net
-    task = Task(splits, FairnessObjective("equalized_odds", TAU, strength=1.0), config, seed=0)
+    task = Task(splits, FairnessObjective("equalized_odds", TAU, dual_step=1.0), config, seed=0)
     return splits, dense, task
 
 
@@ -90,7 +90,7 @@ def planted_rare() -> tuple[Splits, nn.Module, Task]:
     train_weights(dense, Task(splits, None, config, 0), 800)
     # 2 hidden channels: with dual steps of 1 or more the weight-level term collapses the net
     # to chance on 2 of 3 seeds (measured); 0.2 keeps it learning
-    task = Task(splits, FairnessObjective("equalized_odds", 0.15, strength=0.2), config, seed=0)
+    task = Task(splits, FairnessObjective("equalized_odds", 0.15, dual_step=0.2), config, seed=0)
     return splits, dense, task
 
 

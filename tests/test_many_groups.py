@@ -61,10 +61,10 @@ def planted():
     return splits, dense, config
 
 
-def _run(planted, method, sparsity, metric, tolerance, strength=1.0, **params):
+def _run(planted, method, sparsity, metric, tolerance, dual_step=1.0, **params):
     splits, dense, config = planted
     model = copy.deepcopy(dense)
-    objective = FairnessObjective(metric, tolerance, strength=strength)
+    objective = FairnessObjective(metric, tolerance, dual_step=dual_step)
     task = Task(splits, objective, config, seed=0, dense=dense)
     result = run_pruner(build_pruner(method, **params), model, sparsity, task)
     out = {}

@@ -290,7 +290,7 @@ def test_a_hugging_face_result_exports_and_re_checks_with_dict_inputs(tmp_path):
 def test_the_sparsifier_in_a_plain_loop_prunes_a_hugging_face_model_exactly():
     model = hf_model("gpt2")
     x, y, g = tokens(64, 0)
-    objective = FairnessObjective("equalized_odds", 0.02, mode="lagrangian", strength=1.0)
+    objective = FairnessObjective("equalized_odds", 0.02, mode="lagrangian", dual_step=1.0)
     sparsifier = BiFPSparsifier(0.6, Constraint(objective, 2))
     sparsifier.prepare(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)

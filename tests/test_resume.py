@@ -79,7 +79,11 @@ def test_a_sweep_recorded_before_a_setting_existed_resumes(tmp_path):
     (out / "config.json").write_text(json.dumps(recorded))
     prepare_out_dir(out, cfg, restart=False)  # no error
     assert json.loads((out / "config.json").read_text())["fairness"]["confidence"] == 0.0
-    recorded["fairness"]["strength"] = 1.0
+    older = {**recorded, "fairness": {k: v for k, v in recorded["fairness"].items() if k != "dual_step"}}
+    older["fairness"]["strength"] = older["fairness"].pop("penalty_weight")  # before the two settings
+    (out / "config.json").write_text(json.dumps(older))
+    prepare_out_dir(out, cfg, restart=False)  # the same config: strength 5 read as dual_step 5
+    recorded["fairness"]["dual_step"] = 1.0
     (out / "config.json").write_text(json.dumps(recorded))
     with pytest.raises(ValueError, match="holds results of a different config"):
         prepare_out_dir(out, cfg, restart=False)

@@ -101,7 +101,7 @@ def _harness(
 def test_user_loop_gives_the_harness_masks_and_weights(small_dense, planted_splits, schedule):
     """Penalty mode (the term is on from the first step), one validation at the end: the
     harness's bifp and the plain loop with the sparsifier are the same computation."""
-    objective = FairnessObjective("equalized_odds", 0.02, mode="penalty", strength=2.0)
+    objective = FairnessObjective("equalized_odds", 0.02, mode="penalty", penalty_weight=2.0)
     steps = 30
     harness_model, _ = _harness(small_dense, planted_splits, objective, steps, steps, schedule=schedule)
 
@@ -124,7 +124,7 @@ def test_user_loop_gives_the_harness_masks_and_weights(small_dense, planted_spli
 def test_user_loop_multipliers_and_masks_equal_the_harness_lagrangian(small_dense, planted_splits):
     """Lagrangian: the dual steps on the exact validation metric give the harness's multipliers,
     and the harness's chosen checkpoint holds the masks the user loop had at that validation."""
-    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", strength=5.0)
+    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", dual_step=5.0)
     steps, every = 30, 10
     harness_model, history = _harness(small_dense, planted_splits, objective, steps, every)
 
@@ -152,7 +152,7 @@ def test_state_dict_resumes_scores_optimizer_and_multiplier(small_dense, planted
     checkpoint and trained the same 10 steps end with the same scores, masks and multipliers
     (the controller's state resumes: nuPI's smoothed error, the anti-windup's record)."""
     objective = FairnessObjective(
-        "equalized_odds", 0.0, mode="lagrangian", strength=5.0, controller=controller, kp=1.0, ema_nu=0.5
+        "equalized_odds", 0.0, mode="lagrangian", dual_step=5.0, controller=controller, kp=1.0, ema_nu=0.5
     )
     model = copy.deepcopy(small_dense)
     sparsifier = BiFPSparsifier(0.8, Constraint(objective, 2))
@@ -196,7 +196,7 @@ def test_load_state_dict_refuses_another_model_or_metric(small_dense):
 def test_bf16_autocast_on_cpu(small_dense, planted_splits):
     """Under CPU bf16 autocast: the fairness term is float32, the scores stay float32 and finite,
     the masks move and keep the exact sparsity."""
-    objective = FairnessObjective("equalized_odds", 0.0, mode="penalty", strength=1.0)
+    objective = FairnessObjective("equalized_odds", 0.0, mode="penalty", penalty_weight=1.0)
     model = copy.deepcopy(small_dense)
     sparsifier = BiFPSparsifier(0.8, Constraint(objective, 2))
     sparsifier.prepare(model)
@@ -300,7 +300,7 @@ def test_sampler_loader_yields_the_harness_batches(planted_splits):
 def test_update_multiplier_takes_a_split_or_a_loader_and_rejects_other_items(small_dense, planted_splits):
     """On a split or on a loader over it: the same exact violation, and mu = eta * (F - tau)."""
     val = planted_splits.val
-    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", strength=2.0)
+    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", dual_step=2.0)
     results = []
     for source in (val, DataLoader(TensorDataset(val.x, val.y, val.groups), batch_size=100)):
         sparsifier = BiFPSparsifier(0.5, Constraint(objective, 2))

@@ -261,7 +261,7 @@ def prune(
         progress: Show progress bars (tqdm).
         config: Training settings (default: batches and validation checks scaled to the data).
         fairness_settings: How the constraint is held, by the field names of
-            :class:`~fairprune.fairness.FairnessObjective` (e.g. ``{"strength": 2.0,
+            :class:`~fairprune.fairness.FairnessObjective` (e.g. ``{"dual_step": 2.0,
             "controller": "nupi", "kp": 1.0}``); the rest keep its defaults.
             Defaults differ from the objective's in two: ``slack=0.02`` and ``floor=0.02`` (no
             returned state more than 2 points below the run's most accurate one, overall or for

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -61,6 +62,8 @@ CERTIFIABLE_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds", "
 """``fairness.certificate.CERTIFIABLE_METRICS`` (a test holds them equal; this layer imports no torch)."""
 MARGIN_METRICS = ("accuracy_gap", "excess_degradation")
 """``fairness.objective.MARGIN_METRICS``: the metrics ``fairness.surrogate = "hinge"`` applies to."""
+
+logger = logging.getLogger(__name__)
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Steps = Annotated[int, Field(ge=0)]
@@ -159,7 +162,8 @@ class FairnessConfig:
     tolerance: NonNegative | Literal["dense"] = "dense"
     dense_factor: PositiveFloat = 1.0
     mode: Literal["penalty", "lagrangian"] = "lagrangian"
-    strength: NonNegative = 5.0
+    penalty_weight: NonNegative = 5.0
+    dual_step: NonNegative = 5.0
     temperature: PositiveFloat = 1.0
     confidence: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # 0: off; else in [0.5, 1)
     controller: Literal[CONTROLLERS] = "ascent"  # type: ignore[valid-type]
@@ -313,13 +317,13 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"a config is a table of keys; got {raw!r}")
-    kwargs = dict(raw)
+    kwargs = upgraded(raw)
     for key, cls in _SECTIONS.items():
         if key in raw and not isinstance(raw[key], dict):
             raise ConfigError(f"{key}: expected a table of keys ([{key}] in TOML); got {raw[key]!r}")
         if key in raw:
             try:
-                kwargs[key] = cls(**raw[key])
+                kwargs[key] = cls(**kwargs[key])
             except ValidationError as err:
                 raise _config_error(err, prefix=f"{key}.") from None
     try:
@@ -328,6 +332,33 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
         raise _config_error(err) from None
     _validate(cfg)
     return cfg
+
+
+def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (a TOML file, an older run directory's ``config.json``) with the keys that
+    were renamed under their current names."""
+    out = dict(raw)
+    if isinstance(raw.get("fairness"), dict) and "strength" in raw["fairness"]:
+        out["fairness"] = _renamed_strength(raw["fairness"])
+    return out
+
+
+def _renamed_strength(fairness: dict[str, Any]) -> dict[str, Any]:
+    """``fairness.strength`` (before 2026-12-05: lambda or eta by mode) as the setting of its
+    mode, ``penalty_weight`` or ``dual_step``, so that older configs and run directories load."""
+    table = dict(fairness)
+    strength = table.pop("strength")
+    key = "penalty_weight" if table.get("mode") == "penalty" else "dual_step"
+    if key in table:
+        raise ConfigError(
+            f"fairness.strength: an older name of fairness.{key}; expected one of them, got both"
+        )
+    logger.warning(
+        "fairness.strength is now fairness.%s (mode %r); read it as that",
+        key,
+        table.get("mode", "lagrangian"),
+    )
+    return {**table, key: strength}
 
 
 def method_params(

@@ -270,7 +270,7 @@ def run_loop(
         if not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"{desc}: training loss became {loss} at step {step} of {steps}; expected a finite "
-                "loss (lower the learning rate or the fairness strength)"
+                "loss (lower the learning rate, fairness.dual_step or fairness.penalty_weight)"
             )
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:

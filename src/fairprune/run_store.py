@@ -112,12 +112,15 @@ def check_same_config(
     extends: Callable[..., bool],
     *,
     restart: bool,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     """Check that ``out`` holds no sweep, the sweep of ``resolved``, or one that ``resolved``
     extends (``restart`` skips this: the old contents will be moved aside).
 
     Raises:
         OutputDirError: ``out`` holds the results of a different config, or an unreadable one.
+
+    ``upgrade`` renames the keys of an older ``config.json`` before the comparison.
     """
     cfg_path = out / "config.json"
     if restart or not cfg_path.exists():
@@ -128,7 +131,8 @@ def check_same_config(
         raise OutputDirError(
             f"{str(cfg_path)!r} cannot be read ({err}); use --restart to move the directory's contents aside"
         ) from None
-    previous = _with_defaults(previous, resolved, defaults) if isinstance(previous, dict) else previous
+    if isinstance(previous, dict):
+        previous = _with_defaults(upgrade(previous) if upgrade else previous, resolved, defaults)
     previous, resolved = _results_config(previous), _results_config(resolved)
     if previous != resolved and not extends(previous, resolved):
         raise OutputDirError(

@@ -220,7 +220,8 @@ def objective_of(fc: FairnessConfig, tau: float, splits: Splits, *, numeric: boo
     its certification settings (paired when tau was set from the dense model, unless the run's
     own tolerance is ``numeric``) and its levelling-down floor."""
     objective = FairnessObjective(
-        fc.metric, tau, fc.mode, fc.strength, fc.temperature, confidence=fc.confidence,
+        fc.metric, tau, fc.mode, penalty_weight=fc.penalty_weight, dual_step=fc.dual_step,
+        temperature=fc.temperature, confidence=fc.confidence,
         controller=fc.controller, kp=fc.kp, ema_nu=fc.ema_nu, windup_window=fc.windup_window,
         certify=confidence_of(fc.certify) if splits.certify is not None else 0.0, slack=fc.slack,
         floor=fc.floor if fc.floor >= 0 else None, direction=fc.direction, surrogate=fc.surrogate,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from fairprune.config import IMAGE_DATASETS, DataConfig, ExperimentConfig
+from fairprune.config import IMAGE_DATASETS, DataConfig, ExperimentConfig, upgraded
 from fairprune.data import Splits
 from fairprune.data.registry import load_dataset
 from fairprune.engine import TrainConfig, resolved
@@ -136,5 +136,5 @@ def check_experiment(cfg: ExperimentConfig, out: Path, *, restart: bool) -> Trai
             splits = load_splits(data, seed)
             if seed == seeds[0]:
                 _check_task(cfg, splits, repr(splits.name))
-    check_same_config(out, resolved, defaults, extends, restart=restart)
+    check_same_config(out, resolved, defaults, extends, restart=restart, upgrade=upgraded)
     return train

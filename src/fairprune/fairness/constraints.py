@@ -1,13 +1,13 @@
 """The fairness constraint ``F(f) <= tau`` in training: penalty or Lagrangian (dual ascent).
 
-``penalty``: the loss gains ``lambda * Phi`` (the paper's relaxation; ``strength`` is lambda).
+``penalty``: the loss gains ``lambda * Phi`` (the paper's relaxation; ``penalty_weight`` is lambda).
 
 ``lagrangian``: the loss gains ``mu * Phi`` with a multiplier ``mu >= 0`` driven by the error
 ``Phi_hat - tau``, where ``Phi_hat`` is the *exact* metric measured on the validation split, so the
 multiplier grows until the user's tolerance ``tau`` holds where it is checked, not on a surrogate
 scale. Its controller (:mod:`fairprune.fairness.controller`) is projected dual ascent
 ``mu <- max(0, mu + eta * (Phi_hat - tau))`` or nuPI (Sohrabi et al., ICML 2024), which adds a
-damping term on the error's trend; ``strength`` is the step ``eta`` of either. Anti-windup stops a
+damping term on the error's trend; ``dual_step`` is the step ``eta`` of either. Anti-windup stops a
 multiplier that keeps climbing while the exact violation does not fall.
 
 Per-group metrics (``metrics.PER_GROUP_METRICS``, e.g. ``excess_degradation``: CEAG, "Balancing
@@ -56,7 +56,7 @@ class Constraint:
         self.n_groups = n_groups
         self.controller = MultiplierController(
             n_groups if objective.per_group else 1,
-            lr=objective.strength,
+            lr=objective.dual_step,
             controller=objective.controller,
             kp=objective.kp,
             ema_nu=objective.ema_nu,
@@ -122,9 +122,9 @@ class Constraint:
         """
         logits = logits.float()  # a no-op for float32 logits; float32 under autocast
         if self.objective.mode == "penalty":
-            if weight == 0.0 or self.objective.strength == 0.0:
+            if weight == 0.0 or self.objective.penalty_weight == 0.0:
                 return logits.sum() * 0.0
-            return weight * self.objective.strength * self.surrogate(logits, y, groups)
+            return weight * self.objective.penalty_weight * self.surrogate(logits, y, groups)
         if weight == 0.0 or not self.multipliers.any():
             return logits.sum() * 0.0
         mu = torch.as_tensor(self.multipliers, dtype=logits.dtype, device=logits.device)

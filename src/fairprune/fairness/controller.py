@@ -65,7 +65,7 @@ class MultiplierController:
 
     Args:
         size: Number of multipliers ``K``.
-        lr: The step size eta (``FairnessObjective.strength``).
+        lr: The step size eta (``FairnessObjective.dual_step``).
         controller: ``"nupi"`` or ``"ascent"``.
         kp: Proportional gain ``K_P`` of nuPI (unused by ascent).
         ema_nu: Smoothing ``nu`` of nuPI's error average (unused by ascent).

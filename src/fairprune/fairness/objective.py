@@ -32,7 +32,9 @@ class FairnessObjective:
             (``"equalized_odds"``, ``"demographic_parity"``, ``"accuracy_gap"``).
         tolerance: The user's tau, on the exact metric's scale (already resolved to a number).
         mode: ``"penalty"`` or ``"lagrangian"``.
-        strength: lambda for ``penalty``; the dual step eta for ``lagrangian``.
+        penalty_weight: ``lambda`` of ``penalty`` mode (the loss gains ``lambda * Phi``).
+        dual_step: The dual step ``eta`` of ``lagrangian`` mode (the multipliers' controller's
+            step size). Each mode reads its own setting; the other is ignored.
         temperature: Temperature T of the soft surrogate.
         scale_free: Divide the logits by their batch RMS (centred over classes, detached) before
             the surrogate. Soft rates ``sigmoid(f/T)`` are otherwise equalised for free by shrinking
@@ -86,7 +88,8 @@ class FairnessObjective:
     metric: str = "equalized_odds"
     tolerance: float = 0.0
     mode: str = "lagrangian"
-    strength: float = 5.0
+    penalty_weight: float = 5.0
+    dual_step: float = 5.0
     temperature: float = 1.0
     scale_free: bool = True
     confidence: float = 0.0
@@ -139,9 +142,10 @@ class FairnessObjective:
             raise ValueError(f"unknown constraint mode {self.mode!r}; expected one of {CONSTRAINT_MODES}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ValueError(f"fairness tolerance must be a finite number >= 0, got {self.tolerance}")
-        if self.strength < 0 or self.temperature <= 0:
+        if self.penalty_weight < 0 or self.dual_step < 0 or self.temperature <= 0:
             raise ValueError(
-                f"expected strength >= 0 and temperature > 0, got {self.strength}, {self.temperature}"
+                "expected penalty_weight >= 0, dual_step >= 0 and temperature > 0, got "
+                f"{self.penalty_weight}, {self.dual_step}, {self.temperature}"
             )
         if self.per_group and self.mode != "lagrangian":
             raise ValueError(

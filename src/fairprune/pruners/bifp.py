@@ -3,7 +3,7 @@ NeurIPS 2022).
 
 Upper level: real mask scores ``s``; the forward pass uses ``m = TopK(s, k)``. Lower level: the
 weights ``theta`` under ``m``. Each level's loss is ``CE + lambda_level * c * Phi`` with ``Phi``
-the fairness surrogate and ``c`` the penalty strength or the Lagrange multiplier.
+the fairness surrogate and ``c`` the penalty weight or the Lagrange multiplier.
 
 Mask gradient (straight-through top-k plus BiP's implicit-gradient correction, with the
 lower level regularised by ``gamma/2 ||theta||^2`` and the loss Hessian in ``theta`` dropped)::
@@ -71,7 +71,7 @@ class BiFP(PrunerBase):
             ``configs/faces/one_call.py``) 55 scaled steps left BiFP 2.2 points of accuracy and
             1.7 of worst-group accuracy below magnitude pruning; 277 put it 0.3 and 1.2 above.
         dual_step: Step size eta of the multiplier's dual ascent for this method (``None``: the
-            experiment's ``fairness.strength``; Lagrangian mode only).
+            experiment's ``fairness.dual_step``; Lagrangian mode only).
     """
 
     key = "bifp"
@@ -104,7 +104,7 @@ class BiFP(PrunerBase):
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
         objective = task.objective
         if objective is not None and self.dual_step is not None:
-            objective = replace(objective, strength=self.dual_step)
+            objective = replace(objective, dual_step=self.dual_step)
         sparsifier = BiFPSparsifier(
             sparsity,
             task.constraint(objective) if fair else None,

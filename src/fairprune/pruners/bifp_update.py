@@ -177,7 +177,7 @@ class BiFPSparsifier:
         return self.mask_fairness if self._upper else self.weight_fairness
 
     def fairness_term(self, logits: Tensor, y: Tensor, groups: Tensor) -> Tensor:
-        """The fairness term to add to the loss: ``lambda * c * Phi`` (``c``: the penalty strength
+        """The fairness term to add to the loss: ``lambda * c * Phi`` (``c``: the penalty weight
         or the multiplier), float32; under ``torchrun``, Phi of the global batch. A zero without a
         constraint."""
         if self.constraint is None:

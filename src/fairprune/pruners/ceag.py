@@ -33,7 +33,7 @@ class Ceag(PrunerBase):
     Attributes:
         epsilon: Tolerance on every group's excess accuracy degradation.
         dual_step: Step size eta of the multipliers' dual ascent (``None``: the experiment's
-            ``fairness.strength``).
+            ``fairness.dual_step``).
         finetune_steps: Constrained fine-tuning iterations.
         pruning: ``"magnitude"`` (one shot) or ``"imp"`` (IMP's rounds with ``round_steps``
             each, then the constrained fine-tuning).
@@ -49,9 +49,9 @@ class Ceag(PrunerBase):
 
     def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
         base = task.objective or FairnessObjective()
-        strength = base.strength if self.dual_step is None else self.dual_step
+        step = base.dual_step if self.dual_step is None else self.dual_step
         objective = FairnessObjective(
-            "excess_degradation", self.epsilon, "lagrangian", strength, base.temperature,
+            "excess_degradation", self.epsilon, "lagrangian", dual_step=step, temperature=base.temperature,
             controller=base.controller, kp=base.kp, ema_nu=base.ema_nu, windup_window=base.windup_window,
         )  # fmt: skip
         space = self.space(model, task)
