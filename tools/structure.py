@@ -36,9 +36,12 @@ print("largest modules:", ", ".join(f"{n} {s}" for s, n in sizes[:6]))
 print("over 400 lines:", sum(s > 400 for s, _ in sizes))
 print("longest functions:", ", ".join(f"{n} {s}" for s, n in funcs[:5]))
 print("functions over 80 lines:", sum(s > 80 for s, _ in funcs))
-cfg = [
-    m
-    for a, m in arrows
-    if a in ("fairprune.config", "fairprune.methods_spec", "fairprune.schema", "fairprune.errors")
-]
-print("config layer imports:", sorted(set(cfg)))
+LAYER = ("fairprune.config", "fairprune.methods_spec", "fairprune.schema", "fairprune.errors")
+
+
+def in_layer(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in LAYER)
+
+
+outside = sorted({m for a, m in arrows if in_layer(a) and not in_layer(m)})
+print("config layer imports outside itself:", outside or "nothing")
