@@ -27,18 +27,13 @@ import pandas as pd
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import Splits
-from fairprune.data.groups import (
-    SensitiveAttribute,
-    attribute_names,
-    binary_attribute,
-    joined_name,
-    product_groups,
-)
+from fairprune.data.groups import SensitiveAttribute, binary_attribute, distinct_names
 from fairprune.data.labelled_images import (
+    ImageOptions,
+    Indices,
     LabelledImages,
     Limit,
     grouped_split_indices,
-    present_mask,
     setting_hint,
 )
 
@@ -140,6 +135,14 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
         raise ValueError(f"could not parse CelebA's {what} file {str(path)!r}: {error}") from error
 
 
+def _read_attributes(root: Path) -> tuple[Path, pd.DataFrame]:
+    """The attribute file under CelebA's folder ``root``, and its table (see :func:`_read_table`)."""
+    if not root.is_dir():
+        raise ValueError(f"expected CelebA's folder at {str(root)!r}; it is not a directory")
+    path = _find(root, ("list_attr_celeba.txt", "list_attr_celeba.csv"), "attribute file")
+    return path, _read_table(path, "attributes")
+
+
 def _column(table: pd.DataFrame, files: pd.Index, path: Path, what: str) -> np.ndarray:
     """The single column of ``table`` for ``files``; every file must be present."""
     absent = files.difference(table.index)
@@ -161,6 +164,33 @@ def _attribute(attributes: pd.DataFrame, name: str, role: str) -> np.ndarray:
             f"expected CelebA attribute {name!r} to be +-1; it has values {sorted(set(values))[:5]}"
         )
     return (values == 1).astype(np.int64)
+
+
+def _split_indices(root: Path, split_mode: str, files: pd.Index, strata: np.ndarray, seed: int) -> Indices:
+    """Train, val and test indices into ``files``: the official partition, or the identity re-split.
+
+    Args:
+        root: CelebA's folder.
+        split_mode: ``"official"`` or ``"identity"`` (see :func:`load_celeba`).
+        files: The images' file names, ``N`` of them.
+        strata: ``(N,)`` (target, group) cell of each image, which the identity re-split balances.
+        seed: Seed of the identity re-split.
+    """
+    if split_mode == "official":
+        part_path = _find(root, ("list_eval_partition.txt", "list_eval_partition.csv"), "partition file")
+        partition = _column(_read_table(part_path, "partition"), files, part_path, "partition")
+        if not np.isin(partition, (0, 1, 2)).all():
+            raise ValueError(
+                f"expected partition ids 0, 1, 2 in {str(part_path)!r}; found {np.unique(partition)}"
+            )
+        return (
+            np.flatnonzero(partition == 0),
+            np.flatnonzero(partition == 1),
+            np.flatnonzero(partition == 2),
+        )
+    id_path = _find(root, ("identity_CelebA.txt",), "identity file")
+    identity = _column(_read_table(id_path, "identity"), files, id_path, "identity")
+    return grouped_split_indices(identity, strata, _FRACTIONS, seed)
 
 
 def load_celeba(
@@ -212,60 +242,34 @@ def load_celeba(
     """
     if split_mode not in ("official", "identity"):
         raise ValueError(f"split_mode must be 'official' or 'identity'; received {split_mode!r}")
-    if target == sensitive_attribute:
-        raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
-    names = attribute_names(sensitive_attribute, target=target)
+    names = distinct_names(target, sensitive_attribute)
+    options = ImageOptions(
+        resolution=resolution,
+        seed=seed,
+        cache_dir=cache_dir,
+        limit=limit,
+        missing=missing,
+        min_group_size=min_group_size,
+    )
     root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"expected CelebA's folder at {str(root)!r}; it is not a directory")
-    attr_path = _find(root, ("list_attr_celeba.txt", "list_attr_celeba.csv"), "attribute file")
-    attributes = _read_table(attr_path, "attributes")
+    attr_path, attributes = _read_attributes(root)
     y = _attribute(attributes, target, "target")
     sensitive = [binary_attribute(n, _attribute(attributes, n, "sensitive attribute")) for n in names]
     image_dir = _image_dir(root)
-    paths = [image_dir / str(name) for name in attributes.index]
-    keep = present_mask(
-        paths,
-        missing=missing,
+    paths, keep = options.present(
+        [image_dir / str(name) for name in attributes.index],
         listed_in=str(attr_path),
         root=image_dir,
         setting=setting_hint("root", "data.root") + " (the folder that holds img_align_celeba/)",
     )
-    files = attributes.index[keep]
-    groups, group_names = product_groups([a.restrict(keep) for a in sensitive])
-    if split_mode == "official":
-        part_path = _find(root, ("list_eval_partition.txt", "list_eval_partition.csv"), "partition file")
-        partition = _column(_read_table(part_path, "partition"), files, part_path, "partition")
-        if not np.isin(partition, (0, 1, 2)).all():
-            raise ValueError(
-                f"expected partition ids 0, 1, 2 in {str(part_path)!r}; found {np.unique(partition)}"
-            )
-        indices = (
-            np.flatnonzero(partition == 0),
-            np.flatnonzero(partition == 1),
-            np.flatnonzero(partition == 2),
-        )
-    else:
-        id_path = _find(root, ("identity_CelebA.txt",), "identity file")
-        identity = _column(_read_table(id_path, "identity"), files, id_path, "identity")
-        strata = y[keep] * len(group_names) + groups
-        indices = grouped_split_indices(identity, strata, _FRACTIONS, seed)
-    images = LabelledImages(
-        name="celeba",
+    images = LabelledImages.from_attributes(
+        "celeba",
         target=target,
-        sensitive_attribute=joined_name(names),
-        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y[keep],
-        groups=groups,
         class_names=(f"not {target}", target),
-        group_names=group_names,
+        sensitive=[a.restrict(keep) for a in sensitive],
+        paths=paths,
         root=root,
     )
-    return images.to_splits(
-        indices,
-        resolution=resolution,
-        cache_dir=cache_dir,
-        limit=limit,
-        seed=seed,
-        min_group_size=min_group_size,
-    )
+    indices = _split_indices(root, split_mode, attributes.index[keep], images.strata, seed)
+    return images.to_splits(indices, options)

@@ -24,9 +24,9 @@ import pandas as pd
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import Splits, stratified_split_indices
-from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
+from fairprune.data.groups import Attribute, SensitiveAttribute, distinct_names
 from fairprune.data.image_csv import categorical_codes, check_columns, read_label_csv
-from fairprune.data.labelled_images import LabelledImages, Limit, present_mask, setting_hint
+from fairprune.data.labelled_images import ImageOptions, Indices, LabelledImages, Limit, setting_hint
 
 __all__ = ["load_fairface", "repair_age_bins"]
 
@@ -128,6 +128,41 @@ def _sensitive(frame: pd.DataFrame, name: str, source: str) -> Attribute:
     return Attribute(name, ids, names, ("0", "1") if binary else None)
 
 
+def _read_labels(root: Path) -> pd.DataFrame:
+    """The train and val label CSVs as one frame; ``_official`` names each row's official split."""
+    tables = []
+    for part in ("train", "val"):
+        path = root / f"fairface_label_{part}.csv"
+        table = read_label_csv(path, f"FairFace's {part} labels (file,age,gender,race,service_test)")
+        check_columns(table, {"path": "file"}, repr(str(path)))
+        tables.append(table.assign(_official=part))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _repair_ages(frame: pd.DataFrame, labels: tuple[str, ...], source: str) -> pd.DataFrame:
+    """``frame`` with its age bins repaired (:func:`repair_age_bins`) when a label reads them."""
+    if not any(re.fullmatch(r"age(>=\d+)?", n.replace(" ", "")) for n in labels):
+        return frame
+    check_columns(frame, {"label": "age"}, "FairFace's label CSVs")
+    return frame.assign(age=repair_age_bins(frame["age"], source))
+
+
+def _split_indices(official: np.ndarray, strata: np.ndarray, test_fraction: float, seed: int) -> Indices:
+    """Train: the official train rows; val and test: the official val rows, cut seeded and stratified.
+
+    Args:
+        official: ``(N,)`` official split of each row, ``"train"`` or ``"val"``.
+        strata: ``(N,)`` (target, group) cell of each row.
+        test_fraction: Share of the official val rows that becomes the test split.
+        seed: Seed of the cut.
+    """
+    official_val = np.flatnonzero(official == "val")
+    half = (1 - test_fraction) / 2
+    first, second, test = stratified_split_indices(strata[official_val], (half, half, test_fraction), seed)
+    val = official_val[np.sort(np.concatenate([first, second]))]  # the first two parts make val
+    return np.flatnonzero(official == "train"), val, official_val[test]
+
+
 def load_fairface(
     root: str | os.PathLike[str],
     *,
@@ -174,56 +209,35 @@ def load_fairface(
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"expected 0 < test_fraction < 1; received {test_fraction}")
-    if target == sensitive_attribute:
-        raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
-    names = attribute_names(sensitive_attribute, target=target)
-    root = Path(root)
-    tables = []
-    for part in ("train", "val"):
-        path = root / f"fairface_label_{part}.csv"
-        table = read_label_csv(path, f"FairFace's {part} labels (file,age,gender,race,service_test)")
-        check_columns(table, {"path": "file"}, repr(str(path)))
-        tables.append(table.assign(_official=part))
-    frame = pd.concat(tables, ignore_index=True)
-    images_root = root if image_root is None else Path(image_root)
-    paths = [images_root / str(p) for p in frame["file"]]
-    keep = present_mask(
-        paths,
+    names = distinct_names(target, sensitive_attribute)
+    options = ImageOptions(
+        resolution=resolution,
+        seed=seed,
+        cache_dir=cache_dir,
+        limit=limit,
         missing=missing,
+        min_group_size=min_group_size,
+    )
+    root = Path(root)
+    frame = _read_labels(root)
+    images_root = root if image_root is None else Path(image_root)
+    paths, keep = options.present(
+        [images_root / str(p) for p in frame["file"]],
         listed_in=f"FairFace's label CSVs in {str(root)!r}",
         root=images_root,
         setting=setting_hint("image_root", "data.params.image_root"),
     )
     frame = frame[keep].reset_index(drop=True)
-    if any(re.fullmatch(r"age(>=\d+)?", n.replace(" ", "")) for n in (target, *names)):
-        check_columns(frame, {"label": "age"}, "FairFace's label CSVs")
-        frame = frame.assign(age=repair_age_bins(frame["age"], f"FairFace's label CSVs in {str(root)!r}"))
+    frame = _repair_ages(frame, (target, *names), f"FairFace's label CSVs in {str(root)!r}")
     y, class_names = _labels(frame, target, "FairFace's label CSVs")
-    sensitive = [_sensitive(frame, name, "FairFace's label CSVs") for name in names]
-    groups, group_names = product_groups(sensitive)
-    images = LabelledImages(
-        name="fairface",
+    images = LabelledImages.from_attributes(
+        "fairface",
         target=target,
-        sensitive_attribute=joined_name(names),
-        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y,
-        groups=groups,
         class_names=class_names,
-        group_names=group_names,
+        sensitive=[_sensitive(frame, name, "FairFace's label CSVs") for name in names],
+        paths=paths,
         root=images_root,
     )
-    official_val = np.flatnonzero(frame["_official"].to_numpy() == "val")
-    half = (1 - test_fraction) / 2
-    first, second, test = stratified_split_indices(
-        images.strata[official_val], (half, half, test_fraction), seed
-    )
-    val = official_val[np.sort(np.concatenate([first, second]))]  # the first two parts make val
-    train = np.flatnonzero(frame["_official"].to_numpy() == "train")
-    return images.to_splits(
-        (train, val, official_val[test]),
-        resolution=resolution,
-        cache_dir=cache_dir,
-        limit=limit,
-        seed=seed,
-        min_group_size=min_group_size,
-    )
+    official = frame["_official"].to_numpy()
+    return images.to_splits(_split_indices(official, images.strata, test_fraction, seed), options)

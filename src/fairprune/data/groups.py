@@ -25,6 +25,7 @@ __all__ = [
     "SensitiveAttribute",
     "attribute_names",
     "binary_attribute",
+    "distinct_names",
     "joined_name",
     "product_groups",
 ]
@@ -119,6 +120,17 @@ def attribute_names(
             "target that is not a sensitive attribute"
         )
     return names
+
+
+def distinct_names(target: str, sensitive_attribute: SensitiveAttribute) -> tuple[str, ...]:
+    """The sensitive attribute names of ``sensitive_attribute``, none of them ``target``.
+
+    As :func:`attribute_names` with ``target``, except that one name equal to the target raises
+    "expected different target and sensitive attribute".
+    """
+    if target == sensitive_attribute:
+        raise ValueError(f"expected different target and sensitive attribute; both are {target!r}")
+    return attribute_names(sensitive_attribute, target=target)
 
 
 def joined_name(names: Sequence[str]) -> str:

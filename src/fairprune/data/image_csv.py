@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from fairprune.data.base import Splits, stratified_split_indices
-from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
-from fairprune.data.labelled_images import LabelledImages, Limit, present_mask, setting_hint
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names
+from fairprune.data.labelled_images import ImageOptions, Indices, LabelledImages, Limit, setting_hint
 
 __all__ = ["categorical_codes", "check_columns", "load_image_csv", "read_label_csv"]
 
@@ -73,6 +73,46 @@ def categorical_codes(
     return ids, names
 
 
+def _read_rows(
+    csv_path: str | os.PathLike[str],
+    path_column: str,
+    target: str,
+    sensitive_attribute: SensitiveAttribute,
+    split_column: str | None,
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The CSV's rows that have a value in every used column, and the sensitive columns, checked."""
+    single = isinstance(sensitive_attribute, str)
+    names = attribute_names(sensitive_attribute, target=None if single else target)
+    frame = read_label_csv(csv_path, "an image CSV")
+    roles = [("path", path_column), ("target", target), *(("sensitive", name) for name in names)]
+    if split_column is not None:
+        roles.append(("split", split_column))
+    for role, column in roles:
+        check_columns(frame, {role: column}, repr(str(csv_path)))
+    used = [column for _, column in roles]
+    if len(set(used)) < len(used):
+        received: dict[str, object] = {"path": path_column, "target": target}
+        received["sensitive"] = sensitive_attribute if single else list(names)
+        received |= {} if split_column is None else {"split": split_column}
+        raise ValueError(f"expected distinct path, target, sensitive and split columns; received {received}")
+    return frame.dropna(subset=used).reset_index(drop=True), names
+
+
+def _split_indices(frame: pd.DataFrame, split_column: str | None, strata: np.ndarray, seed: int) -> Indices:
+    """Train, val and test rows: by ``split_column``, or seeded and stratified by ``strata``."""
+    if split_column is None:
+        return stratified_split_indices(strata, (0.7, 0.15, 0.15), seed)
+    split = frame[split_column].astype(str).to_numpy()
+    unknown = sorted(set(split) - set(_SPLIT_NAMES))
+    if unknown:
+        raise ValueError(f"split column {split_column!r} has values {unknown}; expected {list(_SPLIT_NAMES)}")
+    return (
+        np.flatnonzero(split == "train"),
+        np.flatnonzero(split == "val"),
+        np.flatnonzero(split == "test"),
+    )
+
+
 def load_image_csv(
     csv_path: str | os.PathLike[str],
     image_root: str | os.PathLike[str],
@@ -118,63 +158,31 @@ def load_image_csv(
         Splits named after the CSV file, whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once
         (cached) and kept uint8 in memory; convert batches with ``fairprune.data.images.to_float``.
     """
-    single = isinstance(sensitive_attribute, str)
-    names = attribute_names(sensitive_attribute, target=None if single else target)
-    frame = read_label_csv(csv_path, "an image CSV")
-    roles = [("path", path_column), ("target", target), *(("sensitive", name) for name in names)]
-    if split_column is not None:
-        roles.append(("split", split_column))
-    for role, column in roles:
-        check_columns(frame, {role: column}, repr(str(csv_path)))
-    used = [column for _, column in roles]
-    if len(set(used)) < len(used):
-        received: dict[str, object] = {"path": path_column, "target": target}
-        received["sensitive"] = sensitive_attribute if single else list(names)
-        received |= {} if split_column is None else {"split": split_column}
-        raise ValueError(f"expected distinct path, target, sensitive and split columns; received {received}")
-    frame = frame.dropna(subset=used).reset_index(drop=True)
-    root = Path(image_root)
-    paths = [root / str(p) for p in frame[path_column]]
-    keep = present_mask(
-        paths,
+    frame, names = _read_rows(csv_path, path_column, target, sensitive_attribute, split_column)
+    options = ImageOptions(
+        resolution=resolution,
+        seed=seed,
+        cache_dir=cache_dir,
+        limit=limit,
         missing=missing,
+        min_group_size=min_group_size,
+    )
+    root = Path(image_root)
+    paths, keep = options.present(
+        [root / str(p) for p in frame[path_column]],
         listed_in=repr(str(csv_path)),
         root=root,
         setting=setting_hint("image_root", "data.root"),
     )
     frame = frame[keep].reset_index(drop=True)
     y, class_names = categorical_codes(frame[target], positive=positive)
-    groups, group_names = product_groups([Attribute(name, *categorical_codes(frame[name])) for name in names])
-    images = LabelledImages(
-        name=Path(csv_path).name.split(".")[0],
+    images = LabelledImages.from_attributes(
+        Path(csv_path).name.split(".")[0],
         target=target,
-        sensitive_attribute=joined_name(names),
-        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y,
-        groups=groups,
         class_names=class_names,
-        group_names=group_names,
+        sensitive=[Attribute(name, *categorical_codes(frame[name])) for name in names],
+        paths=paths,
         root=root,
     )
-    if split_column is None:
-        indices = stratified_split_indices(images.strata, (0.7, 0.15, 0.15), seed)
-    else:
-        split = frame[split_column].astype(str).to_numpy()
-        unknown = sorted(set(split) - set(_SPLIT_NAMES))
-        if unknown:
-            raise ValueError(
-                f"split column {split_column!r} has values {unknown}; expected {list(_SPLIT_NAMES)}"
-            )
-        indices = (
-            np.flatnonzero(split == "train"),
-            np.flatnonzero(split == "val"),
-            np.flatnonzero(split == "test"),
-        )
-    return images.to_splits(
-        indices,
-        resolution=resolution,
-        cache_dir=cache_dir,
-        limit=limit,
-        seed=seed,
-        min_group_size=min_group_size,
-    )
+    return images.to_splits(_split_indices(frame, split_column, images.strata, seed), options)

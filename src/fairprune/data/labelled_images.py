@@ -1,5 +1,15 @@
-"""Image files with labels, before decoding: presence checks, identity-disjoint splits, and
-:class:`LabelledImages`, which every image loader builds and turns into checked :class:`Splits`."""
+"""Image files with labels, before decoding: presence checks, identity-disjoint splits, the
+:class:`ImageOptions` every image loader takes, and :class:`LabelledImages`, which every image
+loader builds and turns into checked :class:`Splits`.
+
+A loader knows where its dataset's files and labels are and how to read them; the rest is shared::
+
+    options = ImageOptions(resolution=..., seed=..., cache_dir=..., limit=..., missing=..., ...)
+    paths, keep = options.present(listed_paths, listed_in=..., root=..., setting=...)
+    images = LabelledImages.from_attributes("name", target=..., y=..., class_names=...,
+                                            sensitive=[...], paths=paths, root=...)
+    return images.to_splits(indices, options)   # indices: the dataset's train/val/test
+"""
 
 from __future__ import annotations
 
@@ -14,12 +24,15 @@ import torch
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import GroupData, Splits, stratified_sample
+from fairprune.data.groups import Attribute, joined_name, product_groups
 from fairprune.data.images import cached_images, first_names, mapped_rows
 
 __all__ = [
     "SPLIT_NAMES",
-    "Limit",
+    "ImageOptions",
+    "Indices",
     "LabelledImages",
+    "Limit",
     "grouped_split_indices",
     "limit_per_split",
     "present_mask",
@@ -136,6 +149,39 @@ def grouped_split_indices(
 
 
 @dataclass(frozen=True)
+class ImageOptions:
+    """The options every image loader takes and applies alike: decoding, caching, subsets, checks.
+
+    Attributes:
+        resolution: Side ``R`` of the square images.
+        seed: Seed of the ``limit`` subsets (and of the loader's seeded split).
+        cache_dir: Cache of decoded images (default ``$FAIRPRUNE_CACHE`` or ``~/.cache/fairprune``).
+        limit: At most this many images of each split, or a cap per split by name (see
+            :data:`Limit`): a seeded random subset stratified by (target, group) cell.
+        missing: Images listed but absent: ``"error"`` or ``"skip"`` (see :func:`present_mask`).
+        min_group_size: Fewest samples of every group in every split (see ``Splits.check_groups``).
+    """
+
+    resolution: int = 64
+    seed: int = 0
+    cache_dir: PathLike | None = None
+    limit: Limit = None
+    missing: str = "error"
+    min_group_size: int = 1
+
+    def present(
+        self, paths: Sequence[Path], *, listed_in: str, root: PathLike, setting: str
+    ) -> tuple[list[Path], np.ndarray]:
+        """The listed images that exist, and the ``(N,)`` bool mask of them among ``paths``.
+
+        Absent images raise or are skipped as ``missing`` says; the other arguments are
+        :func:`present_mask`'s, for the messages.
+        """
+        keep = present_mask(paths, missing=self.missing, listed_in=listed_in, root=root, setting=setting)
+        return [p for p, ok in zip(paths, keep, strict=True) if ok], keep
+
+
+@dataclass(frozen=True)
 class LabelledImages:
     """Image files with a target and a group each, before decoding.
 
@@ -166,50 +212,74 @@ class LabelledImages:
         """The (target, group) cell of each sample, ``y * n_groups + groups``."""
         return self.y * len(self.group_names) + self.groups
 
-    def to_splits(
-        self,
-        indices: Indices,
+    @classmethod
+    def from_attributes(
+        cls,
+        name: str,
         *,
-        resolution: int,
-        cache_dir: PathLike | None,
-        limit: Limit = None,
-        seed: int = 0,
-        progress: bool = False,
-        min_group_size: int = 1,
-    ) -> Splits:
+        target: str,
+        y: np.ndarray,
+        class_names: tuple[str, ...],
+        sensitive: Sequence[Attribute],
+        paths: list[Path],
+        root: Path,
+    ) -> LabelledImages:
+        """Images whose groups are those of one sensitive attribute, or the product groups of several.
+
+        Args:
+            name: Dataset name, also the cache file's prefix.
+            target: Target name.
+            y: ``(N,)`` int64 class ids.
+            class_names: Name of each class id.
+            sensitive: The decoded sensitive attributes over the same ``N`` images (see
+                ``fairprune.data.groups.product_groups``); their names, joined, name the groups.
+            paths: ``N`` image files.
+            root: Directory the cache key hashes paths relative to.
+        """
+        groups, group_names = product_groups(sensitive)
+        return cls(
+            name=name,
+            target=target,
+            sensitive_attribute=joined_name([a.name for a in sensitive]),
+            paths=paths,
+            y=y,
+            groups=groups,
+            class_names=class_names,
+            group_names=group_names,
+            root=root,
+        )
+
+    def to_splits(self, indices: Indices, options: ImageOptions, *, progress: bool = False) -> Splits:
         """Decode (through the cache) the images of ``indices`` and return the checked splits.
 
         Args:
             indices: Train, val and test indices into ``paths``.
-            resolution: Side ``R`` of the square images.
-            cache_dir: Cache directory (default :func:`default_cache_dir`).
-            limit: At most this many samples of each split, or a cap per split by name (see
-                :data:`Limit`): a seeded random subset stratified by (target, group) cell.
-            seed: Seed of the ``limit`` subsets.
+            options: The resolution, the cache directory, the ``limit`` subsets (seeded by
+                ``options.seed``) and the fewest samples of each group in each split.
             progress: Show a progress bar while decoding.
-            min_group_size: Fewest samples of every group in every split (see
-                ``Splits.check_groups``).
 
         Returns:
             Splits whose ``x`` are uint8 ``(N, 3, R, R)``, mapped from the cache file.
         """
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(options.seed)
         strata = self.strata
         kept = [
             idx if cap is None else idx[stratified_sample(strata[idx], cap, rng)]
-            for idx, cap in zip(indices, limit_per_split(limit), strict=True)
+            for idx, cap in zip(indices, limit_per_split(options.limit), strict=True)
         ]
-        if limit is not None:
+        if options.limit is not None:
             logger.info(
                 "limit %r: stratified subsets of %s of %s images (train, val, test)",
-                limit,
+                options.limit,
                 [len(k) for k in kept],
                 [len(i) for i in indices],
             )
         indices = (kept[0], kept[1], kept[2])
         used = np.unique(np.concatenate(indices))
         paths = [self.paths[i] for i in used]
-        images = cached_images(cache_dir, (self.name,), paths, resolution, root=self.root, progress=progress)
+        images = cached_images(
+            options.cache_dir, (self.name,), paths, options.resolution, root=self.root, progress=progress
+        )
         parts = []
         for idx in indices:
             rows = np.searchsorted(used, idx)
@@ -225,5 +295,5 @@ class LabelledImages:
             class_names=self.class_names,
             group_names=self.group_names,
         )
-        splits.check_groups(min_group_size)
+        splits.check_groups(options.min_group_size)
         return splits

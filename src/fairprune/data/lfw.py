@@ -26,18 +26,13 @@ import pandas as pd
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import Splits, stratified_split_indices
-from fairprune.data.groups import (
-    SensitiveAttribute,
-    attribute_names,
-    binary_attribute,
-    joined_name,
-    product_groups,
-)
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, binary_attribute
 from fairprune.data.labelled_images import (
+    ImageOptions,
+    Indices,
     LabelledImages,
     Limit,
     grouped_split_indices,
-    present_mask,
     setting_hint,
 )
 
@@ -46,6 +41,9 @@ __all__ = ["load_lfw"]
 logger = logging.getLogger(__name__)
 
 _IMAGE_DIRS = ("lfw", "lfw-deepfunneled", "lfw_funneled")
+_FRACTIONS = (0.7, 0.15, 0.15)
+_SETTING = setting_hint("root", "data.root") + " and " + setting_hint("image_dir", "data.params.image_dir")
+"""How a user points the loader at the images, for the messages."""
 
 
 def _key(name: str) -> str:
@@ -137,6 +135,19 @@ def _attribute(frame: pd.DataFrame, name: str, role: str) -> tuple[str, np.ndarr
     return columns[_key(name)], (frame[columns[_key(name)]].to_numpy() > 0).astype(np.int64)
 
 
+def _labels(
+    frame: pd.DataFrame, target: str, sensitive_attribute: SensitiveAttribute
+) -> tuple[np.ndarray, list[Attribute]]:
+    """The ``(N,)`` class ids of ``target`` and the sensitive attributes, names checked as LFW's."""
+    names = attribute_names(sensitive_attribute, key=_key)
+    target_column, y = _attribute(frame, target, "target")
+    decoded = [_attribute(frame, n, "sensitive attribute") for n in names]
+    if isinstance(sensitive_attribute, str) and target_column == decoded[0][0]:
+        raise ValueError(f"expected different target and sensitive attribute; both are {target_column!r}")
+    attribute_names(names, target=target, key=_key)
+    return y, [binary_attribute(n, ids) for n, (_, ids) in zip(names, decoded, strict=True)]
+
+
 def _image_dir(root: Path, image_dir: str | None) -> Path:
     names = _IMAGE_DIRS if image_dir is None else (image_dir,)
     for name in names:
@@ -147,6 +158,31 @@ def _image_dir(root: Path, image_dir: str | None) -> Path:
         f"folder with {setting_hint('root', 'data.root')} and its name with "
         f"{setting_hint('image_dir', 'data.params.image_dir')})"
     )
+
+
+def _image_paths(images_root: Path, people: np.ndarray, numbers: pd.Series) -> list[Path]:
+    """Each row's image file, ``<person>/<person>_<number as 4 digits>.jpg`` under ``images_root``."""
+    return [
+        images_root / person / f"{person}_{number:04d}.jpg"
+        for person, number in zip(people, numbers, strict=True)
+    ]
+
+
+def _split_indices(people: np.ndarray, strata: np.ndarray, split_by_person: bool, seed: int) -> Indices:
+    """Seeded train, val and test indices, 0.7/0.15/0.15, each person in one split or not.
+
+    With ``split_by_person`` each person's images lie in one split, near-stratified by ``strata``
+    (see ``grouped_split_indices``); otherwise the split is stratified by ``strata`` exactly.
+
+    Args:
+        people: ``(N,)`` each image's person.
+        strata: ``(N,)`` each image's (target, group) cell.
+        split_by_person: Keep each person within one split.
+        seed: Seed of the split.
+    """
+    if split_by_person:
+        return grouped_split_indices(people, strata, _FRACTIONS, seed)
+    return stratified_split_indices(strata, _FRACTIONS, seed)
 
 
 def load_lfw(
@@ -197,53 +233,33 @@ def load_lfw(
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
         memory; convert batches with ``fairprune.data.images.to_float``.
     """
+    options = ImageOptions(
+        resolution=resolution,
+        seed=seed,
+        cache_dir=cache_dir,
+        limit=limit,
+        missing=missing,
+        min_group_size=min_group_size,
+    )
     root = Path(root)
     attr_path = root / "lfw_attributes.txt"
     frame = _read_attributes(attr_path)
-    names = attribute_names(sensitive_attribute, key=_key)
-    target_column, y = _attribute(frame, target, "target")
-    decoded = [_attribute(frame, n, "sensitive attribute") for n in names]
-    if isinstance(sensitive_attribute, str) and target_column == decoded[0][0]:
-        raise ValueError(f"expected different target and sensitive attribute; both are {target_column!r}")
-    attribute_names(names, target=target, key=_key)
-    sensitive = [binary_attribute(n, ids) for n, (_, ids) in zip(names, decoded, strict=True)]
+    y, sensitive = _labels(frame, target, sensitive_attribute)
     images_root = _image_dir(root, image_dir)
     people = frame["person"].str.replace(" ", "_").to_numpy()
-    paths = [
-        images_root / person / f"{person}_{number:04d}.jpg"
-        for person, number in zip(people, frame["imagenum"], strict=True)
-    ]
-    keep = present_mask(
-        paths,
-        missing=missing,
+    paths, keep = options.present(
+        _image_paths(images_root, people, frame["imagenum"]),
         listed_in=str(attr_path),
         root=images_root,
-        setting=setting_hint("root", "data.root")
-        + " and "
-        + setting_hint("image_dir", "data.params.image_dir"),
+        setting=_SETTING,
     )
-    groups, group_names = product_groups([a.restrict(keep) for a in sensitive])
-    images = LabelledImages(
-        name="lfw",
+    images = LabelledImages.from_attributes(
+        "lfw",
         target=target,
-        sensitive_attribute=joined_name(names),
-        paths=[p for p, ok in zip(paths, keep, strict=True) if ok],
         y=y[keep],
-        groups=groups,
         class_names=(f"not {target}", target),
-        group_names=group_names,
+        sensitive=[a.restrict(keep) for a in sensitive],
+        paths=paths,
         root=root,
     )
-    fractions = (0.7, 0.15, 0.15)
-    if split_by_person:
-        indices = grouped_split_indices(people[keep], images.strata, fractions, seed)
-    else:
-        indices = stratified_split_indices(images.strata, fractions, seed)
-    return images.to_splits(
-        indices,
-        resolution=resolution,
-        cache_dir=cache_dir,
-        limit=limit,
-        seed=seed,
-        min_group_size=min_group_size,
-    )
+    return images.to_splits(_split_indices(people[keep], images.strata, split_by_person, seed), options)

@@ -17,8 +17,8 @@ import numpy as np
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import Splits, stratified_split_indices
-from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names, joined_name, product_groups
-from fairprune.data.labelled_images import LabelledImages, Limit, setting_hint
+from fairprune.data.groups import Attribute, SensitiveAttribute, attribute_names
+from fairprune.data.labelled_images import ImageOptions, LabelledImages, Limit, setting_hint
 
 __all__ = ["load_utkface"]
 
@@ -87,6 +87,22 @@ def _parse(files: list[Path], root: Path) -> tuple[list[Path], np.ndarray]:
     return kept, np.array(labels, dtype=np.int64).reshape(-1, 3)
 
 
+def _image_files(root: Path) -> list[Path]:
+    """The image files anywhere under ``root``, sorted; none, or no folder, raises."""
+    if not root.is_dir():
+        raise ValueError(
+            f"expected UTKFace's image folder at {str(root)!r}; it is not a directory (set it with "
+            f"{setting_hint('root', 'data.root')})"
+        )
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in _SUFFIXES and f.is_file())
+    if not files:
+        raise ValueError(
+            f"expected UTKFace images (*.jpg, *.jpeg, *.png, in any subfolder) under {str(root)!r}; "
+            f"found none (set the folder with {setting_hint('root', 'data.root')})"
+        )
+    return files
+
+
 def load_utkface(
     root: str | os.PathLike[str],
     *,
@@ -126,19 +142,11 @@ def load_utkface(
         Splits whose ``x`` are uint8 ``(N, 3, R, R)``, decoded once (cached) and kept uint8 in
         memory; convert batches with ``fairprune.data.images.to_float``.
     """
+    options = ImageOptions(
+        resolution=resolution, seed=seed, cache_dir=cache_dir, limit=limit, min_group_size=min_group_size
+    )
     root = Path(root)
-    if not root.is_dir():
-        raise ValueError(
-            f"expected UTKFace's image folder at {str(root)!r}; it is not a directory (set it with "
-            f"{setting_hint('root', 'data.root')})"
-        )
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in _SUFFIXES and f.is_file())
-    if not files:
-        raise ValueError(
-            f"expected UTKFace images (*.jpg, *.jpeg, *.png, in any subfolder) under {str(root)!r}; "
-            f"found none (set the folder with {setting_hint('root', 'data.root')})"
-        )
-    kept, labels = _parse(files, root)
+    kept, labels = _parse(_image_files(root), root)
     ages, genders, races = labels[:, 0], labels[:, 1], labels[:, 2]
     y, class_names = _labels(target, ages, genders, races)
     names = attribute_names(sensitive_attribute, key=_base)
@@ -149,24 +157,8 @@ def load_utkface(
             f"{sensitive_attribute!r}"
         )
     attribute_names(names, target=target, key=_base)
-    groups, group_names = product_groups(sensitive)
-    images = LabelledImages(
-        name="utkface",
-        target=target,
-        sensitive_attribute=joined_name(names),
-        paths=kept,
-        y=y,
-        groups=groups,
-        class_names=class_names,
-        group_names=group_names,
-        root=root,
+    images = LabelledImages.from_attributes(
+        "utkface", target=target, y=y, class_names=class_names, sensitive=sensitive, paths=kept, root=root
     )
     indices = stratified_split_indices(images.strata, tuple(fractions), seed)  # type: ignore[arg-type]
-    return images.to_splits(
-        indices,
-        resolution=resolution,
-        cache_dir=cache_dir,
-        limit=limit,
-        seed=seed,
-        min_group_size=min_group_size,
-    )
+    return images.to_splits(indices, options)
