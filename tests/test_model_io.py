@@ -309,3 +309,24 @@ def test_the_sparsifier_in_a_plain_loop_prunes_a_hugging_face_model_exactly():
     weights = prunable_parameters(pruned)
     zeros = sum(int((w == 0).sum()) for w in weights.values())
     assert zeros == round(0.6 * 24640)
+
+
+def test_channel_mode_on_an_lstm_is_refused_in_one_line_naming_the_model():
+    (x, y, g), (xv, yv, gv) = tokens(64, 0), tokens(32, 1)
+    with pytest.raises(ValueError, match=r"^LSTMClassifier has no channel that can be pruned on its own; .*"):
+        fairprune.prune(
+            LSTMClassifier(), (x["input_ids"], y, g), (xv["input_ids"], yv, gv), sparsity=0.5,
+            structure="channel", **FAST,
+        )  # fmt: skip
+
+
+def test_a_tuple_input_dict_output_model_prunes_channels_and_comes_back_slim():
+    torch.manual_seed(0)
+    model = TwoInputs()
+    (x, y, g), (xv, yv, gv) = planted(256, 0), planted(128, 1)
+    train, val = ((x, torch.ones_like(x)), y, g), ((xv, torch.ones_like(xv)), yv, gv)
+    result = fairprune.prune(model, train, val, sparsity=0.5, structure="channel", **FAST)
+    assert result.achieved_sparsity == pytest.approx(0.5, abs=0.02)  # within half a channel
+    slim = result.model.eval()
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in model.parameters())
+    assert isinstance(slim(xv[:8], torch.ones_like(xv[:8])), dict)  # the user's class, slimmed
