@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fairprune.errors import SlimMismatchError
-from fairprune.export import build_from_spec, load_model, save_model
+from fairprune.export import build_from_spec, count_flops, load_model, save_model
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.model_io import Features, eval_logits
 from fairprune.prunable import select_prunable
@@ -348,3 +348,21 @@ def test_a_slim_builtin_vit_saves_and_reloads_from_its_card(tmp_path):
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in small.parameters())
     torch.testing.assert_close(eval_logits(loaded, images), eval_logits(small, images), rtol=0, atol=1e-6)
     assert float(eval_logits(small, images).abs().max()) > 1e-3  # outputs that can differ
+
+
+def test_a_flops_budget_on_a_vit_counts_attention_by_its_tokens():
+    """budget="flops" on nn.MultiheadAttention (a tuple output, an out_proj it calls itself):
+    every projection weight costs one MAC per token, and half the FLOPs budget slims to half."""
+    torch.manual_seed(0)
+    spec = {"patch_size": 8, "hidden_dim": 64, "num_layers": 2, "num_heads": 4, "mlp_dim": 128}
+    model = build_from_spec({"name": "vit_small", "input_shape": [3, 32, 32], "n_classes": 2, "params": spec})
+    nn.init.normal_(model.heads.head.weight, std=0.1)
+    images = torch.randn(2, 3, 32, 32)
+    space = ChannelSpace(model.eval(), images[:1], budget="flops")
+    tokens = (32 // 8) ** 2 + 1  # patches and the class token
+    attention = {n: c for n, c in space.cost.items() if "self_attention" in n}
+    assert attention and set(attention.values()) == {tokens}
+    space.apply(model, space.magnitude(model), 0.5)
+    space.check(model, 0.5)
+    small = space.selection(model).slim(model)
+    assert count_flops(small, images[:1]) / count_flops(model, images[:1]) == pytest.approx(0.5, abs=0.03)

@@ -12,7 +12,7 @@ import torch_pruning as tp
 from torch import Tensor, nn
 
 from fairprune.masks import bake_masks, prunable_parameters
-from fairprune.model_io import Features, call_model, rows
+from fairprune.model_io import Features, call_model, output_logits, rows
 from fairprune.structured._attention import Units, find_units
 from fairprune.structured._trace import GRAPH_TIME_LIMIT, trace, walk_groups
 
@@ -235,7 +235,9 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
     """What one weight of each prunable tensor costs under ``budget``, per sample.
 
     ``"params"``: 1. ``"flops"``: the multiply-accumulates one weight takes part in, i.e. the
-    output positions of its layer (``H_out * W_out`` for a conv, the tokens for a Linear),
+    output positions of its layer (``H_out * W_out`` for a conv, the tokens for a Linear, an
+    attention's projections or a recurrent layer; attention's ``QK^T`` and ``AV`` products, which
+    hold no weight, are not counted),
     measured with forward hooks on one pass of ``example_input`` (batch 1) in eval mode. A
     tensor's FLOPs are then ``2 * numel * cost`` (:mod:`torch.utils.flop_counter`'s count).
     """
@@ -247,9 +249,11 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
     positions: dict[str, int] = {}
 
     def record(name: str) -> Callable[[nn.Module, object, Tensor], None]:
-        def hook(module: nn.Module, inputs: object, output: Tensor) -> None:
-            channels = output.shape[1] if isinstance(module, nn.modules.conv._ConvNd) else output.shape[-1]
-            positions[name] = output[:1].numel() // channels
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            # MultiheadAttention and RNNs return a tuple: its first tensor is (B, T, features)
+            out = output_logits(output)
+            channels = out.shape[1] if isinstance(module, nn.modules.conv._ConvNd) else out.shape[-1]
+            positions[name] = out[:1].numel() // channels
 
         return hook
 
@@ -264,6 +268,11 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
         model.train(training)
         for handle in handles:
             handle.remove()
+    for name in set(names) - set(positions):  # MultiheadAttention calls out_proj's weight itself
+        owner = name.rpartition(".")[0].removesuffix(".out_proj")
+        packed = f"{owner}.in_proj_weight"
+        if isinstance(model.get_submodule(owner), nn.MultiheadAttention) and packed in positions:
+            positions[name] = positions[packed]
     missing = sorted(set(names) - set(positions))
     if missing:
         raise ValueError(f"budget='flops': layers {missing} did not run on the example input")
