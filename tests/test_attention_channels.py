@@ -352,7 +352,8 @@ def test_a_slim_builtin_vit_saves_and_reloads_from_its_card(tmp_path):
 
 def test_a_flops_budget_on_a_vit_counts_attention_by_its_tokens():
     """budget="flops" on nn.MultiheadAttention (a tuple output, an out_proj it calls itself):
-    every projection weight costs one MAC per token, and half the FLOPs budget slims to half."""
+    a projection weight costs one MAC per token, the q/k/v weights also carry their heads'
+    QK^T and AV products, and half the FLOPs budget slims to half of the measured FLOPs."""
     torch.manual_seed(0)
     spec = {"patch_size": 8, "hidden_dim": 64, "num_layers": 2, "num_heads": 4, "mlp_dim": 128}
     model = build_from_spec({"name": "vit_small", "input_shape": [3, 32, 32], "n_classes": 2, "params": spec})
@@ -361,8 +362,37 @@ def test_a_flops_budget_on_a_vit_counts_attention_by_its_tokens():
     space = ChannelSpace(model.eval(), images[:1], budget="flops")
     tokens = (32 // 8) ** 2 + 1  # patches and the class token
     attention = {n: c for n, c in space.cost.items() if "self_attention" in n}
-    assert attention and set(attention.values()) == {tokens}
+    products = round(2 * tokens**2 * 16 / (3 * 64 * 64 / 4))  # per q/k/v weight: 2 T^2 d / (3 E d)
+    assert products == 3
+    assert {c for n, c in attention.items() if "in_proj" in n} == {tokens + products}
+    assert {c for n, c in attention.items() if "out_proj" in n} == {tokens}
     space.apply(model, space.magnitude(model), 0.5)
     space.check(model, 0.5)
     small = space.selection(model).slim(model)
     assert count_flops(small, images[:1]) / count_flops(model, images[:1]) == pytest.approx(0.5, abs=0.03)
+
+
+@pytest.mark.parametrize("name", ["torchvision_vit", "timm_vit", "bert", "gpt2", "llama_gqa"])
+def test_half_the_flops_budget_slims_every_transformer_to_half_its_measured_flops(name):
+    """Each head costs its projections and its QK^T / AV products, so the budget matches what
+    torch.utils.flop_counter measures on the slim model (GQA: a unit is a key/value group)."""
+    model, example = _build(name), MODELS[name][1]
+    space = ChannelSpace(model, example, budget="flops")
+    space.apply(model, space.magnitude(model), 0.5)
+    small = space.selection(model).slim(model)
+    one = {k: v[:1] for k, v in example.items()} if isinstance(example, dict) else example[:1]
+    assert count_flops(small, one) / count_flops(model, one) == pytest.approx(0.5, abs=0.02)
+
+
+def test_where_attention_products_dominate_the_flops_budget_still_lands_on_half():
+    """65 tokens of width 32: QK^T and AV are half of the block's FLOPs. Charged to the heads'
+    q/k/v weights, half the budget measures 0.499 of the FLOPs (0.487 when they are left out)."""
+    torch.manual_seed(0)
+    spec = {"patch_size": 4, "hidden_dim": 32, "num_layers": 2, "num_heads": 8, "mlp_dim": 64}
+    model = build_from_spec({"name": "vit_small", "input_shape": [3, 32, 32], "n_classes": 2, "params": spec})
+    nn.init.normal_(model.heads.head.weight, std=0.1)
+    image = torch.randn(1, 3, 32, 32)
+    space = ChannelSpace(model.eval(), image, budget="flops")
+    space.apply(model, space.magnitude(model), 0.5)
+    small = space.selection(model).slim(model)
+    assert count_flops(small, image) / count_flops(model, image) == pytest.approx(0.5, abs=0.005)

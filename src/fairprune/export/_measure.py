@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -40,13 +41,16 @@ def count_flops(model: nn.Module, example_input: Features) -> int:
     convolutions, 2 per multiply-add (a ``Linear(i, o)`` on a batch of ``n`` is ``2 * i * o * n``);
     element-wise ops, normalisation and pooling count zero. Masked weights still count: slim a
     structured model first to see its savings. The pass runs with autograd on (nothing is
-    backpropagated): without it ``nn.MultiheadAttention`` takes a fused fast path that the
-    counter does not see (a torchvision ViT's attention counted zero).
+    backpropagated) and the math attention kernel: otherwise ``nn.MultiheadAttention``'s fused
+    fast path and the fused ``scaled_dot_product_attention`` kernels hide attention from the
+    counter (a torchvision ViT's attention counted zero, then its ``QK^T``/``AV`` products).
     """
     counter = FlopCounterMode(display=False)
 
     def forward() -> None:
-        with torch.enable_grad(), counter:
+        # the math attention kernel: the fused ones (flash, memory-efficient) are invisible to the
+        # counter, which then misses every QK^T and AV product
+        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH), counter:
             call_model(model, example_input)
 
     in_eval(model, forward)

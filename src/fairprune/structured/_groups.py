@@ -236,8 +236,8 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
 
     ``"params"``: 1. ``"flops"``: the multiply-accumulates one weight takes part in, i.e. the
     output positions of its layer (``H_out * W_out`` for a conv, the tokens for a Linear, an
-    attention's projections or a recurrent layer; attention's ``QK^T`` and ``AV`` products, which
-    hold no weight, are not counted),
+    attention's projections or a recurrent layer; a head's ``QK^T`` and ``AV`` products are
+    charged to its q/k/v weights, :func:`_add_attention_products`),
     measured with forward hooks on one pass of ``example_input`` (batch 1) in eval mode. A
     tensor's FLOPs are then ``2 * numel * cost`` (:mod:`torch.utils.flop_counter`'s count).
     """
@@ -276,7 +276,28 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
     missing = sorted(set(names) - set(positions))
     if missing:
         raise ValueError(f"budget='flops': layers {missing} did not run on the example input")
+    params = prunable_parameters(model)
+    for units in find_units(model):
+        if units.kind == "heads":
+            _add_attention_products(units, positions, params)
     return positions
+
+
+def _add_attention_products(units: Units, positions: dict[str, int], params: dict[str, Tensor]) -> None:
+    """Charge a head unit's ``QK^T`` and ``AV`` products (``2 T^2`` multiply-adds per query row,
+    ``T`` tokens), which hold no weight, to the weights of its q/k/v projections: each of them
+    costs ``T + 2 T^2 q / w`` (``q`` query rows and ``w`` projection weights per unit, rounded to
+    a whole multiply-add), so that removing a head removes its products from the budget too."""
+    weights = [p for p in units.pieces if p.name in params]
+    projections = [p for p in weights if p.dim != p.input_dim]
+    output = [p for p in weights if p.dim == p.input_dim]
+    if not projections or len(output) != 1:
+        return
+    tokens = positions[projections[0].name]
+    per_unit = sum(params[p.name].numel() for p in projections) / units.n_units
+    extra = round(2 * tokens * tokens * output[0].width / per_unit)
+    for p in projections:
+        positions[p.name] = tokens + extra
 
 
 def n_prunable(model: nn.Module) -> int:
