@@ -10,14 +10,8 @@ import pandas as pd
 import pytest
 
 from fairprune.report_text import markdown
-from fairprune.stats import (
-    MIN_SEEDS,
-    compare_to_baselines,
-    paired_comparison,
-    sign_flip_p_value,
-    t_interval,
-    verdict,
-)
+from fairprune.stats import MIN_SEEDS, paired_comparison, sign_flip_p_value, t_interval, verdict
+from fairprune.summaries import compare_to_baselines
 
 
 def test_t_interval_by_hand() -> None:

@@ -27,7 +27,8 @@ from fairprune.report import (
     load_results,
     write_report,
 )
-from fairprune.stats import FAIRNESS_COLUMNS, summarise
+from fairprune.stats import FAIRNESS_COLUMNS
+from fairprune.summaries import summarise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = ("magnitude", "imp", "bifp", "bip", "bifp_no_mask_fairness", "bifp_no_weight_fairness")

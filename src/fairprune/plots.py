@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from fairprune.methods_spec import methods_with
 from fairprune.schema import CONSTRAINED_COLUMNS, FAIRNESS_COLUMNS
-from fairprune.stats import summarise
+from fairprune.summaries import summarise
 
 __all__ = [
     "ABLATION_METHODS",

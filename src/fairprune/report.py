@@ -26,7 +26,7 @@ from fairprune.errors import CorruptRecordError, OutputDirError
 from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
 from fairprune.run_store import read_records, results_frame
 from fairprune.schema import CONTEXT_COLUMNS, DEFAULT_METRICS, OUTCOME_COLUMNS
-from fairprune.stats import compare_to_baselines, summarise
+from fairprune.summaries import compare_to_baselines, summarise
 
 __all__ = [
     "HISTORY_FIELDS",
@@ -52,7 +52,7 @@ class Report:
     Attributes:
         path: ``OUT/report.md``.
         plots: The PNG files written, in report order.
-        summary: Mean, std and CI per label × sparsity (``stats.summarise``).
+        summary: Mean, std and CI per label × sparsity (``summaries.summarise``).
         comparison: Paired comparisons against the reference label, or ``None`` without it.
         figures: The figures behind ``plots``, keyed by file name without ``.png`` (prefixed by
             the cell's folder when the report has several cells).

@@ -142,24 +142,7 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
     result = run_pruner(pruner, model, s, task)
     shipped_row, shipped = footprint(dense, model, result, splits.val, cfg.export, cell.train.device)
     post = result.postprocessor  # group thresholds: predictions need the sensitive attribute
-    device = cell.train.device
-    test = evaluate(
-        model,
-        splits.test,
-        splits.n_groups,
-        dense_pred=cell.dense_test_pred,
-        device=device,
-        postprocessor=post,
-    )
-    val_pred = predict(model, splits.val, device=device, postprocessor=post)
-    val = fairness_report(
-        splits.val.y,
-        val_pred,
-        groups=splits.val.groups,
-        n_groups=splits.n_groups,
-        y_pred_dense=cell.dense_val_pred,
-    )
-    trivial = is_trivial(splits.val.y, val_pred)
+    test, val, trivial = _split_metrics(model, cell, post)
     val_violation = val[METRIC_COLUMNS[fc.metric]]
     certificate = _certificate(objective, cell, model, post)
     # the dense row carries the dense training (once per cell and seed; every method starts from it)
@@ -213,6 +196,31 @@ def one_run(cfg: ExperimentConfig, cell: Cell, job: Job, progress: bool, out: Pa
         "history": result.history,
         "selection": result.selection,
     }
+
+
+def _split_metrics(
+    model: nn.Module, cell: Cell, post: Any
+) -> tuple[dict[str, float], dict[str, float], bool]:
+    """The pruned model's exact metrics on test and on validation (against the dense model's
+    predictions), and whether it is a (near-)constant predictor on validation."""
+    splits, device = cell.splits, cell.train.device
+    test = evaluate(
+        model,
+        splits.test,
+        splits.n_groups,
+        dense_pred=cell.dense_test_pred,
+        device=device,
+        postprocessor=post,
+    )
+    val_pred = predict(model, splits.val, device=device, postprocessor=post)
+    val = fairness_report(
+        splits.val.y,
+        val_pred,
+        groups=splits.val.groups,
+        n_groups=splits.n_groups,
+        y_pred_dense=cell.dense_val_pred,
+    )
+    return test, val, is_trivial(splits.val.y, val_pred)
 
 
 def objective_of(fc: FairnessConfig, tau: float, splits: Splits, *, numeric: bool) -> FairnessObjective:
