@@ -16,6 +16,7 @@ import pandas as pd
 from fairprune.cost import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
 from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in
 from fairprune.stats import MIN_SEEDS, verdict
+from fairprune.summaries import COMPARISON_COLUMNS
 
 __all__ = ["HOW_TO_READ", "FOOTPRINT", "certificate_line", "format_summary_table", "markdown", "truthy"]
 
@@ -80,16 +81,7 @@ HOW_TO_READ: dict[str, str] = {
 }
 """One 'how to read' paragraph per plot; ``<metric>_vs_sparsity`` plots use ``vs_sparsity``."""
 
-_COMPARISON_VALUES = (
-    "reference",
-    "n_pairs",
-    "mean_difference",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_sign_flip",
-    "within_noise",
-)
+_COMPARISON_VALUES = tuple(c for c in COMPARISON_COLUMNS if c not in ("label", "metric"))
 
 
 def _title(results: pd.DataFrame) -> str:

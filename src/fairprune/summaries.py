@@ -17,7 +17,7 @@ from fairprune.stats import (
     t_interval,
 )
 
-__all__ = ["summarise", "compare_to_baselines"]
+__all__ = ["summarise", "compare_to_baselines", "COMPARISON_COLUMNS"]
 
 
 def _check_frame(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
@@ -86,7 +86,7 @@ def summarise(
     return pd.DataFrame(rows)
 
 
-_COMPARISON_COLUMNS = (
+COMPARISON_COLUMNS = (
     "label",
     "reference",
     "metric",
@@ -98,6 +98,7 @@ _COMPARISON_COLUMNS = (
     "p_sign_flip",
     "within_noise",
 )
+"""The columns of :func:`compare_to_baselines` after its ``by`` keys."""
 
 
 def _by_seed(rows: pd.DataFrame, label: str, cell: dict[str, object]) -> pd.DataFrame:
@@ -192,6 +193,6 @@ def compare_to_baselines(
                 row = {**cell, "label": label, "reference": reference, "metric": metric}
                 row.update(_compare(a, b, confidence=confidence, n_resamples=n_resamples, seed=seed))
                 rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*by, *_COMPARISON_COLUMNS])
+    frame = pd.DataFrame(rows, columns=[*by, *COMPARISON_COLUMNS])
     floats = dict.fromkeys(("mean_difference", "ci_low", "ci_high", "p_value", "p_sign_flip"), "float64")
     return frame.astype({"n_pairs": "int64", **floats, "within_noise": "boolean"})

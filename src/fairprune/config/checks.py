@@ -50,11 +50,8 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     for key, cls in _SECTIONS.items():
         if key in raw and not isinstance(raw[key], dict):
             raise ConfigError(f"{key}: expected a table of keys ([{key}] in TOML); got {raw[key]!r}")
-        if key in raw:
-            try:
-                kwargs[key] = cls(**kwargs[key])
-            except ValidationError as err:
-                raise config_error(err, prefix=f"{key}.") from None
+        if key in raw:  # a section reports its own bad values in one line (_one_line_errors)
+            kwargs[key] = cls(**kwargs[key])
     try:
         cfg = ExperimentConfig(**kwargs)
     except ValidationError as err:

@@ -243,7 +243,8 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
     """
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; expected one of {BUDGETS}")
-    names = list(prunable_parameters(model))
+    params = prunable_parameters(model)
+    names = list(params)
     if budget == "params":
         return dict.fromkeys(names, 1)
     positions: dict[str, int] = {}
@@ -276,7 +277,6 @@ def weight_costs(model: nn.Module, example_input: Features, budget: str) -> dict
     missing = sorted(set(names) - set(positions))
     if missing:
         raise ValueError(f"budget='flops': layers {missing} did not run on the example input")
-    params = prunable_parameters(model)
     for units in find_units(model):
         if units.kind == "heads":
             _add_attention_products(units, positions, params)
