@@ -17,7 +17,7 @@ from fairprune.cli import main
 from fairprune.config import ExportConfig, load_config, quick
 from fairprune.data.base import GroupData, Splits
 from fairprune.data.tabular import load_csv
-from fairprune.engine import Task, TrainConfig, resolved, stratified_subset, train_weights
+from fairprune.engine import Task, TrainConfig, stratified_subset, train_weights
 from fairprune.export import count_parameters, load_exported
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.footprint import footprint
@@ -26,6 +26,7 @@ from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
 from fairprune.report import write_report
+from fairprune.task import resolved
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 PAPER_CONFIGS = sorted(CONFIGS.glob("*_resnet10.toml")) + sorted(CONFIGS.glob("*_mobilenet_v2.toml"))

@@ -38,7 +38,7 @@ from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
-from fairprune.engine import Task, TrainConfig, resolved
+from fairprune.engine import TrainConfig
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.metrics import fairness_report
 from fairprune.fairness.objective import FairnessObjective
@@ -52,6 +52,7 @@ from fairprune.prunable import Prunable, coverage, select_prunable
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
 from fairprune.schema import name_groups
+from fairprune.task import Task, resolved
 
 __all__ = [
     "PruningResult",

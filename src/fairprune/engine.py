@@ -11,8 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,16 +20,17 @@ from tqdm.auto import tqdm
 
 from fairprune.batches import model_inputs
 from fairprune.config import TrainConfig
-from fairprune.data.base import GroupData, Splits
+from fairprune.data.base import GroupData
 from fairprune.distributed import rank, world_size, wrap_ddp
 from fairprune.errors import TrainingDivergedError
 from fairprune.fairness.constraints import Constraint
 from fairprune.fairness.objective import FairnessObjective
-from fairprune.inference import predict, predict_gathered, worst_group_accuracy
+from fairprune.inference import predict_gathered, worst_group_accuracy
 from fairprune.masks import get_masks
-from fairprune.model_io import Features, forward_logits
+from fairprune.model_io import Features, eval_logits, forward_logits
 from fairprune.samplers import StratifiedBatchSampler, cells_of, loader_batches, stratified_epoch
 from fairprune.selection import CheckpointSelector, is_trivial
+from fairprune.task import Task, stratified_subset
 
 __all__ = [
     "TrainConfig",
@@ -47,79 +47,13 @@ __all__ = [
     "prepare_model",
     "autocast_context",
     "batch_loss",
+    "distillation",
     "stratified_subset",
     "is_trivial",
     "selector_for",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def resolved(config: TrainConfig) -> TrainConfig:
-    """``config`` with ``device="auto"`` replaced by the device to use here.
-
-    Raises:
-        ValueError: If ``config.device`` is not a device torch knows.
-    """
-    if config.device == "auto":
-        return replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(config.device)
-    except RuntimeError as err:
-        raise ValueError(f"train.device {config.device!r} is not a torch device or 'auto': {err}") from err
-    return config
-
-
-@dataclass
-class Task:
-    """Everything a pruner needs besides the model: data, fairness objective, budget, seed."""
-
-    splits: Splits
-    objective: FairnessObjective | None
-    train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
-    progress: bool = False
-    dense: nn.Module | None = None  # the dense reference (for metrics relative to it)
-
-    def constraint(self, objective: FairnessObjective | None = None) -> Constraint | None:
-        """A fresh constraint on ``objective`` (default: the task's own)."""
-        objective = self.objective if objective is None else objective
-        if objective is None:
-            return None
-        if objective.per_group and self.dense is None:
-            raise ValueError(
-                f"fairness metric {objective.metric!r} is relative to the dense model; expected a "
-                "Task with dense= (the dense model)"
-            )
-        return Constraint(objective, self.splits.n_groups)
-
-    @cached_property
-    def dense_validation_pred(self) -> Tensor | None:
-        """The dense model's predictions on :attr:`validation` (``None`` without ``dense``)."""
-        if self.dense is None:
-            return None
-        return predict(self.dense, self.validation, device=self.train.device)
-
-    @cached_property
-    def validation(self) -> GroupData:
-        """The validation data checked during training (see ``TrainConfig.eval_samples``)."""
-        val = self.splits.val
-        if self.train.eval_samples == 0 or self.train.eval_samples >= len(val):
-            return val
-        return val.subset(stratified_subset(val, self.train.eval_samples, self.splits.n_groups, self.seed))
-
-
-def stratified_subset(data: GroupData, n: int, n_groups: int, seed: int) -> Tensor:
-    """Indices of about ``n`` samples of ``data`` keeping each (target, group) cell's share
-    (at least one sample of every non-empty cell), chosen with ``seed``; sorted."""
-    gen = torch.Generator().manual_seed(seed)
-    cell = data.y * n_groups + data.groups
-    picked = []
-    for c in torch.unique(cell):
-        idx = torch.nonzero(cell == c).flatten()
-        take = max(1, round(n * len(idx) / len(data)))
-        picked.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
-    return torch.sort(torch.cat(picked)).values
 
 
 def train_inputs(batch: GroupData, task: Task) -> tuple[Features, Tensor, Tensor]:
@@ -156,14 +90,34 @@ def batch_loss(
     fairness_weight: float = 1.0,
 ) -> Tensor:
     """The training objective on one batch: ``CE + fairness_weight * c * Phi`` (``c``: the
-    penalty strength or the multiplier; no fairness term without a constraint)."""
+    penalty strength or the multiplier; no fairness term without a constraint), plus
+    ``train.distill`` times :func:`distillation` toward the task's dense model when set."""
     x, y, g = train_inputs(batch, task)
     with autocast_context(task.train):
         logits = forward_logits(model, x)
         loss = nn.functional.cross_entropy(logits, y)  # float32 under autocast
         if constraint is not None:
             loss = loss + constraint.term(logits, y, g, weight=fairness_weight)
+        if task.train.distill > 0 and task.dense is not None:
+            teacher = eval_logits(task.dense, x)
+            loss = loss + task.train.distill * distillation(logits, teacher, task.train.distill_temperature)
     return loss
+
+
+def distillation(logits: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
+    """``T^2 KL(softmax(teacher / T) || softmax(logits / T))``, averaged over the batch.
+
+    Pulls a pruned model's predictions toward the dense model's: fewer samples on which the two
+    disagree ("churn"), which is what the paired certificate of ``tolerance = "dense"`` pays
+    for (:mod:`fairprune.fairness.certificate`). ``T^2`` keeps the gradient's scale across
+    temperatures (Hinton et al., 2015).
+    """
+    t = float(temperature)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # float32 under autocast
+    log_student = nn.functional.log_softmax(logits.to(dtype) / t, dim=-1)
+    log_teacher = nn.functional.log_softmax(teacher.to(dtype) / t, dim=-1)
+    kl = nn.functional.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+    return t * t * kl
 
 
 @dataclass

@@ -183,6 +183,12 @@ class TrainConfig:
             (pinned memory on CUDA): for image splits mapped from disk. 0: batches are indexed
             out of the in-memory split in this process (the fast path for tabular data). Both
             give the same batches.
+        distill: Weight of a distillation term toward the dense model in every training loss
+            after pruning (:func:`fairprune.engine.distillation`; 0: off). It lowers the share
+            of samples on which the pruned and the dense model disagree, which is what bounds
+            the paired certificate of ``fairness.tolerance = "dense"``. Costs one forward pass
+            of the dense model per batch.
+        distill_temperature: Softmax temperature of that term.
     """
 
     batch_size: Positive = 256
@@ -199,6 +205,8 @@ class TrainConfig:
     autocast: Literal["none", "bf16"] = "none"
     channels_last: bool = False
     workers: Steps = 0
+    distill: NonNegative = 0.0
+    distill_temperature: PositiveFloat = 1.0
 
 
 @_one_line_errors("export.")

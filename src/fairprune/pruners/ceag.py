@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from fairprune.engine import Task
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
 from fairprune.pruners.imp import IMP
+from fairprune.task import Task
 
 __all__ = ["Ceag"]
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fairprune.engine import Task
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.methods_spec import defaults
 from fairprune.model_io import forward_logits
 from fairprune.pruners.base import SNIP_BATCHES, Outcome, PrunerBase, prune_and_finetune, scoring_batches
 from fairprune.pruners.space import ChannelSpace, Scores, Space
 from fairprune.structured import channel_sums
+from fairprune.task import Task
 
 __all__ = ["FairGrape", "group_taylor_scores", "share_keeping_order"]
 

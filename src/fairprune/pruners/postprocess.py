@@ -22,12 +22,12 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import Tensor, nn
 
-from fairprune.engine import Task
 from fairprune.fairness.metrics import METRICS
 from fairprune.inference import logits_of
 from fairprune.methods_spec import defaults
 from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
 from fairprune.selection import is_trivial
+from fairprune.task import Task
 
 __all__ = ["PostProcess", "GroupThresholds", "POSTPROCESS_CONSTRAINTS"]
 
