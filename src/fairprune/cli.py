@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from fairprune.errors import FairpruneError
+from fairprune.schema import group_names_in
 
 __all__ = ["main"]
 
@@ -130,14 +131,13 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
     )
 
 
-_GROUP_PREFIX = "group_accuracy_"
 _FLAGS = ("fair", "certified", "trivial")
 """Yes/no columns, shown as ``yes`` / ``-`` so that the exceptions stand out."""
 
 
 def _group_line(frame: pd.DataFrame) -> str | None:
     """``"groups of race: White, Black, ..."`` from the per-group columns, when they are named."""
-    groups = [c[len(_GROUP_PREFIX) :] for c in frame.columns if c.startswith(_GROUP_PREFIX)]
+    groups = group_names_in(frame.columns)
     if not groups or all(g.isdigit() for g in groups):
         return None
     attributes = frame["sensitive_attribute"].dropna().unique() if "sensitive_attribute" in frame else []

@@ -3,7 +3,10 @@
 No torch here: the sweep writes these columns, and the footprint, the statistics, the plots, the
 command line's table and the report text read them. Per-group columns carry the group's *name*
 (``group_accuracy_Female``, ``group_size_Female``); sweeps recorded before that carry the id
-(``group_accuracy_0``) and are read the same way.
+(``group_accuracy_0``) and are read the same way. The per-group spellings all live here: the
+metrics' ids (``group_accuracy_0``, :func:`name_groups` names them), the model card's nested
+form (``{"group_accuracy": {"Female": ...}}``, :func:`nest_groups`) and its flat one for tables
+(``group_accuracy[Female]``, :func:`flat_groups`).
 """
 
 from __future__ import annotations
@@ -155,6 +158,19 @@ GROUP_ACCURACY = "group_accuracy_"
 """Prefix of a group's test accuracy column, followed by the group's name."""
 GROUP_SIZE = "group_size_"
 """Prefix of a group's test sample count column, followed by the group's name."""
+GROUPED = {GROUP_ACCURACY: "group_accuracy", GROUP_SIZE: "group_size"}
+"""Each per-group prefix and the key of its nested form in a model card."""
+
+
+def group_key(prefix: str, group: int | str) -> str:
+    """The column of ``group`` (an id or a name) under a per-group ``prefix``."""
+    return f"{prefix}{group}"
+
+
+def split_group_key(key: str) -> tuple[str, str] | None:
+    """``(prefix, group)`` of a per-group column (``None`` for any other key)."""
+    prefix = next((p for p in GROUPED if key.startswith(p)), None)
+    return None if prefix is None else (prefix, key[len(prefix) :])
 
 
 def name_groups(row: Mapping[str, Any], group_names: Sequence[str]) -> dict[str, Any]:
@@ -171,18 +187,43 @@ def name_groups(row: Mapping[str, Any], group_names: Sequence[str]) -> dict[str,
         raise ValueError(f"group names must be distinct; got {list(group_names)}")
     out: dict[str, Any] = {}
     for key, value in row.items():
-        for prefix in (GROUP_ACCURACY, GROUP_SIZE):
-            suffix = key[len(prefix) :]
-            if key.startswith(prefix) and suffix.isdigit():
-                if int(suffix) >= len(group_names):
-                    raise ValueError(f"{key!r} names group {suffix}; expected ids below {len(group_names)}")
-                key = prefix + str(group_names[int(suffix)])
-                break
+        split = split_group_key(key)
+        if split is not None and split[1].isdigit():
+            prefix, suffix = split
+            if int(suffix) >= len(group_names):
+                raise ValueError(f"{key!r} names group {suffix}; expected ids below {len(group_names)}")
+            key = group_key(prefix, group_names[int(suffix)])
         out[key] = value
+    return out
+
+
+def nest_groups(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A model card's metrics from a row whose per-group keys carry names: every other value as a
+    float, then ``{"group_accuracy": {"Female": ...}, "group_size": {"Female": n}}``."""
+    out: dict[str, Any] = {}
+    grouped: dict[str, dict[str, float | int]] = {name: {} for name in GROUPED.values()}
+    for key, value in row.items():
+        split = split_group_key(key)
+        if split is None:
+            out[key] = float(value)
+        else:
+            prefix, group = split
+            grouped[GROUPED[prefix]][group] = int(value) if prefix == GROUP_SIZE else float(value)
+    return {**out, **grouped}
+
+
+def flat_groups(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """A model card's metrics as one flat mapping, ``group_accuracy[Female]`` for the nested ones."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}[{name}]": float(v) for name, v in value.items()})
+        else:
+            out[key] = float(value)
     return out
 
 
 def group_names_in(columns: Iterable[str]) -> list[str]:
     """The group names of the ``group_accuracy_<name>`` columns, in column order (ids as
     strings for sweeps recorded before groups were named)."""
-    return [c[len(GROUP_ACCURACY) :] for c in columns if c.startswith(GROUP_ACCURACY)]
+    return [split[1] for c in columns if (split := split_group_key(c)) and split[0] == GROUP_ACCURACY]

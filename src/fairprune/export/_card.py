@@ -30,6 +30,7 @@ from typing import Any
 
 from fairprune.errors import ShippedModelError
 from fairprune.fairness.metrics import METRIC_COLUMNS
+from fairprune.schema import GROUP_SIZE, GROUPED, flat_groups, name_groups, nest_groups
 
 __all__ = [
     "CARD_FORMAT",
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 CARD_FORMAT = "fairprune.card/1"
-_GROUPED = {"group_accuracy_": "group_accuracy", "group_size_": "group_size"}
 PRUNING_KEYS = (
     "method",
     "label",
@@ -85,37 +85,15 @@ def pruning_section(record: Mapping[str, Any]) -> dict[str, Any]:
 def card_metrics(report: Mapping[str, float], group_names: Sequence[str]) -> dict[str, Any]:
     """A :func:`~fairprune.fairness.metrics.fairness_report` with its per-group entries keyed by
     group name: ``{"accuracy": ..., "group_accuracy": {"Female": ...}, "group_size": {...}}``."""
-    named = {}
-    for key, value in report.items():
-        prefix = next((p for p in _GROUPED if key.startswith(p)), None)
-        named[key if prefix is None else prefix + group_names[int(key[len(prefix) :])]] = value
-    return named_card_metrics(named)
+    return nest_groups(name_groups(report, group_names))
 
 
-def named_card_metrics(report: Mapping[str, float]) -> dict[str, Any]:
-    """:func:`card_metrics` of a report whose per-group keys already carry the group's name
-    (``group_accuracy_Female``, as in :attr:`fairprune.PruningResult.metrics`)."""
-    out: dict[str, Any] = {}
-    grouped: dict[str, dict[str, float | int]] = {name: {} for name in _GROUPED.values()}
-    for key, value in report.items():
-        prefix = next((p for p in _GROUPED if key.startswith(p)), None)
-        if prefix is None:
-            out[key] = float(value)
-        else:
-            size = prefix == "group_size_"
-            grouped[_GROUPED[prefix]][key[len(prefix) :]] = int(value) if size else float(value)
-    return {**out, **grouped}
+named_card_metrics = nest_groups
+"""A report whose per-group keys already carry the group's name (``group_accuracy_Female``, as in
+:attr:`fairprune.PruningResult.metrics`) as card metrics: :func:`fairprune.schema.nest_groups`."""
 
-
-def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Card metrics as one flat mapping: ``group_accuracy[Female]`` for the per-group entries."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if isinstance(value, Mapping):
-            out.update({f"{key}[{name}]": float(v) for name, v in value.items()})
-        else:
-            out[key] = float(value)
-    return out
+flat_metrics = flat_groups
+"""Card metrics as one flat mapping (``group_accuracy[Female]``): :func:`fairprune.schema.flat_groups`."""
 
 
 def _difference(card: Sequence[str], data: Sequence[str]) -> str:
@@ -159,9 +137,10 @@ def _metric_table(metrics: Mapping[str, Any]) -> list[str]:
 
 def _metric_names(metrics: Mapping[str, Any]) -> list[str]:
     names: list[str] = []
+    sizes = GROUPED[GROUP_SIZE]
     for models in metrics.values():
         for values in models.values():
-            names += [n for n in flat_metrics(values) if n not in names and not n.startswith("group_size")]
+            names += [n for n in flat_groups(values) if n not in names and not n.startswith(sizes)]
     return names
 
 

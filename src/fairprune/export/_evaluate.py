@@ -27,6 +27,7 @@ from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, onnx_outputs
 from fairprune.fairness.metrics import fairness_report
 from fairprune.inference import logits_of, predict
 from fairprune.model_io import concat, sample_shapes, single_tensor
+from fairprune.schema import GROUP_ACCURACY, GROUPED
 
 __all__ = ["Evaluation", "evaluate_exported", "DEFAULT_TOLERANCE", "SPLIT_CHOICES"]
 
@@ -108,8 +109,9 @@ def _select(data: Splits, split: str) -> GroupData:
 
 def _degradations(pruned: Mapping[str, Any], dense: Mapping[str, Any]) -> dict[str, float]:
     """``degradation_gap`` and ``excess_degradation`` from per-group accuracies (Defs. 2-3)."""
-    names = list(dense["group_accuracy"])
-    r = np.array([dense["group_accuracy"][n] - pruned["group_accuracy"][n] for n in names])
+    key = GROUPED[GROUP_ACCURACY]
+    names = list(dense[key])
+    r = np.array([dense[key][n] - pruned[key][n] for n in names])
     overall = dense["accuracy"] - pruned["accuracy"]
     return {"degradation_gap": float(r.max() - r.min()), "excess_degradation": float((r - overall).max())}
 

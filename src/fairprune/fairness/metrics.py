@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from fairprune.schema import GROUP_ACCURACY, GROUP_SIZE, group_key
+
 __all__ = [
     "METRICS",
     "METRIC_COLUMNS",
@@ -262,8 +264,8 @@ def fairness_report(
             y_true, y_pred, groups=group_ids, y_pred_dense=y_pred_dense, n_groups=n
         )
     sizes = np.bincount(group_ids, minlength=n)
-    report.update({f"group_size_{g}": int(sizes[g]) for g in range(n)})
-    report.update({f"group_accuracy_{g}": float(accuracies[g]) for g in range(n)})
+    report.update({group_key(GROUP_SIZE, g): int(sizes[g]) for g in range(n)})
+    report.update({group_key(GROUP_ACCURACY, g): float(accuracies[g]) for g in range(n)})
     return report
 
 
