@@ -8,23 +8,19 @@ method trains) and says what it used. :func:`run_pruner` times it and checks the
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from fairprune.batches import example_input
-from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
+from fairprune.engine import LoopResult, Task, train_weights
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import Postprocessor
-from fairprune.masks import Masks, get_masks, prunable_parameters
+from fairprune.masks import Masks, get_masks
 from fairprune.methods_spec import SPACE_DEFAULTS, check_params
-from fairprune.model_io import Features, forward_logits
 from fairprune.pruners.space import ChannelSelection, ChannelSpace, Scores, Space, WeightSpace
-
-SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one iteration)
 
 __all__ = [
     "PrunerBase",
@@ -33,8 +29,6 @@ __all__ = [
     "PruneResult",
     "run_pruner",
     "check_sparsity_arg",
-    "scoring_batches",
-    "snip_scores",
     "prune_and_finetune",
 ]
 
@@ -130,38 +124,6 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
         outcome.postprocessor,
         outcome.selection,
     )
-
-
-def scoring_batches(
-    model: nn.Module, task: Task, n_batches: int
-) -> Iterator[tuple[Features, Tensor, Tensor]]:
-    """The ``n_batches`` training batches ``(x, y, groups)`` a gradient score is summed over:
-    stratified by (target, group), drawn with the task's seed, on the task's device.
-
-    Moves ``model`` to the task's device in train mode now (before the first batch is drawn),
-    so tensors made like its parameters afterwards live where the gradients will.
-    """
-    gen = torch.Generator().manual_seed(task.seed)
-    batches = stratified_batches(task.splits.train, task.train.batch_size, gen, task.splits.n_groups)
-    model.to(task.train.device).train()
-    return (train_inputs(next(batches), task) for _ in range(n_batches))
-
-
-def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> dict[str, Tensor]:
-    """SNIP connection sensitivity ``|theta * dL/dtheta|`` summed over a few training batches
-    (Lee, Ajanthan & Torr, ICLR 2019), at the model's current weights."""
-    params = prunable_parameters(model)
-    batches = scoring_batches(model, task, n_batches)
-    grads = {name: torch.zeros_like(p) for name, p in params.items()}
-    for x, y, _ in batches:
-        model.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(forward_logits(model, x), y)
-        loss.backward()
-        for name, p in params.items():
-            if p.grad is not None:
-                grads[name] += p.grad.detach()
-    model.zero_grad(set_to_none=True)
-    return {name: (p.detach() * grads[name]).abs() for name, p in params.items()}
 
 
 def prune_and_finetune(

@@ -14,7 +14,8 @@ from torch import nn
 
 from fairprune.masks import apply_masks, prunable_parameters
 from fairprune.methods_spec import DENSE, defaults
-from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune, snip_scores
+from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
+from fairprune.pruners.importance import snip_scores
 from fairprune.pruners.space import ChannelSpace
 from fairprune.structured import fpgm_channel_scores
 from fairprune.task import Task
