@@ -1,16 +1,22 @@
-"""Importance criteria against hand computations."""
+"""Importance criteria against hand computations, and a score-then-fine-tune method declared
+in a few lines."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
 from torch import nn
 
 from fairprune.data.base import Splits
-from fairprune.engine import Task, TrainConfig
-from fairprune.masks import apply_masks
+from fairprune.engine import Task, TrainConfig, train_weights
+from fairprune.fairness.objective import FairnessObjective
+from fairprune.masks import apply_masks, get_masks, prunable_parameters
+from fairprune.pruners import build_pruner, run_pruner
+from fairprune.pruners.base import ScoreThenFinetune
 from fairprune.pruners.importance import (
     FpgmImportance,
     MagnitudeImportance,
@@ -19,7 +25,7 @@ from fairprune.pruners.importance import (
     SurvivorsFirst,
     scoring_batches,
 )
-from fairprune.pruners.space import ChannelSpace, WeightSpace
+from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
 
 CONFIG = TrainConfig(batch_size=32, lr=0.05, eval_every=2)
 
@@ -93,3 +99,61 @@ def test_survivors_first_ranks_every_pruned_weight_last(planted_splits: Splits) 
     scores = importance(model, WeightSpace(), Task(planted_splits, None, CONFIG, seed=0))
     assert torch.equal(scores["0.weight"], torch.tensor([[1.0, -1, 3], [-1, 5, 6]]))
     assert SurvivorsFirst(SnipImportance(5)).passes == 5
+
+
+def test_the_registered_methods_declare_their_importance() -> None:
+    assert build_pruner("magnitude").importance == MagnitudeImportance()
+    assert build_pruner("random").importance == RandomImportance()
+    assert build_pruner("snip", n_batches=3).importance == SnipImportance(3)
+    assert build_pruner("fpgm").importance == FpgmImportance()
+    assert build_pruner("prune_then_fair").importance == MagnitudeImportance()
+    assert build_pruner("ceag").importance == SurvivorsFirst(MagnitudeImportance())
+    fair = {k: build_pruner(k).fair for k in ("magnitude", "prune_then_fair", "fair_then_prune", "ceag")}
+    assert fair == {"magnitude": False, "prune_then_fair": True, "fair_then_prune": False, "ceag": True}
+
+
+def test_score_then_finetune_is_masking_then_training(dense: nn.Module, planted_splits: Splits) -> None:
+    """prune_then_fair == magnitude masks, then fine-tuning under the constraint, bit for bit;
+    snip's iterations are its fine-tuning plus its scoring passes."""
+    task = Task(planted_splits, FairnessObjective("equalized_odds", 0.1), CONFIG, seed=3, dense=dense)
+    model = copy.deepcopy(dense)
+    result = run_pruner(build_pruner("prune_then_fair", finetune_steps=4), model, 0.8, task)
+    by_hand = copy.deepcopy(dense)
+    torch.manual_seed(task.seed)
+    space = WeightSpace()
+    space.apply(by_hand, space.magnitude(by_hand), 0.8)
+    train_weights(by_hand, task, 4, constraint=task.constraint(), desc="by hand")
+    for (name, a), b in zip(model.state_dict().items(), by_hand.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert result.train_iterations == 4
+    snip = run_pruner(build_pruner("snip", finetune_steps=4, n_batches=2), copy.deepcopy(dense), 0.8, task)
+    assert snip.train_iterations == 4 + 2
+
+
+@dataclass(frozen=True)
+class _SmallestFirst:
+    """Keeps the smallest weights (an anti-magnitude), after two pretend scoring passes."""
+
+    passes: ClassVar[int] = 2
+
+    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores:
+        return {name: -s for name, s in space.magnitude(model).items()}
+
+
+@dataclass(frozen=True)
+class _KeepSmallest(ScoreThenFinetune):
+    importance = _SmallestFirst()
+    finetune_steps: int = 3
+
+
+def test_a_new_method_is_one_declaration(dense: nn.Module, planted_splits: Splits) -> None:
+    model = copy.deepcopy(dense)
+    magnitudes = {n: p.detach().abs().clone() for n, p in prunable_parameters(model).items()}
+    result = run_pruner(_KeepSmallest(), model, 0.5, Task(planted_splits, None, CONFIG, seed=0))
+    masks = get_masks(model)
+    total = sum(m.numel() for m in masks.values())
+    assert sum(int((m == 0).sum()) for m in masks.values()) == round(0.5 * total)
+    kept = torch.cat([magnitudes[n][m == 1] for n, m in masks.items()])
+    pruned = torch.cat([magnitudes[n][m == 0] for n, m in masks.items()])
+    assert float(kept.max()) <= float(pruned.min())
+    assert result.train_iterations == 3 + 2

@@ -3,11 +3,14 @@
 A pruner is a frozen dataclass whose fields are its hyperparameters, with one method,
 ``prune(model, sparsity, task) -> Outcome``: it leaves ``model`` masked (and trained, where the
 method trains) and says what it used. :func:`run_pruner` times it and checks the sparsity.
+:class:`ScoreThenFinetune` is the pruner of the methods that score once (an importance from
+:mod:`fairprune.pruners.importance`), mask the lowest scores and fine-tune.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Protocol
 
@@ -20,6 +23,7 @@ from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import Postprocessor
 from fairprune.masks import Masks, get_masks
 from fairprune.methods_spec import SPACE_DEFAULTS, check_params
+from fairprune.pruners.importance import Importance
 from fairprune.pruners.space import ChannelSelection, ChannelSpace, Scores, Space, WeightSpace
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "run_pruner",
     "check_sparsity_arg",
     "prune_and_finetune",
+    "ScoreThenFinetune",
 ]
 
 
@@ -199,3 +204,68 @@ class PrunerBase:
                 check_batch=example_input(model, x, 16),
             )
         return WeightSpace(self.scope)
+
+
+@dataclass(frozen=True)
+class ScoreThenFinetune(PrunerBase, ABC):
+    """Score once, keep the top, fine-tune: the pruner of every method that differs from the
+    others only by its criterion and its fine-tuning.
+
+    :meth:`prune` builds the space, runs :meth:`before_scoring` (a phase some methods train
+    first), scores the space's units with :attr:`importance`, masks the lowest and fine-tunes for
+    ``finetune_steps`` (:func:`prune_and_finetune`; under the fairness constraint when ``fair``,
+    on :meth:`finetune_objective`), and counts the importance's scoring passes as iterations.
+
+    A method is then a declaration: its registry ``key``, its ``importance`` (a class attribute,
+    or a property where it depends on a field), ``fair``, and its fields, ``finetune_steps``
+    among them::
+
+        @dataclass(frozen=True)
+        class Magnitude(ScoreThenFinetune):
+            key = "magnitude"
+            importance = MagnitudeImportance()
+            finetune_steps: int = defaults("magnitude")["finetune_steps"]
+    """
+
+    fair: ClassVar[bool] = False  # fine-tune with the fairness term
+
+    @property
+    @abstractmethod
+    def importance(self) -> Importance:
+        """The criterion the units are ranked by."""
+
+    @property
+    @abstractmethod
+    def finetune_steps(self) -> int:
+        """Fine-tuning iterations after masking (each method declares it as a field)."""
+
+    def before_scoring(self, model: nn.Module, sparsity: float, task: Task) -> Outcome | None:
+        """A phase run after the space is built and before the units are scored (its outcome
+        comes first in the method's); none by default."""
+        return None
+
+    def finetune_objective(self, task: Task) -> FairnessObjective | None:
+        """What the fair fine-tuning constrains (``None``: the task's objective)."""
+        return None
+
+    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        space = self.space(model, task)
+        before = self.before_scoring(model, sparsity, task)
+        importance = self.importance
+        outcome = prune_and_finetune(
+            model,
+            space,
+            importance(model, space, task),
+            sparsity,
+            task,
+            finetune_steps=self.finetune_steps,
+            fair=self.fair,
+            desc=self.key or type(self).__name__,
+            objective=self.finetune_objective(task),
+        )
+        if before is not None:
+            outcome = before.add(outcome)
+        # the scoring passes count in the total only, after the history's rows (as SNIP's always
+        # have; FairGRAPE and BiFP's SNIP init count theirs before their first row)
+        outcome.train_iterations += importance.passes
+        return outcome
