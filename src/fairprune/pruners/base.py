@@ -3,28 +3,28 @@
 A pruner is a frozen dataclass whose fields are its hyperparameters, with one method,
 ``prune(model, sparsity, task) -> Outcome``: it leaves ``model`` masked (and trained, where the
 method trains) and says what it used. :func:`run_pruner` times it and checks the sparsity.
+:class:`ScoreThenFinetune` is the pruner of the methods that score once (an importance from
+:mod:`fairprune.pruners.importance`), mask the lowest scores and fine-tune.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from fairprune.batches import example_input
-from fairprune.engine import LoopResult, Task, stratified_batches, train_inputs, train_weights
+from fairprune.engine import LoopResult, Task, train_weights
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import Postprocessor
-from fairprune.masks import Masks, get_masks, prunable_parameters
+from fairprune.masks import Masks, get_masks
 from fairprune.methods_spec import SPACE_DEFAULTS, check_params
-from fairprune.model_io import Features, forward_logits
+from fairprune.pruners.importance import Importance
 from fairprune.pruners.space import ChannelSelection, ChannelSpace, Scores, Space, WeightSpace
-
-SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one iteration)
 
 __all__ = [
     "PrunerBase",
@@ -33,9 +33,8 @@ __all__ = [
     "PruneResult",
     "run_pruner",
     "check_sparsity_arg",
-    "scoring_batches",
-    "snip_scores",
     "prune_and_finetune",
+    "ScoreThenFinetune",
 ]
 
 
@@ -132,38 +131,6 @@ def run_pruner(pruner: Pruner, model: nn.Module, sparsity: float, task: Task) ->
     )
 
 
-def scoring_batches(
-    model: nn.Module, task: Task, n_batches: int
-) -> Iterator[tuple[Features, Tensor, Tensor]]:
-    """The ``n_batches`` training batches ``(x, y, groups)`` a gradient score is summed over:
-    stratified by (target, group), drawn with the task's seed, on the task's device.
-
-    Moves ``model`` to the task's device in train mode now (before the first batch is drawn),
-    so tensors made like its parameters afterwards live where the gradients will.
-    """
-    gen = torch.Generator().manual_seed(task.seed)
-    batches = stratified_batches(task.splits.train, task.train.batch_size, gen, task.splits.n_groups)
-    model.to(task.train.device).train()
-    return (train_inputs(next(batches), task) for _ in range(n_batches))
-
-
-def snip_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATCHES) -> dict[str, Tensor]:
-    """SNIP connection sensitivity ``|theta * dL/dtheta|`` summed over a few training batches
-    (Lee, Ajanthan & Torr, ICLR 2019), at the model's current weights."""
-    params = prunable_parameters(model)
-    batches = scoring_batches(model, task, n_batches)
-    grads = {name: torch.zeros_like(p) for name, p in params.items()}
-    for x, y, _ in batches:
-        model.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(forward_logits(model, x), y)
-        loss.backward()
-        for name, p in params.items():
-            if p.grad is not None:
-                grads[name] += p.grad.detach()
-    model.zero_grad(set_to_none=True)
-    return {name: (p.detach() * grads[name]).abs() for name, p in params.items()}
-
-
 def prune_and_finetune(
     model: nn.Module,
     space: Space,
@@ -237,3 +204,68 @@ class PrunerBase:
                 check_batch=example_input(model, x, 16),
             )
         return WeightSpace(self.scope)
+
+
+@dataclass(frozen=True)
+class ScoreThenFinetune(PrunerBase, ABC):
+    """Score once, keep the top, fine-tune: the pruner of every method that differs from the
+    others only by its criterion and its fine-tuning.
+
+    :meth:`prune` builds the space, runs :meth:`before_scoring` (a phase some methods train
+    first), scores the space's units with :attr:`importance`, masks the lowest and fine-tunes for
+    ``finetune_steps`` (:func:`prune_and_finetune`; under the fairness constraint when ``fair``,
+    on :meth:`finetune_objective`), and counts the importance's scoring passes as iterations.
+
+    A method is then a declaration: its registry ``key``, its ``importance`` (a class attribute,
+    or a property where it depends on a field), ``fair``, and its fields, ``finetune_steps``
+    among them::
+
+        @dataclass(frozen=True)
+        class Magnitude(ScoreThenFinetune):
+            key = "magnitude"
+            importance = MagnitudeImportance()
+            finetune_steps: int = defaults("magnitude")["finetune_steps"]
+    """
+
+    fair: ClassVar[bool] = False  # fine-tune with the fairness term
+
+    @property
+    @abstractmethod
+    def importance(self) -> Importance:
+        """The criterion the units are ranked by."""
+
+    @property
+    @abstractmethod
+    def finetune_steps(self) -> int:
+        """Fine-tuning iterations after masking (each method declares it as a field)."""
+
+    def before_scoring(self, model: nn.Module, sparsity: float, task: Task) -> Outcome | None:
+        """A phase run after the space is built and before the units are scored (its outcome
+        comes first in the method's); none by default."""
+        return None
+
+    def finetune_objective(self, task: Task) -> FairnessObjective | None:
+        """What the fair fine-tuning constrains (``None``: the task's objective)."""
+        return None
+
+    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        space = self.space(model, task)
+        before = self.before_scoring(model, sparsity, task)
+        importance = self.importance
+        outcome = prune_and_finetune(
+            model,
+            space,
+            importance(model, space, task),
+            sparsity,
+            task,
+            finetune_steps=self.finetune_steps,
+            fair=self.fair,
+            desc=self.key or type(self).__name__,
+            objective=self.finetune_objective(task),
+        )
+        if before is not None:
+            outcome = before.add(outcome)
+        # the scoring passes count in the total only, after the history's rows (as SNIP's always
+        # have; FairGRAPE and BiFP's SNIP init count theirs before their first row)
+        outcome.train_iterations += importance.passes
+        return outcome

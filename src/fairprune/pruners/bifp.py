@@ -44,8 +44,9 @@ from fairprune.engine import (
     train_weights,
 )
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, PrunerBase, snip_scores
+from fairprune.pruners.base import Outcome, PrunerBase
 from fairprune.pruners.bifp_update import BiFPSparsifier
+from fairprune.pruners.importance import SnipImportance
 
 __all__ = ["BiFP"]
 
@@ -99,8 +100,9 @@ class BiFP(PrunerBase):
         outcome = Outcome(space=space)
         scores = None
         if self.mask_init == "snip":
-            scores = space.pool(snip_scores(model, task))
-            outcome.train_iterations += SNIP_BATCHES  # the scoring passes
+            snip = SnipImportance()
+            scores = snip(model, space, task)
+            outcome.train_iterations += snip.passes  # the scoring passes
         fair = task.objective is not None and (self.mask_fairness > 0 or self.weight_fairness > 0)
         objective = task.objective
         if objective is not None and self.dual_step is not None:

@@ -19,15 +19,16 @@ from torch import nn
 
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
+from fairprune.pruners.base import Outcome, ScoreThenFinetune
 from fairprune.pruners.imp import IMP
+from fairprune.pruners.importance import MagnitudeImportance, SurvivorsFirst
 from fairprune.task import Task
 
 __all__ = ["Ceag"]
 
 
 @dataclass(frozen=True)
-class Ceag(PrunerBase):
+class Ceag(ScoreThenFinetune):
     """Magnitude (or IMP) pruning, then ``finetune_steps`` under per-group CEAG constraints.
 
     Attributes:
@@ -36,26 +37,22 @@ class Ceag(PrunerBase):
             ``fairness.dual_step``).
         finetune_steps: Constrained fine-tuning iterations.
         pruning: ``"magnitude"`` (one shot) or ``"imp"`` (IMP's rounds with ``round_steps``
-            each, then the constrained fine-tuning).
+            each, then the constrained fine-tuning; the weights IMP pruned stay pruned).
         round_steps: Training iterations per IMP round (``pruning="imp"`` only).
     """
 
     key = "ceag"
+    importance = SurvivorsFirst(MagnitudeImportance())
+    fair = True
     epsilon: float = defaults("ceag")["epsilon"]
     dual_step: float | None = defaults("ceag")["dual_step"]
     finetune_steps: int = defaults("ceag")["finetune_steps"]
     pruning: str = defaults("ceag")["pruning"]
     round_steps: int = defaults("ceag")["round_steps"]
 
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        base = task.objective or FairnessObjective()
-        step = base.dual_step if self.dual_step is None else self.dual_step
-        objective = FairnessObjective(
-            "excess_degradation", self.epsilon, "lagrangian", dual_step=step, temperature=base.temperature,
-            controller=base.controller, kp=base.kp, ema_nu=base.ema_nu, windup_window=base.windup_window,
-        )  # fmt: skip
-        space = self.space(model, task)
-        outcome = Outcome(space=space)
+    def before_scoring(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        """IMP's rounds (``pruning="imp"``), with the same space fields."""
+        outcome = Outcome()
         if self.pruning == "imp":
             imp = IMP(
                 scope=self.scope,
@@ -66,15 +63,14 @@ class Ceag(PrunerBase):
                 round_steps=self.round_steps,
             )
             outcome.add(imp.prune(model, sparsity, task))
-        fine = prune_and_finetune(
-            model,
-            space,
-            space.survivors_first(model, space.magnitude(model)),
-            sparsity,
-            task,
-            finetune_steps=self.finetune_steps,
-            fair=True,
-            desc="ceag",
-            objective=objective,
-        )
-        return outcome.add(fine)
+        return outcome
+
+    def finetune_objective(self, task: Task) -> FairnessObjective:
+        """``excess_degradation`` within ``epsilon``, Lagrangian, with the experiment's dual
+        step (or this method's), temperature and controller."""
+        base = task.objective or FairnessObjective()
+        step = base.dual_step if self.dual_step is None else self.dual_step
+        return FairnessObjective(
+            "excess_degradation", self.epsilon, "lagrangian", dual_step=step, temperature=base.temperature,
+            controller=base.controller, kp=base.kp, ema_nu=base.ema_nu, windup_window=base.windup_window,
+        )  # fmt: skip

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.methods_spec import defaults
 from fairprune.model_io import forward_logits
-from fairprune.pruners.base import SNIP_BATCHES, Outcome, PrunerBase, prune_and_finetune, scoring_batches
+from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
+from fairprune.pruners.importance import SNIP_BATCHES, scoring_batches
 from fairprune.pruners.space import ChannelSpace, Scores, Space
 from fairprune.structured import channel_sums
 from fairprune.task import Task
@@ -31,7 +32,7 @@ def group_taylor_scores(model: nn.Module, task: Task, n_batches: int = SNIP_BATC
     """Per group ``g``: ``I_g = |theta * sum_b dL_g,b/dtheta|`` of every prunable weight.
 
     ``L_g,b`` is the mean cross-entropy of group ``g``'s samples in training batch ``b`` (the
-    stratified batches of :func:`~fairprune.pruners.base.scoring_batches`, one iteration each);
+    stratified batches of :func:`~fairprune.pruners.importance.scoring_batches`, one iteration each);
     a group absent from a batch adds nothing. Masked weights get 0 (their gradient is 0).
 
     Returns:

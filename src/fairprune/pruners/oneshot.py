@@ -2,7 +2,9 @@
 
 ``dense`` (no pruning), ``random``, ``magnitude`` (Han et al., 2015; with ``structure="channel"``
 the L1 filter norm of Li et al., 2017), ``snip`` (Lee et al., 2019) and ``fpgm`` (He et al.,
-CVPR 2019: filters near the geometric median of their layer are redundant; channels only).
+CVPR 2019: filters near the geometric median of their layer are redundant; channels only). Each
+is a :class:`~fairprune.pruners.base.ScoreThenFinetune` with its importance
+(:mod:`fairprune.pruners.importance`) and plain fine-tuning.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from torch import nn
 
 from fairprune.masks import apply_masks, prunable_parameters
 from fairprune.methods_spec import DENSE, defaults
-from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune, snip_scores
-from fairprune.pruners.space import ChannelSpace
-from fairprune.structured import fpgm_channel_scores
+from fairprune.pruners.base import Outcome, PrunerBase, ScoreThenFinetune
+from fairprune.pruners.importance import (
+    FpgmImportance,
+    Importance,
+    MagnitudeImportance,
+    RandomImportance,
+    SnipImportance,
+)
 from fairprune.task import Task
 
 __all__ = ["Dense", "RandomPruner", "Magnitude", "Snip", "Fpgm"]
@@ -36,75 +43,46 @@ class Dense(PrunerBase):
 
 
 @dataclass(frozen=True)
-class RandomPruner(PrunerBase):
+class RandomPruner(ScoreThenFinetune):
     """Random masks at the target sparsity, then fine-tuning (the sanity-check baseline)."""
 
     key = "random"
+    importance = RandomImportance()
     finetune_steps: int = defaults("random")["finetune_steps"]
-
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        space = self.space(model, task)
-        scores = space.random(model, torch.Generator().manual_seed(task.seed))
-        return prune_and_finetune(
-            model,
-            space,
-            scores,
-            sparsity,
-            task,
-            finetune_steps=self.finetune_steps,
-            fair=False,
-            desc="random",
-        )
 
 
 @dataclass(frozen=True)
-class Magnitude(PrunerBase):
+class Magnitude(ScoreThenFinetune):
     """Keep the largest ``|theta|`` (or channel L1 norms), then fine-tune."""
 
     key = "magnitude"
+    importance = MagnitudeImportance()
     finetune_steps: int = defaults("magnitude")["finetune_steps"]
-
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        space = self.space(model, task)
-        return prune_and_finetune(
-            model,
-            space,
-            space.magnitude(model),
-            sparsity,
-            task,
-            finetune_steps=self.finetune_steps,
-            fair=False,
-            desc="magnitude",
-        )
 
 
 @dataclass(frozen=True)
-class Snip(PrunerBase):
+class Snip(ScoreThenFinetune):
     """Keep the largest connection sensitivity ``|theta * dL/dtheta|`` (summed per channel in
-    channel mode), then fine-tune."""
+    channel mode) over ``n_batches`` training batches (one iteration each), then fine-tune."""
 
     key = "snip"
     finetune_steps: int = defaults("snip")["finetune_steps"]
     n_batches: int = defaults("snip")["n_batches"]
 
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        space = self.space(model, task)
-        scores = space.pool(snip_scores(model, task, self.n_batches))
-        outcome = prune_and_finetune(
-            model, space, scores, sparsity, task, finetune_steps=self.finetune_steps, fair=False, desc="snip"
-        )
-        outcome.train_iterations += self.n_batches  # the scoring passes
-        return outcome
+    @property
+    def importance(self) -> Importance:
+        return SnipImportance(self.n_batches)
 
 
 @dataclass(frozen=True)
-class Fpgm(PrunerBase):
+class Fpgm(ScoreThenFinetune):
     """FPGM: drop the filters closest to the geometric median of their layer, then fine-tune.
 
     A structured method: ``structure`` must be ``"channel"`` (the default here).
     """
 
     key = "fpgm"
+    importance = FpgmImportance()
     structure: str = defaults("fpgm")["structure"]
     finetune_steps: int = defaults("fpgm")["finetune_steps"]
 
@@ -112,17 +90,3 @@ class Fpgm(PrunerBase):
         super().__post_init__()
         if self.structure != "channel":
             raise ValueError("fpgm prunes filters; expected structure='channel'")
-
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        space = self.space(model, task)
-        assert isinstance(space, ChannelSpace)
-        return prune_and_finetune(
-            model,
-            space,
-            fpgm_channel_scores(model, space.groups),
-            sparsity,
-            task,
-            finetune_steps=self.finetune_steps,
-            fair=False,
-            desc="fpgm",
-        )

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from fairprune.fairness.metrics import METRICS
 from fairprune.inference import logits_of
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
+from fairprune.pruners.base import Outcome, ScoreThenFinetune
+from fairprune.pruners.importance import MagnitudeImportance
 from fairprune.selection import is_trivial
 from fairprune.task import Task
 
@@ -82,7 +83,7 @@ class GroupThresholds:
 
 
 @dataclass(frozen=True)
-class PostProcess(PrunerBase):
+class PostProcess(ScoreThenFinetune):
     """Magnitude pruning, ``finetune_steps`` of plain fine-tuning, then group thresholds fitted
     on the validation split under the experiment's constraint (fairlearn, ``prefit=True``).
 
@@ -92,6 +93,7 @@ class PostProcess(PrunerBase):
     """
 
     key = "postprocess"
+    importance = MagnitudeImportance()
     finetune_steps: int = defaults("postprocess")["finetune_steps"]
     grid_size: int = defaults("postprocess")["grid_size"]
     needs_sensitive_attribute: ClassVar[bool] = True
@@ -104,11 +106,7 @@ class PostProcess(PrunerBase):
                 "post-processing (fairlearn's ThresholdOptimizer) supports the fairness metrics "
                 f"{sorted(POSTPROCESS_CONSTRAINTS)}; got {metric!r}"
             )
-        space = self.space(model, task)
-        outcome = prune_and_finetune(
-            model, space, space.magnitude(model), sparsity, task,
-            finetune_steps=self.finetune_steps, fair=False, desc="postprocess",
-        )  # fmt: skip
+        outcome = super().prune(model, sparsity, task)
         start = time.perf_counter()
         val = task.splits.val
         logits = logits_of(model, val, device=task.train.device)

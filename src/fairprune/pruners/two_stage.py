@@ -13,55 +13,34 @@ from torch import nn
 
 from fairprune.engine import Task, train_weights
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
+from fairprune.pruners.base import Outcome, ScoreThenFinetune
+from fairprune.pruners.importance import MagnitudeImportance
 
 __all__ = ["PruneThenFair", "FairThenPrune"]
 
 
 @dataclass(frozen=True)
-class PruneThenFair(PrunerBase):
+class PruneThenFair(ScoreThenFinetune):
     """Magnitude pruning, then ``finetune_steps`` of fine-tuning with the fairness term."""
 
     key = "prune_then_fair"
+    importance = MagnitudeImportance()
+    fair = True
     finetune_steps: int = defaults("prune_then_fair")["finetune_steps"]
-
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        space = self.space(model, task)
-        return prune_and_finetune(
-            model,
-            space,
-            space.magnitude(model),
-            sparsity,
-            task,
-            finetune_steps=self.finetune_steps,
-            fair=True,
-            desc="prune_then_fair",
-        )
 
 
 @dataclass(frozen=True)
-class FairThenPrune(PrunerBase):
+class FairThenPrune(ScoreThenFinetune):
     """``fair_steps`` of fairness training on the dense model, then magnitude pruning and
     ``finetune_steps`` of plain fine-tuning."""
 
     key = "fair_then_prune"
+    importance = MagnitudeImportance()
     fair_steps: int = defaults("fair_then_prune")["fair_steps"]
     finetune_steps: int = defaults("fair_then_prune")["finetune_steps"]
 
-    def prune(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
-        space = self.space(model, task)
-        outcome = Outcome().add(
+    def before_scoring(self, model: nn.Module, sparsity: float, task: Task) -> Outcome:
+        return Outcome().add(
             train_weights(model, task, self.fair_steps, constraint=task.constraint(), desc="fair dense"),
             sparsity=0.0,  # the dense model: fair, but not yet a pruned one
         )
-        tail = prune_and_finetune(
-            model,
-            space,
-            space.magnitude(model),
-            sparsity,
-            task,
-            finetune_steps=self.finetune_steps,
-            fair=False,
-            desc="fair_then_prune",
-        )
-        return outcome.add(tail)
