@@ -35,15 +35,14 @@ from fairprune.certification import (
     with_certification,
 )
 from fairprune.config import FairnessConfig
-from fairprune.data.adapters import DataInput, as_group_data, check_labels, resolve_group_names
+from fairprune.data.adapters import DataInput, check_labels, read_splits
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import TrainConfig
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
-from fairprune.fairness.metrics import fairness_report
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.footprint import check_slim
-from fairprune.inference import predict
+from fairprune.inference import dense_and_pruned, predict
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.model_io import rows
@@ -158,15 +157,8 @@ def _metrics(
     dense: nn.Module, pruned: nn.Module, data: GroupData, names: Sequence[str], device: str
 ) -> dict[str, dict[str, float]]:
     """Exact metrics of the dense and the pruned model on one split, groups by name."""
-    dense_pred = predict(dense, data, device=device)
-    pred = predict(pruned, data, device=device)
-    y, groups, n = data.y, data.groups, len(names)
-    return {
-        "dense": name_groups(fairness_report(y, dense_pred, groups=groups, n_groups=n), names),
-        "pruned": name_groups(
-            fairness_report(y, pred, groups=groups, n_groups=n, y_pred_dense=dense_pred), names
-        ),
-    }
+    reports = dense_and_pruned(dense, pruned, data, len(names), device=device)
+    return {which: name_groups(report, names) for which, report in reports.items()}
 
 
 def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: str) -> nn.Module:
@@ -178,14 +170,6 @@ def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: 
     check_slim(slim, engine_model, model_inputs(rows(val.x, 0, 64), device))
     bake_masks(engine_model)
     return unwrap(slim)
-
-
-def _read(
-    given: dict[str, DataInput | None], group_names: Sequence[str] | None
-) -> tuple[dict[str, GroupData], tuple[str, ...]]:
-    """The splits given, in memory, and the group names, checked."""
-    data = {name: as_group_data(split, name=name) for name, split in given.items() if split is not None}
-    return data, resolve_group_names(data, group_names)
 
 
 def _splits(
@@ -300,7 +284,7 @@ def prune(
     if not select_prunable(model, prunable, record=False):  # a bad choice fails here, before any work
         prunable_parameters(model)  # nothing to prune: raises, naming the layers expected
     torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
-    data, names = _read({"train": train, "val": val, "test": test}, group_names)
+    data, names = read_splits({"train": train, "val": val, "test": test}, group_names)
     # under torchrun: each rank trains its shard of every batch (DDP), the results are the same
     joined, resolved = init_from_env(_device(device))
     progress = progress and is_main_process()

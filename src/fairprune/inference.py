@@ -19,7 +19,15 @@ from fairprune.distributed import all_gather_cat, is_distributed, rank, world_si
 from fairprune.fairness.metrics import fairness_report
 from fairprune.model_io import forward_logits, rows
 
-__all__ = ["Postprocessor", "logits_of", "predict", "predict_gathered", "evaluate", "worst_group_accuracy"]
+__all__ = [
+    "Postprocessor",
+    "logits_of",
+    "predict",
+    "predict_gathered",
+    "evaluate",
+    "dense_and_pruned",
+    "worst_group_accuracy",
+]
 
 
 class Postprocessor(Protocol):
@@ -90,6 +98,23 @@ def evaluate(
     """Exact accuracy and fairness metrics of ``model`` on one split (see ``fairness_report``)."""
     pred = predict(model, data, device=device, postprocessor=postprocessor)
     return fairness_report(data.y, pred, groups=data.groups, n_groups=n_groups, y_pred_dense=dense_pred)
+
+
+def dense_and_pruned(
+    dense: nn.Module | None, pruned: nn.Module, data: GroupData, n_groups: int, *, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
+    """The exact metrics of a pruned model beside its dense one on one split: ``{"dense": ...,
+    "pruned": ...}`` (:func:`~fairprune.fairness.metrics.fairness_report`, the pruned model's
+    with the degradation metrics against the dense predictions); no ``"dense"`` without one."""
+    pruned_pred = predict(pruned, data, device=device)
+    if dense is None:
+        return {"pruned": fairness_report(data.y, pruned_pred, groups=data.groups, n_groups=n_groups)}
+    dense_pred = predict(dense, data, device=device)
+    y, groups = data.y, data.groups
+    return {
+        "dense": fairness_report(y, dense_pred, groups=groups, n_groups=n_groups),
+        "pruned": fairness_report(y, pruned_pred, groups=groups, n_groups=n_groups, y_pred_dense=dense_pred),
+    }
 
 
 def worst_group_accuracy(y: Tensor, pred: Tensor, groups: Tensor, n_groups: int) -> float:

@@ -19,7 +19,15 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from fairprune.data.base import GroupData, Splits
 from fairprune.model_io import Features, as_features, concat, describe, n_samples, sample_shapes
 
-__all__ = ["DataInput", "DataSplits", "as_group_data", "as_splits", "check_labels", "resolve_group_names"]
+__all__ = [
+    "DataInput",
+    "DataSplits",
+    "as_group_data",
+    "as_splits",
+    "check_labels",
+    "read_splits",
+    "resolve_group_names",
+]
 
 DataInput = Dataset | DataLoader | tuple[Features, Tensor, Tensor] | GroupData
 """What ``fairprune.prune`` accepts as a split."""
@@ -256,3 +264,12 @@ def as_splits(data: DataSplits, *, group_names: Sequence[str] | None = None) -> 
     classes = tuple(str(c) for c in range(n_classes))
     test = parts.get("test", parts["val"])
     return Splits("data", "target", "group", parts["train"], parts["val"], test, classes, names)
+
+
+def read_splits(
+    given: dict[str, DataInput | None], group_names: Sequence[str] | None
+) -> tuple[dict[str, GroupData], tuple[str, ...]]:
+    """The splits given (``None`` ones left out), in memory, and the group names, checked
+    against every split (:func:`as_group_data`, :func:`resolve_group_names`)."""
+    data = {name: as_group_data(split, name=name) for name, split in given.items() if split is not None}
+    return data, resolve_group_names(data, group_names)

@@ -39,8 +39,7 @@ from fairprune.export._onnx import ONNX_FILE, write_onnx
 from fairprune.export._records import build_from_spec, fit_shapes
 from fairprune.export._result import result_data, result_metrics, result_pruning
 from fairprune.export._weights import LAYOUTS, WEIGHT_FILES, save_weights, sha256_of, stored_bytes
-from fairprune.fairness.metrics import fairness_report
-from fairprune.inference import predict
+from fairprune.inference import dense_and_pruned
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.model_io import (
     Features,
@@ -266,21 +265,13 @@ def _data_section(data: Splits) -> dict[str, Any]:
 
 
 def _metrics(shipped: nn.Module, dense: nn.Module | None, data: Splits) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for split in _SPLITS:
-        part = getattr(data, split)
-        pred = predict(shipped, part)
-        dense_pred = predict(dense, part) if dense is not None else None
-        models = {}
-        if dense_pred is not None:
-            report = fairness_report(part.y, dense_pred, groups=part.groups, n_groups=data.n_groups)
-            models["dense"] = card_metrics(report, data.group_names)
-        report = fairness_report(
-            part.y, pred, groups=part.groups, n_groups=data.n_groups, y_pred_dense=dense_pred
-        )
-        models["pruned"] = card_metrics(report, data.group_names)
-        out[split] = models
-    return out
+    return {
+        split: {
+            which: card_metrics(report, data.group_names)
+            for which, report in dense_and_pruned(dense, shipped, getattr(data, split), data.n_groups).items()
+        }
+        for split in _SPLITS
+    }
 
 
 def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Features | None) -> dict[str, Any]:
