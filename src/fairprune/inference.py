@@ -25,6 +25,7 @@ __all__ = [
     "predict",
     "predict_gathered",
     "evaluate",
+    "classes_of",
     "dense_and_pruned",
     "worst_group_accuracy",
 ]
@@ -63,7 +64,7 @@ def predict(
     logits = logits_of(model, data, batch_size, device)
     if postprocessor is not None:
         return postprocessor(logits, data.groups)
-    return _to_classes(logits)
+    return classes_of(logits)
 
 
 def predict_gathered(model: nn.Module, data: GroupData, device: str = "cpu") -> Tensor:
@@ -80,7 +81,8 @@ def predict_gathered(model: nn.Module, data: GroupData, device: str = "cpu") -> 
     return pred
 
 
-def _to_classes(logits: Tensor) -> Tensor:
+def classes_of(logits: Tensor) -> Tensor:
+    """Class predictions of ``(N, C)`` logits (argmax) or one binary logit ``(N,)``/``(N, 1)`` (> 0)."""
     if logits.ndim == 1 or logits.shape[-1] == 1:
         return (logits.reshape(-1) > 0).long()
     return logits.argmax(dim=-1)

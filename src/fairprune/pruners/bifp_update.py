@@ -41,6 +41,7 @@ from fairprune.batches import model_inputs
 from fairprune.data.base import GroupData
 from fairprune.distributed import all_gather_cat, all_reduce_mean_, is_distributed, unwrap
 from fairprune.fairness.constraints import Constraint
+from fairprune.inference import classes_of
 from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
 from fairprune.methods_spec import check_params
 from fairprune.model_io import Features, forward_logits
@@ -283,11 +284,7 @@ class BiFPSparsifier:
                 )
             x, y, groups = batch
             logits = forward_logits(model, model_inputs(x, str(device))).float().cpu()
-            pred = (
-                (logits.reshape(-1) > 0).long()
-                if logits.ndim == 1 or logits.shape[-1] == 1
-                else logits.argmax(-1)
-            )
+            pred = classes_of(logits)
             parts.append((torch.as_tensor(y).long().cpu(), pred, torch.as_tensor(groups).long().cpu()))
         model.train(was_training)
         if not parts:
