@@ -99,9 +99,18 @@ def batch_loss(
         if constraint is not None:
             loss = loss + constraint.term(logits, y, g, weight=fairness_weight)
         if task.train.distill > 0 and task.dense is not None:
-            teacher = eval_logits(task.dense, x)
+            teacher = _teacher_logits(task.dense, x, logits.device)
             loss = loss + task.train.distill * distillation(logits, teacher, task.train.distill_temperature)
     return loss
+
+
+def _teacher_logits(dense: nn.Module, x: Features, device: torch.device) -> Tensor:
+    """The dense model's logits on a training batch, without gradients, on the batch's device
+    (a dense model reloaded from disk lives on the CPU until its first use here)."""
+    param = next(dense.parameters(), None)
+    if param is not None and param.device != device:
+        dense.to(device)
+    return eval_logits(dense, x)
 
 
 def distillation(logits: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
