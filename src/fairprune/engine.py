@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from fairprune.averaging import WeightAverage
 from fairprune.batches import model_inputs
 from fairprune.config import TrainConfig
 from fairprune.data.base import GroupData
@@ -205,7 +206,8 @@ def run_loop(
     desc: str,
     selector: CheckpointSelector | None = None,
 ) -> LoopResult:
-    """Run ``steps`` calls of ``step_fn``, validating every ``eval_every`` steps.
+    """Run ``steps`` calls of ``step_fn``, validating every ``eval_every`` steps (the averaged
+    weights, with ``train.average``: :class:`~fairprune.averaging.WeightAverage`).
 
     ``step_fn(next_batch) -> (loss, iterations)`` does one update. At each validation the
     exact violation feeds the constraint's dual step, a history row is logged (with the
@@ -225,11 +227,14 @@ def run_loop(
         selector = selector_for(constraint, cfg)
     prev_masks = get_masks(model)
     running = math.nan
+    average = WeightAverage(model, cfg.average) if cfg.average > 0 else None
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not task.progress, leave=False)
     for step in bar:
         loss, iters = step_fn(lambda: next(batches))
         result.iterations += iters
+        if average is not None:
+            average.update()
         if not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"{desc}: training loss became {loss} at step {step} of {steps}; expected a finite "
@@ -237,14 +242,15 @@ def run_loop(
             )
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % cfg.eval_every == 0 or step == steps:
-            row, prev_masks, trivial = _validate(model, task, constraint, step, running, prev_masks)
-            row.update(iterations=float(result.iterations), seconds=time.perf_counter() - start)
-            result.history.append(row)
-            violation = row.get("constraint_violation", row["violation"])
-            selector.offer(
-                row["val_accuracy"], violation, constraint, model, trivial=trivial,
-                worst=row["val_worst_group_accuracy"], step=step,
-            )  # fmt: skip
+            with average.swapped() if average is not None else contextlib.nullcontext():
+                row, prev_masks, trivial = _validate(model, task, constraint, step, running, prev_masks)
+                row.update(iterations=float(result.iterations), seconds=time.perf_counter() - start)
+                result.history.append(row)
+                violation = row.get("constraint_violation", row["violation"])
+                selector.offer(
+                    row["val_accuracy"], violation, constraint, model, trivial=trivial,
+                    worst=row["val_worst_group_accuracy"], step=step,
+                )  # fmt: skip
             bar.set_postfix(loss=f"{running:.3f}", viol=f"{row['violation']:.3f}")
     chosen = selector.choose()
     if chosen is not None:

@@ -189,6 +189,10 @@ class TrainConfig:
             the paired certificate of ``fairness.tolerance = "dense"``. Costs one forward pass
             of the dense model per batch.
         distill_temperature: Softmax temperature of that term.
+        average: Decay of an exponential moving average of the weights (0: off; ``1 - 1/h``
+            averages over about ``h`` iterations): every validation check (the dual step,
+            checkpoint selection) reads the averaged weights, and a state chosen there is
+            what the loop returns (:class:`fairprune.averaging.WeightAverage`).
     """
 
     batch_size: Positive = 256
@@ -207,6 +211,7 @@ class TrainConfig:
     workers: Steps = 0
     distill: NonNegative = 0.0
     distill_temperature: PositiveFloat = 1.0
+    average: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
 @_one_line_errors("export.")
