@@ -21,7 +21,13 @@ from fairprune.export._card import (
 )
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
-from fairprune.export._measure import count_flops, count_parameters, measure_latency
+from fairprune.export._measure import (
+    SLIM_TOLERANCE,
+    check_slim,
+    count_flops,
+    count_parameters,
+    measure_latency,
+)
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, measure_onnx_latency, onnx_outputs, write_onnx
 from fairprune.export._records import SavedModel, build_from_spec, fit_shapes, load_model, save_model
 from fairprune.export._shipped import export_model
@@ -32,6 +38,8 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "measure_latency",
+    "check_slim",
+    "SLIM_TOLERANCE",
     "measure_onnx_latency",
     "in_eval",
     "save_model",
