@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_shipping(sub: argparse._SubParsersAction) -> None:
-    """The ``export`` and ``evaluate`` subcommands (see ``fairprune.shipping``)."""
+    """The ``export`` and ``evaluate`` subcommands (see ``fairprune.sweep.shipping``)."""
     export = sub.add_parser("export", help="ship one run of a finished sweep: safetensors, model card, ONNX")
     export.add_argument("out", help="output directory of 'fairprune run'")
     export.add_argument("--method", help="method or variant label of the run (e.g. bifp)")
@@ -176,7 +176,7 @@ def _positive_int(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     from fairprune.config import load_config, quick, quick_changes
     from fairprune.distributed import is_main_process
-    from fairprune.experiment import run_experiment
+    from fairprune.sweep import run_experiment
 
     cfg = load_config(args.config, args.overrides)
     if args.quick:
@@ -202,7 +202,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fairprune.shipping import best_in, export_run
+    from fairprune.sweep import best_in, export_run
 
     fields = ("method", "sparsity", "seed", "structure")
     choice: dict[str, Any] = {name: getattr(args, name) for name in fields}
@@ -218,7 +218,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from fairprune.shipping import evaluate_directory
+    from fairprune.sweep import evaluate_directory
 
     result = evaluate_directory(
         args.directory, data=args.data, split=args.split, tolerance=args.tolerance, model=args.model

@@ -183,7 +183,7 @@ def _grouped_bars(ax: Axes, summary: pd.DataFrame, metric: str, categories: Sequ
 def plot_iterations(results: pd.DataFrame, *, confidence: float = 0.95) -> Figure | None:
     """Training iterations to a fair model, per label and sparsity (the paper's Fig. 6): the
     ``iterations_to_fair`` of each run (first checkpoint within tau and within one point of the
-    best pruned run's accuracy, see ``fairprune.cost``), mean over the runs that reached one;
+    best pruned run's accuracy, see ``fairprune.sweep.cost``), mean over the runs that reached one;
     each bar is annotated with how many runs did.
 
     Returns ``None`` when no pruned run reached a fair model.

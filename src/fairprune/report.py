@@ -24,9 +24,9 @@ from fairprune import plots
 from fairprune.atomic import replace_atomically
 from fairprune.errors import CorruptRecordError, OutputDirError
 from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
-from fairprune.run_store import read_records, results_frame
 from fairprune.schema import CONTEXT_COLUMNS, DEFAULT_METRICS, OUTCOME_COLUMNS
 from fairprune.summaries import compare_to_baselines, summarise
+from fairprune.sweep import read_records, results_frame
 
 __all__ = [
     "HISTORY_FIELDS",

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairprune.cost import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
 from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in
 from fairprune.stats import MIN_SEEDS, verdict
 from fairprune.summaries import COMPARISON_COLUMNS
+from fairprune.sweep import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
 
 __all__ = ["HOW_TO_READ", "FOOTPRINT", "certificate_line", "format_summary_table", "markdown", "truthy"]
 

@@ -4,7 +4,7 @@ Shipping (:func:`export_model`, :func:`load_exported`) writes a directory of saf
 (dense, or bitmask + values for a model with its masks baked in), an optional ONNX file checked
 against PyTorch, and a model card (``card.json`` + ``MODEL_CARD.md``) holding the sha256 of each
 weight file. Reloading never unpickles code. ``fairprune export`` / ``fairprune evaluate`` (see
-:mod:`fairprune.shipping`) pick a model out of a finished sweep and re-check a card.
+:mod:`fairprune.sweep.shipping`) pick a model out of a finished sweep and re-check a card.
 """
 
 from fairprune.export._card import (
