@@ -24,7 +24,7 @@ from fairprune.inference import predict
 from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
-from fairprune.report import write_report
+from fairprune.reporting.report import write_report
 from fairprune.sweep.footprint import footprint
 from fairprune.task import resolved
 

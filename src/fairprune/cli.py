@@ -157,7 +157,7 @@ def format_results(frame: pd.DataFrame) -> str:
         if flag in shown:
             shown[flag] = shown[flag].map(lambda v: "yes" if str(v).lower() in ("true", "1", "1.0") else "-")
     table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    from fairprune.report_text import certificate_line  # the same sentence as report.md
+    from fairprune.reporting import certificate_line  # the same sentence as report.md
 
     lines = [line for line in (_group_line(frame), certificate_line(frame)) if line is not None]
     return "\n".join([table, *lines])
@@ -193,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from fairprune.report import format_summary_table, write_report
+    from fairprune.reporting import format_summary_table, write_report
 
     report = write_report(args.out)
     print(format_summary_table(report.summary))

@@ -41,7 +41,7 @@ from fairprune.fairness.metrics import METRIC_COLUMNS
 from fairprune.inference import evaluate
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
-from fairprune.stats import mean_std, t_interval
+from fairprune.reporting import mean_std, t_interval
 from fairprune.sweep.choice import best_run, find_run
 from fairprune.sweep.experiment import Job, grid
 from fairprune.sweep.runs import architecture
@@ -74,7 +74,7 @@ def _sweep(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None:
     """Mean, std and 95% Student-t interval of the mean over the seeds of ``row``'s (label,
-    structure, sparsity, data cell) for each test metric (:func:`fairprune.stats.t_interval`,
+    structure, sparsity, data cell) for each test metric (:func:`fairprune.reporting.stats.t_interval`,
     valid at any n >= 2, as the reports use); ``None`` with a single seed."""
     same = frame
     for key in ("label", "structure", "target", "sensitive_attribute"):
