@@ -6,10 +6,10 @@ CLI's ``tolerance = "dense"``), and BiFP, prune_then_fair, fair_then_prune and I
 fair fine-tune prune it to 90% with the library's default budgets (nothing tuned). A run's
 iterations to a fair model are those at its first validation checkpoint *at the target sparsity*
 with violation <= tau, accuracy >= (best final validation accuracy of any method) - 1 point, not
-trivial (:func:`fairprune.cost.first_fair_checkpoint` on the rows after the method's model reached
+trivial (:func:`fairprune.sweep.cost.first_fair_checkpoint` on the rows after the method's model reached
 the target sparsity: fair_then_prune's dense fair phase and IMP's lower-sparsity rounds are fair
 models but not pruned ones; ``mean_iterations_any_checkpoint`` is the count over every row, as
-:func:`fairprune.cost.iterations_to_fair` reads run histories today).
+:func:`fairprune.sweep.cost.iterations_to_fair` reads run histories today).
 
 ``ratio`` = BiFP's mean over the best two-stage method's mean, over the runs that reached a fair
 model (undefined when either never did). ``ratio_censored`` counts a run that never reached one
@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from bench.common import Settings, adult
-from fairprune.cost import first_fair_checkpoint
 from fairprune.data.base import Splits
 from fairprune.data.synthetic import planted_bias_images
 from fairprune.engine import Task, TrainConfig, train_weights
@@ -47,6 +46,7 @@ from fairprune.pruners import (
     imp_schedule,
     run_pruner,
 )
+from fairprune.sweep import first_fair_checkpoint
 
 SPARSITY = 0.9
 TWO_STAGE = ("prune_then_fair", "fair_then_prune", "imp_then_fair")

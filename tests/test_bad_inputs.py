@@ -21,7 +21,7 @@ import torch
 from sweep_helpers import snapshot, tiny_config, tiny_frame
 from test_image_data import make_utkface
 
-import fairprune.experiment
+import fairprune.sweep
 from fairprune.cli import main
 from fairprune.data.tabular import load_csv
 
@@ -237,7 +237,7 @@ def test_an_unexpected_exception_keeps_its_traceback(monkeypatch, tiny, tmp_path
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(fairprune.experiment, "run_experiment", broken)
+    monkeypatch.setattr(fairprune.sweep, "run_experiment", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["run", str(tiny["cfg"]), "--out", str(tmp_path / "o"), "--quiet"])
 

@@ -24,7 +24,7 @@ from fairprune.fairness import FairnessObjective, certify
 from fairprune.fairness.constraints import Constraint
 from fairprune.fairness.surrogates import soft_accuracy_gap, soft_equalized_odds
 from fairprune.selection import CheckpointSelector
-from fairprune.validation import load_splits
+from fairprune.sweep.validation import load_splits
 
 
 def _cells(data, n_groups: int) -> np.ndarray:

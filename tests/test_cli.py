@@ -170,7 +170,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_earlier_runs(tmp_path, planted_c
 
 def test_grid_over_targets_and_sensitive_attributes(tmp_path, planted_csv):
     from fairprune.config import load_config
-    from fairprune.experiment import grid
+    from fairprune.sweep.experiment import grid
 
     frame = pd.read_csv(planted_csv)
     frame["site"] = ["north", "south"] * (len(frame) // 2)
@@ -205,7 +205,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_load(path):
     from fairprune.config import load_config
-    from fairprune.experiment import grid
+    from fairprune.sweep.experiment import grid
 
     jobs = grid(load_config(path))
     assert len(jobs) > len(load_config(path).seeds)

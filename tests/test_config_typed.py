@@ -86,8 +86,8 @@ def test_the_torch_free_lists_match_the_registries() -> None:
 
 def test_the_config_layer_imports_neither_torch_nor_the_pruners() -> None:
     code = (
-        "import sys; import fairprune.config, fairprune.schema, fairprune.methods_spec, fairprune.grid, "
-        "fairprune.stats, fairprune.errors, fairprune.run_store; "
+        "import sys; import fairprune.config, fairprune.schema, fairprune.methods_spec, "
+        "fairprune.sweep.grid, fairprune.reporting.stats, fairprune.errors, fairprune.sweep.store; "
         "fairprune.config.load_config(None, ['method_params.bifp.steps=3']); "
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('fairprune.pruners')))"
     )

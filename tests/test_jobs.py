@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sweep_helpers import tiny_config, tiny_frame
 
-from fairprune import runs
 from fairprune.cli import main
 from fairprune.config import load_config
 from fairprune.errors import ConfigError
-from fairprune.experiment import run_experiment
+from fairprune.sweep import runs
+from fairprune.sweep.experiment import run_experiment
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_a_failed_run_stops_the_rest_and_keeps_the_finished(sweep, tmp_path, mon
             raise RuntimeError("planted failure")
         return real(cfg, cell, job, progress, out)
 
-    monkeypatch.setattr("fairprune.experiment.one_run", failing)
+    monkeypatch.setattr("fairprune.sweep.experiment.one_run", failing)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="planted failure"):
         run_experiment(load_config(sweep, []), out, jobs=2)
@@ -73,7 +73,7 @@ def test_a_failed_run_stops_the_rest_and_keeps_the_finished(sweep, tmp_path, mon
     assert recorded and not any(r.startswith("bifp") and r.endswith("seed0") for r in recorded)
     frame = pd.read_csv(out / "results.csv")
     assert set(frame["run_id"]) == recorded  # results.csv matches the records written
-    monkeypatch.setattr("fairprune.experiment.one_run", real)
+    monkeypatch.setattr("fairprune.sweep.experiment.one_run", real)
     run_experiment(load_config(sweep, []), out, jobs=2)  # the resume runs what is missing
     assert len(list((out / "runs").iterdir())) == 6
 

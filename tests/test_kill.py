@@ -22,11 +22,11 @@ import pytest
 from sweep_helpers import snapshot, tiny_config, tiny_frame
 
 import fairprune.atomic as atomic
-import fairprune.run_store as run_store
+import fairprune.sweep.store as run_store
 from fairprune.cli import main
 from fairprune.config import load_config
-from fairprune.grid import grid
-from fairprune.run_store import read_record, read_records, results_frame
+from fairprune.sweep.grid import grid
+from fairprune.sweep.store import read_record, read_records, results_frame
 
 pytestmark = pytest.mark.skipif(
     os.name != "posix" or not hasattr(os, "fork"), reason="needs fork and SIGKILL"

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairprune.report_text import markdown
-from fairprune.stats import MIN_SEEDS, paired_comparison, sign_flip_p_value, t_interval, verdict
-from fairprune.summaries import compare_to_baselines
+from fairprune.reporting.stats import MIN_SEEDS, paired_comparison, sign_flip_p_value, t_interval, verdict
+from fairprune.reporting.summaries import compare_to_baselines
+from fairprune.reporting.text import markdown
 
 
 def test_t_interval_by_hand() -> None:

@@ -12,10 +12,10 @@ from torch import nn
 from fairprune.config import load_config
 from fairprune.data.base import GroupData, Splits
 from fairprune.engine import Task, TrainConfig, train_weights
-from fairprune.experiment import prepare_out_dir
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.masks import get_masks, prunable_parameters
 from fairprune.pruners import build_pruner, run_pruner
+from fairprune.sweep.experiment import prepare_out_dir
 
 
 def test_bf16_autocast_bifp_prunes_exactly_and_stays_close_to_float32(dense, planted_splits):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairprune.plots import (
+from fairprune.reporting.plots import (
     CONSTRAINED_COLUMNS,
     DENSE_GID,
     plot_ablation,
@@ -20,15 +20,15 @@ from fairprune.plots import (
     plot_metric_vs_sparsity,
     plot_tradeoff,
 )
-from fairprune.report import (
+from fairprune.reporting.report import (
     HISTORY_FIELDS,
     format_summary_table,
     load_histories,
     load_results,
     write_report,
 )
-from fairprune.stats import FAIRNESS_COLUMNS
-from fairprune.summaries import summarise
+from fairprune.reporting.stats import FAIRNESS_COLUMNS
+from fairprune.reporting.summaries import summarise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = ("magnitude", "imp", "bifp", "bip", "bifp_no_mask_fairness", "bifp_no_weight_fairness")

@@ -69,7 +69,7 @@ def test_a_sweep_recorded_before_a_setting_existed_resumes(tmp_path):
     """A config.json written before a setting was added (here: fairness.confidence) resumes:
     the missing setting counts at its default; a recorded value that differs still refuses."""
     from fairprune.config import ExperimentConfig
-    from fairprune.experiment import prepare_out_dir
+    from fairprune.sweep.experiment import prepare_out_dir
 
     cfg = ExperimentConfig()
     out = tmp_path / "out"

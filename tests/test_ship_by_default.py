@@ -19,7 +19,7 @@ from fairprune.cli import main
 from fairprune.data.adapters import as_group_data
 from fairprune.export import PRUNING_KEYS, export_model, load_exported, save_model
 from fairprune.inference import predict
-from fairprune.run_choice import best_run
+from fairprune.sweep.choice import best_run
 
 
 @pytest.fixture(scope="module")

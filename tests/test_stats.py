@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairprune.stats import PairedComparison, bootstrap_ci, mean_std, paired_comparison
-from fairprune.summaries import compare_to_baselines, summarise
+from fairprune.reporting.stats import PairedComparison, bootstrap_ci, mean_std, paired_comparison
+from fairprune.reporting.summaries import compare_to_baselines, summarise
 
 
 def test_mean_std_of_one_to_four() -> None:

@@ -20,12 +20,12 @@ from fairprune.data.tabular import load_csv
 from fairprune.engine import Task, TrainConfig, stratified_subset, train_weights
 from fairprune.export import count_parameters, load_exported
 from fairprune.fairness.objective import FairnessObjective
-from fairprune.footprint import footprint
 from fairprune.inference import predict
 from fairprune.masks import prunable_parameters
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
-from fairprune.report import write_report
+from fairprune.reporting.report import write_report
+from fairprune.sweep.footprint import footprint
 from fairprune.task import resolved
 
 CONFIGS = Path(__file__).parents[1] / "configs"

@@ -3,8 +3,9 @@
     python tools/structure.py [src/fairprune]
 
 Read by the restructuring issue's note and docs/architecture.md; the targets are modules of at
-most 400 lines and functions of at most 80, and a config layer (config, methods_spec, schema,
-errors) that imports no other part of the package.
+most 400 lines and functions of at most 80, a config layer (config, methods_spec, schema,
+errors) that imports no other part of the package, and a core (everything but the two wings,
+``sweep`` and ``reporting``, and the command line above them) that imports neither wing.
 """
 
 import ast
@@ -45,3 +46,15 @@ def in_layer(module: str) -> bool:
 
 outside = sorted({m for a, m in arrows if in_layer(a) and not in_layer(m)})
 print("config layer imports outside itself:", outside or "nothing")
+WINGS = ("fairprune.sweep", "fairprune.reporting")
+TOP = ("fairprune.cli", "fairprune.__main__")  # the command line: may import anything
+
+
+def wing_of(module: str) -> str | None:
+    return next((w for w in WINGS if module == w or module.startswith(w + ".")), None)
+
+
+into_wings = sorted(f"{a} -> {m}" for a, m in arrows if not wing_of(a) and a not in TOP and wing_of(m))
+print(f"core imports of sweep or reporting: {len(into_wings)}", *into_wings, sep="\n  " if into_wings else "")
+between = sorted(f"{a} -> {m}" for a, m in arrows if wing_of(a) and wing_of(m) and wing_of(a) != wing_of(m))
+print("between the wings:", ", ".join(between) or "nothing")

@@ -26,11 +26,11 @@ from fairprune.config import config_from_dict
 from fairprune.export import load_exported
 from fairprune.fairness import certify
 from fairprune.fairness.metrics import PER_GROUP_METRICS
-from fairprune.grid import grid
 from fairprune.inference import predict
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
-from fairprune.runs import cell_splits, load_dense
+from fairprune.sweep import cell_splits, load_dense
+from fairprune.sweep.grid import grid
 
 
 def main() -> None:

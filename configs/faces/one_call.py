@@ -23,7 +23,7 @@ from torch import nn
 import fairprune
 from fairprune.batches import model_inputs
 from fairprune.config import DataConfig
-from fairprune.validation import load_splits
+from fairprune.sweep import load_splits
 
 CALLS = {
     "bifp (defaults)": {},

@@ -3,7 +3,7 @@
     python configs/faces/oscillation.py BASE OTHER [OTHER ...] [--method bifp]
 
 For each sweep, every run of ``--method`` (matched across sweeps by sparsity and seed: the same
-dense model and data) gives :func:`fairprune.convergence.oscillation` of its history — the
+dense model and data) gives :func:`fairprune.reporting.convergence.oscillation` of its history — the
 violation's standard deviation and range over the last half of the checks, the multiplier's total
 variation and maximum — and its test accuracy. Prints the mean of each per sweep, with each OTHER
 sweep's paired difference to BASE and its 95% t-interval.
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fairprune.convergence import oscillation
+from fairprune.reporting import oscillation
 
 MEASURES = ("violation_std", "violation_range", "multiplier_tv", "multiplier_max")
 

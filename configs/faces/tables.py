@@ -31,11 +31,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fairprune.convergence import oscillation
-from fairprune.cost import TWO_STAGE_METHODS
 from fairprune.fairness import METRIC_COLUMNS
-from fairprune.report import load_results
-from fairprune.report_text import certificate_line, truthy
+from fairprune.reporting import certificate_line, load_results, oscillation, truthy
+from fairprune.sweep import TWO_STAGE_METHODS
 
 METRICS = (
     "accuracy",

@@ -46,7 +46,7 @@ def _eo(pred: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
 def export(out: Path) -> None:
     """Write the default run's Adult splits (seed 0) as arrays."""
     from fairprune.config import DataConfig
-    from fairprune.validation import load_splits
+    from fairprune.sweep import load_splits
 
     splits = load_splits(DataConfig(), 0)
     arrays = {

@@ -39,9 +39,9 @@ from fairprune.data.adapters import DataInput, check_labels, read_splits
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import TrainConfig
+from fairprune.export import check_slim
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.objective import FairnessObjective
-from fairprune.footprint import check_slim
 from fairprune.inference import dense_and_pruned, predict
 from fairprune.masks import bake_masks, prunable_parameters
 from fairprune.masks import sparsity as mask_sparsity

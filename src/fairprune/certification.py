@@ -2,7 +2,7 @@
 the bound at the end, and whether what it states held on the test split.
 
 The statistics are :mod:`fairprune.fairness.certificate`'s; this module ties them to a run: the
-sweep (:mod:`fairprune.runs`) and :func:`fairprune.prune` both certify through
+sweep (:mod:`fairprune.sweep.runs`) and :func:`fairprune.prune` both certify through
 :func:`certify_predictions`, so a certificate means the same on both routes.
 """
 

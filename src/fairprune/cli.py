@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_shipping(sub: argparse._SubParsersAction) -> None:
-    """The ``export`` and ``evaluate`` subcommands (see ``fairprune.shipping``)."""
+    """The ``export`` and ``evaluate`` subcommands (see ``fairprune.sweep.shipping``)."""
     export = sub.add_parser("export", help="ship one run of a finished sweep: safetensors, model card, ONNX")
     export.add_argument("out", help="output directory of 'fairprune run'")
     export.add_argument("--method", help="method or variant label of the run (e.g. bifp)")
@@ -157,7 +157,7 @@ def format_results(frame: pd.DataFrame) -> str:
         if flag in shown:
             shown[flag] = shown[flag].map(lambda v: "yes" if str(v).lower() in ("true", "1", "1.0") else "-")
     table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    from fairprune.report_text import certificate_line  # the same sentence as report.md
+    from fairprune.reporting import certificate_line  # the same sentence as report.md
 
     lines = [line for line in (_group_line(frame), certificate_line(frame)) if line is not None]
     return "\n".join([table, *lines])
@@ -176,7 +176,7 @@ def _positive_int(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     from fairprune.config import load_config, quick, quick_changes
     from fairprune.distributed import is_main_process
-    from fairprune.experiment import run_experiment
+    from fairprune.sweep import run_experiment
 
     cfg = load_config(args.config, args.overrides)
     if args.quick:
@@ -193,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from fairprune.report import format_summary_table, write_report
+    from fairprune.reporting import format_summary_table, write_report
 
     report = write_report(args.out)
     print(format_summary_table(report.summary))
@@ -202,7 +202,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fairprune.shipping import best_in, export_run
+    from fairprune.sweep import best_in, export_run
 
     fields = ("method", "sparsity", "seed", "structure")
     choice: dict[str, Any] = {name: getattr(args, name) for name in fields}
@@ -218,7 +218,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from fairprune.shipping import evaluate_directory
+    from fairprune.sweep import evaluate_directory
 
     result = evaluate_directory(
         args.directory, data=args.data, split=args.split, tolerance=args.tolerance, model=args.model

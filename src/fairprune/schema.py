@@ -77,7 +77,7 @@ FOOTPRINT_COLUMNS: tuple[str, ...] = (
     "latency_ratio",
     "slim_max_abs_diff",
 )
-"""What the shipped model of a run costs, next to the dense one (``fairprune.footprint``)."""
+"""What the shipped model of a run costs, next to the dense one (``fairprune.sweep.footprint``)."""
 
 FOOTPRINT_HEADERS: dict[str, str] = {
     "achieved_sparsity": "sparsity achieved",
@@ -108,7 +108,7 @@ CERTIFICATE_COLUMNS: tuple[str, ...] = (
 (``claim_test``) and whether that held (``claim_holds_test``), and the certificate in words."""
 
 COST_COLUMNS: tuple[str, ...] = ("fair_test", "reference_accuracy", "iterations_to_fair", "seconds_to_fair")
-"""Read off the run histories when results are collected (``fairprune.cost``)."""
+"""Read off the run histories when results are collected (``fairprune.sweep.cost``)."""
 
 RESULT_COLUMNS: tuple[str, ...] = tuple(
     dict.fromkeys(  # fair_test is a cost column too: once, after fair

@@ -4,7 +4,7 @@ Shipping (:func:`export_model`, :func:`load_exported`) writes a directory of saf
 (dense, or bitmask + values for a model with its masks baked in), an optional ONNX file checked
 against PyTorch, and a model card (``card.json`` + ``MODEL_CARD.md``) holding the sha256 of each
 weight file. Reloading never unpickles code. ``fairprune export`` / ``fairprune evaluate`` (see
-:mod:`fairprune.shipping`) pick a model out of a finished sweep and re-check a card.
+:mod:`fairprune.sweep.shipping`) pick a model out of a finished sweep and re-check a card.
 """
 
 from fairprune.export._card import (
@@ -21,7 +21,13 @@ from fairprune.export._card import (
 )
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
-from fairprune.export._measure import count_flops, count_parameters, measure_latency
+from fairprune.export._measure import (
+    SLIM_TOLERANCE,
+    check_slim,
+    count_flops,
+    count_parameters,
+    measure_latency,
+)
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, measure_onnx_latency, onnx_outputs, write_onnx
 from fairprune.export._records import SavedModel, build_from_spec, fit_shapes, load_model, save_model
 from fairprune.export._shipped import export_model
@@ -32,6 +38,8 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "measure_latency",
+    "check_slim",
+    "SLIM_TOLERANCE",
     "measure_onnx_latency",
     "in_eval",
     "save_model",

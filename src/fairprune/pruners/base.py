@@ -55,7 +55,7 @@ class Outcome:
         outcome's counts (iterations: all spent so far, scoring passes included). ``sparsity``:
         the phase trained below the method's target (IMP's early rounds, fair_then_prune's dense
         phase) at this sparsity; its rows record it, so that they never count as a pruned model
-        (:func:`fairprune.cost.first_fair_checkpoint`)."""
+        (:func:`fairprune.sweep.cost.first_fair_checkpoint`)."""
         iterations = phase.iterations if isinstance(phase, LoopResult) else phase.train_iterations
         last = self.history[-1] if self.history else {}
         offsets = {

@@ -1,7 +1,7 @@
 """One run of the sweep's grid: the dense model of a (data cell, seed), what its runs share
 (:class:`Cell`), and a pruned run with its record (:func:`one_run`).
 
-:mod:`fairprune.experiment` drives these over the grid, in one process or in several.
+:mod:`fairprune.sweep.experiment` drives these over the grid, in one process or in several.
 """
 
 from __future__ import annotations
@@ -35,16 +35,16 @@ from fairprune.engine import Task, TrainConfig, is_trivial, train_weights
 from fairprune.export import export_model, plain, pruning_section
 from fairprune.fairness.metrics import METRIC_COLUMNS, fairness_report
 from fairprune.fairness.objective import FairnessObjective
-from fairprune.footprint import footprint
-from fairprune.grid import Job
 from fairprune.inference import evaluate, predict
 from fairprune.masks import sparsity as mask_sparsity
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
-from fairprune.run_store import set_aside
 from fairprune.schema import name_groups
-from fairprune.validation import load_splits
+from fairprune.sweep.footprint import footprint
+from fairprune.sweep.grid import Job
+from fairprune.sweep.store import set_aside
+from fairprune.sweep.validation import load_splits
 
 __all__ = [
     "Cell", "architecture", "cell_of", "cell_splits", "dense_model", "load_dense", "objective_of", "one_run",

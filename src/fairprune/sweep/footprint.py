@@ -18,16 +18,13 @@ from torch import nn
 from fairprune.batches import model_inputs
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
-from fairprune.errors import SlimMismatchError
-from fairprune.export import count_flops, count_parameters, measure_latency
+from fairprune.export import check_slim, count_flops, count_parameters, measure_latency
 from fairprune.masks import bake_masks
-from fairprune.model_io import Features, forward_logits, in_eval, rows
+from fairprune.model_io import Features, rows
 from fairprune.pruners import PruneResult
 from fairprune.schema import FOOTPRINT_COLUMNS
 
-__all__ = ["footprint", "check_slim", "SLIM_TOLERANCE", "FOOTPRINT_COLUMNS"]
-
-SLIM_TOLERANCE = 1e-4  # max |slim - masked| logit difference, relative to the logits' scale
+__all__ = ["footprint", "FOOTPRINT_COLUMNS"]
 
 
 def footprint(
@@ -70,25 +67,6 @@ def footprint(
     row["params_ratio"] = row["params"] / dense_params
     row["flops_ratio"] = row["flops"] / dense_flops
     return row, shipped
-
-
-def check_slim(shipped: nn.Module, pruned: nn.Module, batch: Features) -> float:
-    """The largest difference between the slimmed and the masked model's outputs on ``batch``
-    (eval mode).
-
-    Raises:
-        SlimMismatchError: Beyond ``SLIM_TOLERANCE`` of the outputs' scale.
-    """
-    expected = in_eval(pruned, lambda: forward_logits(pruned, batch))
-    diff = float((in_eval(shipped, lambda: forward_logits(shipped, batch)) - expected).abs().max())
-    scale = float(expected.abs().max()) + 1.0
-    if diff > SLIM_TOLERANCE * scale:
-        raise SlimMismatchError(
-            f"the slimmed model's outputs differ from the masked model's by {diff:.3g} "
-            f"(expected at most {SLIM_TOLERANCE * scale:.3g}); the model has an op that mixes "
-            "channels which the dependency graph does not know (see fairprune.structured)"
-        )
-    return diff
 
 
 def _latency(dense: nn.Module, shipped: nn.Module, batch: Features, repeats: int) -> dict[str, float]:

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fairprune import plots
 from fairprune.atomic import replace_atomically
 from fairprune.errors import CorruptRecordError, OutputDirError
-from fairprune.report_text import HOW_TO_READ, format_summary_table, markdown
-from fairprune.run_store import read_records, results_frame
+from fairprune.reporting import plots
+from fairprune.reporting.summaries import compare_to_baselines, summarise
+from fairprune.reporting.text import HOW_TO_READ, format_summary_table, markdown
 from fairprune.schema import CONTEXT_COLUMNS, DEFAULT_METRICS, OUTCOME_COLUMNS
-from fairprune.summaries import compare_to_baselines, summarise
+from fairprune.sweep import read_records, results_frame
 
 __all__ = [
     "HISTORY_FIELDS",

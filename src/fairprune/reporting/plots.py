@@ -4,7 +4,7 @@ Every function takes the results table (one row per run, the columns of ``result
 returns a ``matplotlib.figure.Figure`` built without pyplot's global state, or ``None`` when the
 results hold no data for that figure. Curves are means over seeds; shaded bands (or vertical bars
 for a single point, error bars on bar charts) are Student-t intervals of the mean
-(``fairprune.stats``; none from a single seed). The dense model is drawn as a dashed horizontal
+(``fairprune.reporting.stats``; none from a single seed). The dense model is drawn as a dashed horizontal
 line whose ``gid`` is ``DENSE_GID``; every other line is one label.
 """
 
@@ -19,8 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fairprune.methods_spec import methods_with
+from fairprune.reporting.summaries import summarise
 from fairprune.schema import CONSTRAINED_COLUMNS, FAIRNESS_COLUMNS
-from fairprune.summaries import summarise
 
 __all__ = [
     "ABLATION_METHODS",
@@ -183,7 +183,7 @@ def _grouped_bars(ax: Axes, summary: pd.DataFrame, metric: str, categories: Sequ
 def plot_iterations(results: pd.DataFrame, *, confidence: float = 0.95) -> Figure | None:
     """Training iterations to a fair model, per label and sparsity (the paper's Fig. 6): the
     ``iterations_to_fair`` of each run (first checkpoint within tau and within one point of the
-    best pruned run's accuracy, see ``fairprune.cost``), mean over the runs that reached one;
+    best pruned run's accuracy, see ``fairprune.sweep.cost``), mean over the runs that reached one;
     each bar is annotated with how many runs did.
 
     Returns ``None`` when no pruned run reached a fair model.

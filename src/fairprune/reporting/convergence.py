@@ -30,7 +30,7 @@ def oscillation(
 
     Args:
         history: A run's history rows (``violation``, ``multiplier``, ...), e.g. a run record's
-            ``history`` or :func:`fairprune.report.load_histories`' frame.
+            ``history`` or :func:`fairprune.reporting.report.load_histories`' frame.
         tail: Fraction of the checks, from the end, that the violation's measures read, in (0, 1].
 
     Raises:

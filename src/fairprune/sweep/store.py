@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from fairprune.atomic import write_atomic
-from fairprune.cost import iterations_to_fair
 from fairprune.errors import CorruptRecordError, OutputDirError
 from fairprune.schema import RECORD_KEYS, RESULT_COLUMNS
+from fairprune.sweep.cost import iterations_to_fair
 
 __all__ = [
     "check_out_dir",

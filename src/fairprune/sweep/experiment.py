@@ -1,5 +1,5 @@
 """The sweep: train the dense model once per seed, run every (variant, sparsity), record each run
-(in one process, or ``jobs`` runs at a time in worker processes; one run: :mod:`fairprune.runs`).
+(in one process, or ``jobs`` runs at a time in worker processes; one run: :mod:`fairprune.sweep.runs`).
 
 Each run writes ``OUT/runs/<run_id>.json`` atomically as soon as it finishes; ``results.csv`` is
 rebuilt (atomically) after each. A killed sweep, restarted on the same directory with the same
@@ -28,11 +28,11 @@ from fairprune.config import ExperimentConfig
 from fairprune.distributed import init_from_env, is_main_process, on_main
 from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError
-from fairprune.grid import Job, Variant, data_cells, extends, grid, variants_of
-from fairprune.run_store import claim_out_dir, collect_results, read_records
-from fairprune.runs import Cell, cell_of, cell_splits, dense_model, one_run
 from fairprune.schema import RESULT_COLUMNS
-from fairprune.validation import check_experiment
+from fairprune.sweep.grid import Job, Variant, data_cells, extends, grid, variants_of
+from fairprune.sweep.runs import Cell, cell_of, cell_splits, dense_model, one_run
+from fairprune.sweep.store import claim_out_dir, collect_results, read_records
+from fairprune.sweep.validation import check_experiment
 
 __all__ = [
     "Variant",
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_out_dir(out: Path, cfg: ExperimentConfig, *, restart: bool) -> Path | None:
-    """Check everything (see :func:`~fairprune.validation.check_experiment`), then claim ``out``:
+    """Check everything (see :func:`~fairprune.sweep.validation.check_experiment`), then claim ``out``:
     with ``restart``, move what it holds to ``OUT/replaced/<time>/`` (returned), and write
     ``config.json``. Nothing is written when a check fails."""
     check_experiment(cfg, out, restart=restart)
@@ -69,7 +69,7 @@ def run_experiment(
     """Run (or resume) the grid of ``cfg`` into ``out``; returns the results table.
 
     Everything is checked first (config, data, output directory: see
-    :func:`~fairprune.validation.check_experiment`); only then is ``out`` claimed (with
+    :func:`~fairprune.sweep.validation.check_experiment`); only then is ``out`` claimed (with
     ``restart``, its old contents moved to ``OUT/replaced/<time>/``). Records that cannot be
     read are moved to ``OUT/corrupt/`` and their runs recomputed. The dense model is trained
     once per (data cell, seed) and reused by every method.

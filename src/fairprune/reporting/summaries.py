@@ -1,6 +1,6 @@
 """Tables over a sweep's results: each metric's mean, spread and interval over the seeds of
 every (label, sparsity) cell, and every method against the baselines, paired by seed — built
-from the primitives of :mod:`fairprune.stats`.
+from the primitives of :mod:`fairprune.reporting.stats`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fairprune.schema import DEFAULT_METRICS
-from fairprune.stats import (
+from fairprune.reporting.stats import (
     mean_std,
     paired_comparison,
     t_interval,
 )
+from fairprune.schema import DEFAULT_METRICS
 
 __all__ = ["summarise", "compare_to_baselines", "COMPARISON_COLUMNS"]
 

@@ -20,13 +20,13 @@ from fairprune.data import Splits
 from fairprune.data.registry import load_dataset
 from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError, DataError
-from fairprune.grid import data_cells, extends, variants_of
 from fairprune.methods_spec import METHODS
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner
-from fairprune.run_store import check_out_dir, check_same_config
 from fairprune.schema import BINARY_METRICS
+from fairprune.sweep.grid import data_cells, extends, variants_of
+from fairprune.sweep.store import check_out_dir, check_same_config
 from fairprune.task import resolved
 
 __all__ = ["check_experiment", "load_splits", "train_config"]

@@ -26,7 +26,6 @@ from fairprune.data.adapters import as_splits
 from fairprune.data.base import Splits
 from fairprune.data.registry import IMAGE_DATASETS
 from fairprune.errors import ShippedModelError
-from fairprune.experiment import Job, grid
 from fairprune.export import (
     CARD_FILE,
     DEFAULT_TOLERANCE,
@@ -42,10 +41,11 @@ from fairprune.fairness.metrics import METRIC_COLUMNS
 from fairprune.inference import evaluate
 from fairprune.model_io import input_shape
 from fairprune.models import build_model
-from fairprune.run_choice import best_run, find_run
-from fairprune.runs import architecture
-from fairprune.stats import mean_std, t_interval
-from fairprune.validation import load_splits
+from fairprune.reporting import mean_std, t_interval
+from fairprune.sweep.choice import best_run, find_run
+from fairprune.sweep.experiment import Job, grid
+from fairprune.sweep.runs import architecture
+from fairprune.sweep.validation import load_splits
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,7 +74,7 @@ def _sweep(out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def seed_intervals(frame: pd.DataFrame, row: pd.Series) -> dict[str, Any] | None:
     """Mean, std and 95% Student-t interval of the mean over the seeds of ``row``'s (label,
-    structure, sparsity, data cell) for each test metric (:func:`fairprune.stats.t_interval`,
+    structure, sparsity, data cell) for each test metric (:func:`fairprune.reporting.stats.t_interval`,
     valid at any n >= 2, as the reports use); ``None`` with a single seed."""
     same = frame
     for key in ("label", "structure", "target", "sensitive_attribute"):
@@ -147,7 +147,7 @@ def best_in(
     structure: str | None = None,
 ) -> tuple[str, str]:
     """The run id of the most accurate pruned run within tau of the sweep in ``out`` (see
-    :func:`fairprune.run_choice.best_run`), and one line saying which it picked and why."""
+    :func:`fairprune.sweep.choice.best_run`), and one line saying which it picked and why."""
     frame, _ = _sweep(Path(out))
     row, line = best_run(frame, sparsity=sparsity, method=method, seed=seed, structure=structure)
     return str(row["run_id"]), line

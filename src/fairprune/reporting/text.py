@@ -1,6 +1,6 @@
 """The text of a report: terminal and markdown tables, sections, and how to read each plot.
 
-Pure formatting of what :mod:`fairprune.report` has computed; nothing here reads or writes files
+Pure formatting of what :mod:`fairprune.reporting.report` has computed; nothing here reads or writes files
 except the resolved configuration shown in ``report.md``.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairprune.cost import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
+from fairprune.reporting.stats import MIN_SEEDS, verdict
+from fairprune.reporting.summaries import COMPARISON_COLUMNS
 from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in
-from fairprune.stats import MIN_SEEDS, verdict
-from fairprune.summaries import COMPARISON_COLUMNS
+from fairprune.sweep import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
 
 __all__ = ["HOW_TO_READ", "FOOTPRINT", "certificate_line", "format_summary_table", "markdown", "truthy"]
 
