@@ -9,8 +9,9 @@ the sweep's confidence for every pruned run; it trains nothing.
 
     python configs/faces/claims.py runs/faces/utkface_gap_bigcert [--eps 0.02 0.03 0.05]
 
-Prints a table per method (bound median and range, runs certified at each eps, and whether the
-claim held on the test split) and writes ``claims.json`` into the sweep directory.
+Prints a table per method (bound median and range, runs certified at each eps, whether the claim
+held on the test split, and the churn: the share of certification samples on which the pruned and
+the dense model disagree, per sparsity) and writes ``claims.json`` into the sweep directory.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def main() -> None:
         splits, dense_cert, dense_test = cells[job.seed]
         model = load_exported(model_dir).model
         data = splits.certify
+        pred = predict(model, data)
         cert = certify(
-            "excess_degradation", data.y, predict(model, data), groups=data.groups, n_groups=splits.n_groups,
+            "excess_degradation", data.y, pred, groups=data.groups, n_groups=splits.n_groups,
             confidence=confidence, tolerance=max(args.eps), y_pred_dense=dense_cert,
         )  # fmt: skip
         psi = PER_GROUP_METRICS["excess_degradation"](
@@ -66,20 +68,26 @@ def main() -> None:
         )  # fmt: skip
         rows.append({"run_id": job.run_id, "method": job.variant.label, "sparsity": job.sparsity,
                      "seed": job.seed, "bound": float(cert.bound),
+                     "churn": float((pred != dense_cert).float().mean()),
                      "test_max_psi": float(np.max(psi))})  # fmt: skip
     (args.sweep / "claims.json").write_text(json.dumps(rows, indent=1))
     print(f"max_g excess degradation, certified at {confidence:.0%} on {len(splits.certify):,} samples")
     eps = " | ".join(f"≤ {e:g}" for e in args.eps)
-    print(f"| method | runs | bound: median (min–max) | {eps} | held on test |")
-    print("|---|---|---|" + "---|" * len(args.eps) + "---|")
+    print(f"| method | runs | bound: median (min–max) | {eps} | held on test | churn by sparsity: min–max |")
+    print("|---|---|---|" + "---|" * len(args.eps) + "---|---|")
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
         bounds = np.array([r["bound"] for r in mine])
         counts = [f"{int((bounds <= e).sum())}/{len(mine)}" for e in args.eps]
         held = [r for r in mine if r["bound"] <= max(args.eps)]
         ok = sum(r["test_max_psi"] <= max(args.eps) for r in held)
+        churn = ", ".join(
+            f"{s:g}: {min(c):.3f}–{max(c):.3f}"
+            for s in sorted({r["sparsity"] for r in mine})
+            if (c := [r["churn"] for r in mine if r["sparsity"] == s])
+        )
         print(f"| {method} | {len(mine)} | {np.median(bounds):.3f} ({bounds.min():.3f}–{bounds.max():.3f}) | "
-              + " | ".join(counts) + f" | {ok}/{len(held)} |")  # fmt: skip
+              + " | ".join(counts) + f" | {ok}/{len(held)} | {churn} |")  # fmt: skip
 
 
 if __name__ == "__main__":
