@@ -367,3 +367,21 @@ def test_save_rejects_a_card_that_is_not_json(tmp_path):
     with pytest.raises(ValueError, match="JSON"):
         save_model(tmp_path / "x", nn.Linear(2, 2), {}, {"bad": {1, 2}})
     assert not (tmp_path / "x" / "card.json").exists()
+
+
+def test_the_one_slim_check_refuses_nan_outputs_and_measures_the_difference():
+    """``fairprune.structured.check_slim`` is what the one call and the sweep's footprint run
+    before shipping a slimmed model: a NaN difference is a mismatch (it once passed ``diff >
+    bound`` in a second copy of this check), and an agreeing model returns its largest difference."""
+    from fairprune.errors import SlimMismatchError
+    from fairprune.structured import check_slim
+
+    masked = nn.Linear(3, 2)
+    same = copy.deepcopy(masked)
+    x = torch.randn(4, 3)
+    assert check_slim(masked, same, x) == 0.0
+    broken = copy.deepcopy(masked)
+    with torch.no_grad():
+        broken.bias.fill_(float("nan"))
+    with pytest.raises(SlimMismatchError, match="differs from the masked one by nan"):
+        check_slim(masked, broken, x)

@@ -39,7 +39,6 @@ from fairprune.data.adapters import DataInput, check_labels, read_splits
 from fairprune.data.base import GroupData, Splits
 from fairprune.distributed import init_from_env, is_main_process
 from fairprune.engine import TrainConfig
-from fairprune.export import check_slim
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import dense_and_pruned, predict
@@ -51,6 +50,7 @@ from fairprune.prunable import Prunable, coverage, select_prunable
 from fairprune.pruners import Pruner, PruneResult, build_pruner, run_pruner
 from fairprune.result import PruningResult
 from fairprune.schema import name_groups
+from fairprune.structured import check_slim
 from fairprune.task import Task, resolved
 
 __all__ = [
@@ -167,7 +167,7 @@ def _ship(engine_model: nn.Module, result: PruneResult, val: GroupData, device: 
     if result.channels is None:
         return unwrap(bake_masks(engine_model))
     slim = result.channels.slim(engine_model).to(device)
-    check_slim(slim, engine_model, model_inputs(rows(val.x, 0, 64), device))
+    check_slim(engine_model, slim, model_inputs(rows(val.x, 0, 64), device))
     bake_masks(engine_model)
     return unwrap(slim)
 

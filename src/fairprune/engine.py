@@ -299,8 +299,7 @@ def _validate(
     if constraint is None:
         row["multiplier"] = math.nan
     else:
-        violations = constraint.checked_violations(val.y, pred, val.groups, y_pred_dense=dense_pred)
-        constraint.dual_step(violations)
+        violations = constraint.update(val.y, pred, val.groups, y_pred_dense=dense_pred)
         row.update(constraint.state())
     # the task's metric, measured for every loop (enforced only by a constraint on it), so that
     # "iterations to a fair model" can be read off any method's history

@@ -22,8 +22,6 @@ from fairprune.export._card import (
 from fairprune.export._evaluate import DEFAULT_TOLERANCE, SPLIT_CHOICES, Evaluation, evaluate_exported
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE, ExportedModel, load_exported
 from fairprune.export._measure import (
-    SLIM_TOLERANCE,
-    check_slim,
     count_flops,
     count_parameters,
     measure_latency,
@@ -38,8 +36,6 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "measure_latency",
-    "check_slim",
-    "SLIM_TOLERANCE",
     "measure_onnx_latency",
     "in_eval",
     "save_model",

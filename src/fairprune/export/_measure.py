@@ -15,13 +15,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
-from fairprune.errors import SlimMismatchError
 from fairprune.masks import bake_masks
-from fairprune.model_io import Features, call_model, forward_logits, in_eval, tensors_of
+from fairprune.model_io import Features, call_model, in_eval, tensors_of
 
-__all__ = ["count_parameters", "count_flops", "measure_latency", "check_slim", "SLIM_TOLERANCE"]
-
-SLIM_TOLERANCE = 1e-4  # max |slim - masked| logit difference, relative to the logits' scale
+__all__ = ["count_parameters", "count_flops", "measure_latency"]
 
 
 def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
@@ -103,22 +100,3 @@ def measure_latency(
             lambda: call_model(model, example_input), repeats=repeats, warmup=warmup, sync=sync
         ),
     )
-
-
-def check_slim(shipped: nn.Module, pruned: nn.Module, batch: Features) -> float:
-    """The largest difference between the slimmed and the masked model's outputs on ``batch``
-    (eval mode).
-
-    Raises:
-        SlimMismatchError: Beyond ``SLIM_TOLERANCE`` of the outputs' scale.
-    """
-    expected = in_eval(pruned, lambda: forward_logits(pruned, batch))
-    diff = float((in_eval(shipped, lambda: forward_logits(shipped, batch)) - expected).abs().max())
-    scale = float(expected.abs().max()) + 1.0
-    if diff > SLIM_TOLERANCE * scale:
-        raise SlimMismatchError(
-            f"the slimmed model's outputs differ from the masked model's by {diff:.3g} "
-            f"(expected at most {SLIM_TOLERANCE * scale:.3g}); the model has an op that mixes "
-            "channels which the dependency graph does not know (see fairprune.structured)"
-        )
-    return diff

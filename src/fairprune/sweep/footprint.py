@@ -18,11 +18,12 @@ from torch import nn
 from fairprune.batches import model_inputs
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
-from fairprune.export import check_slim, count_flops, count_parameters, measure_latency
+from fairprune.export import count_flops, count_parameters, measure_latency
 from fairprune.masks import bake_masks
 from fairprune.model_io import Features, rows
 from fairprune.pruners import PruneResult
 from fairprune.schema import FOOTPRINT_COLUMNS
+from fairprune.structured import check_slim
 
 __all__ = ["footprint", "FOOTPRINT_COLUMNS"]
 
@@ -58,7 +59,7 @@ def footprint(
         row["flops"] = dense_flops  # dense kernels multiply the zeros too
     else:
         shipped = result.channels.slim(pruned).to(device).eval()
-        row["slim_max_abs_diff"] = check_slim(shipped, pruned, batch)
+        row["slim_max_abs_diff"] = check_slim(pruned, shipped, batch)
         row["channel_fraction"] = result.channels.channel_fraction
         row["params"] = count_parameters(shipped)
         row["flops"] = count_flops(shipped, one)
