@@ -17,8 +17,9 @@ store, do not import torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fairprune._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs
     from fairprune.sweep.choice import best_run, find_run
@@ -81,13 +82,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        value = getattr(import_module(_HOMES[name]), name)
-        globals()[name] = value  # resolved once
-        return value
-    raise AttributeError(f"module 'fairprune.sweep' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals(), __all__)
