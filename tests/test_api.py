@@ -304,6 +304,26 @@ def test_without_a_fairness_constraint():
     assert pruned_weights(result.model) == (120, 240)
 
 
+def test_training_settings_over_the_data_scaled_defaults():
+    """``config`` as a mapping changes the named settings and keeps the defaults scaled to the
+    data; with the dense model as teacher (``distill``) the call still prunes to the sparsity."""
+    from fairprune.budgets import train_config_for
+
+    data = {"train": tabular(200, 1), "val": tabular(100, 2)}
+    scaled = train_config_for(None, data, "cpu")
+    mine = train_config_for({"distill": 1.0, "lr": 0.01}, data, "cpu")
+    assert (mine.distill, mine.lr) == (1.0, 0.01)
+    assert (mine.batch_size, mine.eval_every, mine.eval_samples) == (
+        scaled.batch_size, scaled.eval_every, scaled.eval_samples,
+    )  # fmt: skip
+    assert scaled.batch_size == 32 and scaled.distill == 0.0
+    torch.manual_seed(0)
+    result = fairprune.prune(
+        TabularNet(6, 2), data["train"], data["val"], sparsity=0.5, config={"distill": 1.0}, **FAST
+    )
+    assert pruned_weights(result.model) == (120, 240)
+
+
 def test_per_group_constraint_against_the_dense_model():
     torch.manual_seed(0)
     train, val = tabular(300, 1), tabular(150, 2)
@@ -465,6 +485,17 @@ BAD = {
         r"Sequential has no prunable parameters; expected at least one Linear",
     ),
     "unknown device": (_bad(device="gpu0"), ValueError, r"device must be 'auto' or a torch device name"),
+    "unknown training setting": (
+        _bad(config={"distil": 1.0}),
+        ValueError,
+        r"config: expected training settings among \[.*'distill'.*\]; received \['distil'\]",
+    ),
+    "device in the training settings": (
+        _bad(config={"device": "cpu"}),
+        ValueError,
+        r"config: expected training settings among .*; received \['device'\]",
+    ),
+    "training setting out of range": (_bad(config={"distill": -1.0}), ValueError, r"train.distill"),
     "unknown method": (_bad(method="lottery"), ValueError, r"unknown method 'lottery'; expected one of"),
     "group thresholds": (
         NOT_POSTPROCESS,

@@ -208,7 +208,7 @@ def prune(
     device: str = "auto",
     inplace: bool = False,
     progress: bool = True,
-    config: TrainConfig | None = None,
+    config: TrainConfig | Mapping[str, Any] | None = None,
     fairness_settings: Mapping[str, Any] | None = None,
     certify: float | str = FAIRNESS_DEFAULTS.certify,
     certify_fraction: float = FAIRNESS_DEFAULTS.certify_fraction,
@@ -244,7 +244,9 @@ def prune(
         inplace: Prune ``model`` itself (default: a copy; ``model`` is left as it was). With
             ``structure="channel"`` ``model`` keeps zeroed channels and the slim model is new.
         progress: Show progress bars (tqdm).
-        config: Training settings (default: batches and validation checks scaled to the data).
+        config: Training settings: a :class:`~fairprune.config.TrainConfig`, or a mapping of
+            its fields (e.g. ``{"distill": 1.0}``) over the default, whose batches and
+            validation checks are scaled to the data.
         fairness_settings: How the constraint is held, by the field names of
             :class:`~fairprune.fairness.FairnessObjective` (e.g. ``{"dual_step": 2.0,
             "controller": "nupi", "kp": 1.0}``); the rest keep its defaults.
@@ -314,7 +316,7 @@ def _prune(
     seed: int,
     inplace: bool,
     progress: bool,
-    config: TrainConfig | None,
+    config: TrainConfig | Mapping[str, Any] | None,
     method_params: dict[str, Any],
     certify: float | str,
     certify_fraction: float,

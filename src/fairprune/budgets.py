@@ -4,6 +4,8 @@ as passes over the training set, the batch size and the validation checks."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from fairprune.data.base import GroupData
 from fairprune.engine import TrainConfig
@@ -51,18 +53,31 @@ def default_budgets(method: str, n_train: int) -> dict[str, int]:
     }
 
 
-def train_config_for(config: TrainConfig | None, data: dict[str, GroupData], device: str) -> TrainConfig:
-    """``config`` on ``device``, or by default batches of 256 (at most an eighth of the data, at
+def train_config_for(
+    config: TrainConfig | Mapping[str, Any] | None, data: dict[str, GroupData], device: str
+) -> TrainConfig:
+    """``config`` on ``device``; by default batches of 256 (at most an eighth of the data, at
     least 32) and validation checks every 25 iterations scaled like the budgets (at least 5), on
-    at most 4096 validation samples."""
-    if config is not None:
+    at most 4096 validation samples — with a mapping's settings (e.g. ``{"distill": 1.0}``) in
+    place of those defaults.
+
+    Raises:
+        ValueError: For a mapping key that is not a training setting (or is ``device``, which
+            :func:`fairprune.prune` takes as its own argument), or an out-of-range value.
+    """
+    if isinstance(config, TrainConfig):
         return dataclasses.replace(config, device=device)
     n_train, n_val = len(data["train"]), len(data["val"])
     scale = min(1.0, max(MIN_BUDGET_SCALE, n_train / REFERENCE_TRAIN_SIZE))
-    return TrainConfig(
+    scaled = TrainConfig(
         batch_size=default_batch(n_train),
         eval_every=max(5, round(25 * scale)),
         eval_samples=0 if n_val <= _VAL_CHECK_SAMPLES else _VAL_CHECK_SAMPLES,
         threads=0,
         device=device,
     )
+    settings = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "device"]
+    unknown = sorted(set(config or {}) - set(settings))
+    if unknown:
+        raise ValueError(f"config: expected training settings among {settings}; received {unknown}")
+    return dataclasses.replace(scaled, **dict(config or {}))
