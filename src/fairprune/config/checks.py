@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from fairprune.config.sections import (
     BOUNDED_METRICS,
     CERTIFIABLE_METRICS,
-    IMAGE_DATASETS,
     MARGIN_METRICS,
     PER_GROUP_METRICS,
     TABULAR_DATASETS,
@@ -24,6 +23,7 @@ from fairprune.config.sections import (
     TrainConfig,
     config_error,
 )
+from fairprune.datasets_spec import dataset_spec
 from fairprune.errors import ConfigError
 from fairprune.methods_spec import DENSE, METHODS, params_model
 
@@ -181,13 +181,16 @@ def validate_sections(cfg: ExperimentConfig) -> None:
         )
     if abs(sum(d.fractions) - 1.0) > 1e-6:
         raise ConfigError(f"data.fractions: expected three fractions summing to 1; got {list(d.fractions)}")
-    if d.name in IMAGE_DATASETS and d.root is None:
-        raise ConfigError(f"data.root: image dataset {d.name!r} needs the folder that holds it; got None")
-    if d.name in ("csv", "image_csv") and d.path is None:
+    spec = dataset_spec(d.name)
+    if spec.needs_root and d.root is None:
+        raise ConfigError(
+            f"data.root: {spec.kind} dataset {d.name!r} needs the folder that holds it; got None"
+        )
+    if spec.needs_path and d.path is None:
         raise ConfigError(f"data.path: dataset {d.name!r} needs the CSV file; got None")
-    if d.name == "csv" and d.target is None and not cfg.targets:
-        raise ConfigError("data.target: dataset 'csv' needs the target column; got None")
-    if d.categorical and d.name not in TABULAR_DATASETS:
+    if spec.needs_target and d.target is None and not cfg.targets:
+        raise ConfigError(f"data.target: dataset {d.name!r} needs the target column; got None")
+    if d.categorical and spec.kind != "tabular":
         raise ConfigError(
             f"data.categorical: applies to tabular data ({list(TABULAR_DATASETS)}); got it for {d.name!r}"
         )

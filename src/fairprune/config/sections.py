@@ -14,13 +14,15 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
+from fairprune.datasets_spec import DATASETS as CATALOG
+from fairprune.datasets_spec import names_of_kind
 from fairprune.errors import ConfigError, validation_message
 from fairprune.methods_spec import METHODS
 from fairprune.schema import CONSTRAINED_COLUMNS
 
-TABULAR_DATASETS = ("adult", "compas", "german", "law", "csv")
-IMAGE_DATASETS = ("celeba", "lfw", "utkface", "fairface", "image_csv")
-DATASETS = (*TABULAR_DATASETS, *IMAGE_DATASETS)
+TABULAR_DATASETS = names_of_kind("tabular")
+IMAGE_DATASETS = names_of_kind("image")
+DATASETS = tuple(CATALOG)  # the data catalog's names (fairprune.datasets_spec)
 """Every ``data.name`` (``fairprune.data.registry.dataset_names()``; a test holds them equal)."""
 MODELS = ("mlp", "resnet10", "resnet18", "resnet50", "mobilenet_v2", "vit_small")
 """Every ``model.name`` (the keys of ``fairprune.models.MODELS``)."""

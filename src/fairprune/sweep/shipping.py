@@ -24,7 +24,7 @@ from torch import nn
 from fairprune.config import DataConfig, ExperimentConfig, config_from_dict
 from fairprune.data.adapters import as_splits
 from fairprune.data.base import Splits
-from fairprune.data.registry import IMAGE_DATASETS
+from fairprune.datasets_spec import dataset_spec
 from fairprune.errors import ShippedModelError
 from fairprune.export import (
     CARD_FILE,
@@ -234,11 +234,12 @@ def _data_config(card: dict[str, Any], data: str | None) -> tuple[DataConfig, in
         return config_from_dict({"data": table}).data, seed, False
     base = dict(source["config"]) if source else {"name": "csv"}
     names = card.get("data", {})
-    if base["name"] in IMAGE_DATASETS and base["name"] != "image_csv":
+    location = dataset_spec(base["name"]).location
+    if location == "root":
         base["root"] = str(path)  # the same loader on another folder
-    elif base["name"] == "csv":
+    elif location == "path":
         base["path"] = str(path)
-    else:  # a built-in or image_csv data set: the user's file through the generic CSV loader
+    else:  # a packaged table or image_csv: the user's file through the generic CSV loader
         base = {"name": "csv", "path": str(path), "fractions": base.get("fractions", (0.7, 0.15, 0.15))}
     if base.get("target") is None:
         base["target"] = names.get("target")

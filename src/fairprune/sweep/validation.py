@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from fairprune.config import IMAGE_DATASETS, DataConfig, ExperimentConfig, upgraded
+from fairprune.config import DataConfig, ExperimentConfig, upgraded
 from fairprune.data import Splits
 from fairprune.data.registry import load_dataset
+from fairprune.datasets_spec import dataset_spec
 from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError, DataError
 from fairprune.methods_spec import METHODS
@@ -55,24 +56,27 @@ def load_splits(d: DataConfig, seed: int) -> Splits:
         kwargs["target"] = d.target
     if d.sensitive_attribute is not None:
         kwargs["sensitive_attribute"] = d.sensitive_attribute
-    if d.name in IMAGE_DATASETS:
-        if d.name == "image_csv":  # a CSV (data.path) naming images under data.root
-            kwargs.update(csv_path=d.path, image_root=d.root)
+    spec = dataset_spec(d.name)
+    if spec.location == "path_and_root":  # a CSV (data.path) naming images under data.root
+        kwargs.update(csv_path=d.path, image_root=d.root)
+    elif spec.location == "root":
+        kwargs["root"] = d.root
+    else:  # a packaged table (path None) or a CSV file
+        kwargs["path"] = d.path
+    if not spec.own_split:  # data.fractions, unless data.params names the image loader's own
+        if spec.kind == "tabular":
+            kwargs["fractions"] = d.fractions
         else:
-            kwargs["root"] = d.root
-        if d.name == "utkface":  # no official split: data.fractions as for tables
             kwargs.setdefault("fractions", d.fractions)
-    else:
-        kwargs.update(fractions=d.fractions, path=d.path)
-        if d.categorical:
-            kwargs["categorical"] = list(d.categorical)
+    if d.categorical:
+        kwargs["categorical"] = list(d.categorical)
     where = d.name + (f" ({d.path})" if d.path else f" ({d.root})" if d.root else "")
     try:
         return load_dataset(d.name, **kwargs)
     except (ValueError, TypeError, KeyError, OSError, pd.errors.ParserError) as err:
         hint = ""
         default = DataConfig().sensitive_attribute
-        if d.name in IMAGE_DATASETS and d.sensitive_attribute == default and str(default) in str(err):
+        if spec.kind == "image" and d.sensitive_attribute == default and str(default) in str(err):
             hint = f" (data.sensitive_attribute is {default!r} when not set, Adult's; name one of {d.name}'s)"
         raise DataError(f"data {where}, seed {seed}: {err}{hint}") from None
 
@@ -132,7 +136,7 @@ def check_experiment(cfg: ExperimentConfig, out: Path, *, restart: bool) -> Trai
     train = train_config(cfg)
     _check_pruners(cfg)
     for data, _ in data_cells(cfg):
-        seeds = cfg.seeds[:1] if data.name in IMAGE_DATASETS else cfg.seeds
+        seeds = cfg.seeds[:1] if dataset_spec(data.name).kind == "image" else cfg.seeds
         for seed in seeds:
             splits = load_splits(data, seed)
             if seed == seeds[0]:
