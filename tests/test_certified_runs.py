@@ -240,6 +240,8 @@ def test_a_sweep_records_each_runs_certificate_and_whether_its_claim_held_on_tes
         assert row["claim_holds_test"] == (row["claim_test"] <= 0.3 + 1e-12)
         assert ("NOT certified" in row["certificate"]) == (not row["certified"])
     assert "certified: V(pruned) - V(dense) <= 0.3 with 90% confidence" in printed
+    # the per-group claim beside it: a bound on every run, 0 measured for the dense model itself
+    assert frame["degradation_bound"].between(0, 1).all() and dense["degradation_test"] == 0.0
     assert "violation_bound" in printed.splitlines()[-6] or "violation_bound" in printed
     record = (out / "runs" / "bifp__s0.5__seed0.json").read_text()
     assert '"selection":' in record
@@ -390,3 +392,25 @@ def test_certify_is_the_function_of_the_certificate_module() -> None:
     from fairprune.fairness import certificate
 
     assert certify is certificate.certify
+
+
+def test_the_per_group_bound_of_identical_predictions_by_hand() -> None:
+    """``degradation_bound`` with the pruned predictions equal to the dense ones: no discordant
+    sample, so ``max_g UB(R_g) - LB(R) = max_g (1 - a^(1/n_g)) + (1 - a^(1/n))`` with
+    ``a = alpha / (2G + 2)`` (one-sided Clopper-Pearson bounds at 0 successes)."""
+    from fairprune.certification import degradation_bound
+    from fairprune.data.base import GroupData
+    from fairprune.fairness.objective import FairnessObjective
+
+    groups = torch.tensor([0] * 300 + [1] * 100 + [2] * 50)
+    y = torch.arange(450) % 2
+    pred = torch.where(torch.arange(450) % 7 == 0, 1 - y, y)
+    data = GroupData(torch.zeros(450, 1), y, groups)
+    objective = FairnessObjective("accuracy_gap", 0.1, certify=0.95, slack=0.02)
+    a = 0.05 / (2 * 3 + 2)
+    by_hand = (1 - a ** (1 / 50)) + (1 - a ** (1 / 450))
+    assert degradation_bound(objective, data, pred, pred, 3) == pytest.approx(by_hand, rel=1e-9)
+    worse = pred.clone()
+    worse[400:420] = 1 - y[400:420]  # group 2 loses some of what it had right
+    assert degradation_bound(objective, data, worse, pred, 3) > by_hand + 0.1
+

@@ -122,6 +122,20 @@ def certify_predictions(
     )  # fmt: skip
 
 
+def degradation_bound(
+    objective: FairnessObjective, data: GroupData, pred: Tensor, dense_pred: Tensor, n_groups: int
+) -> float:
+    """The per-group claim beside a run's certificate: an upper confidence bound, at the
+    objective's level on the same certification samples, of ``max_g psi_g`` — how much more
+    accuracy the worst-hit group lost to pruning than the average (``excess_degradation``).
+    It is a statement of its own at that level (with the certificate, both hold at ``2c - 1``)."""
+    cert = certify(
+        "excess_degradation", data.y, pred, groups=data.groups, n_groups=n_groups,
+        confidence=objective.certify, tolerance=objective.slack, y_pred_dense=dense_pred,
+    )  # fmt: skip
+    return float(cert.bound)
+
+
 def claim_value(
     objective: FairnessObjective, data: GroupData, pred: Tensor, dense_pred: Tensor, n_groups: int
 ) -> float:

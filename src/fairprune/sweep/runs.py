@@ -24,6 +24,7 @@ from fairprune.certification import (
     claim_holds,
     claim_value,
     confidence_of,
+    degradation_bound,
     hold_out,
     resolve_tau,
     with_certification,
@@ -33,7 +34,7 @@ from fairprune.data import Splits
 from fairprune.distributed import is_main_process, on_main
 from fairprune.engine import Task, TrainConfig, is_trivial, train_weights
 from fairprune.export import export_model, plain, pruning_section
-from fairprune.fairness.metrics import METRIC_COLUMNS, fairness_report
+from fairprune.fairness.metrics import METRIC_COLUMNS, PER_GROUP_METRICS, fairness_report
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import evaluate, predict
 from fairprune.masks import sparsity as mask_sparsity
@@ -249,11 +250,19 @@ def _certificate(objective: FairnessObjective, cell: Cell, model: nn.Module, pos
     cert = certify_predictions(objective, splits.certify, pred, cell.dense_cert_pred, splits.n_groups)
     test_pred = predict(model, splits.test, device=device, postprocessor=post)
     value = claim_value(objective, splits.test, test_pred, cell.dense_test_pred, splits.n_groups)
+    psi = PER_GROUP_METRICS["excess_degradation"](
+        splits.test.y, test_pred, groups=splits.test.groups, y_pred_dense=cell.dense_test_pred,
+        n_groups=splits.n_groups,
+    )  # fmt: skip
     return {
         **cert.to_row(),
-        "certificate": cert.describe(splits.group_names),
         "claim_test": value,
         "claim_holds_test": claim_holds(objective, value),
+        "degradation_bound": degradation_bound(
+            objective, splits.certify, pred, cell.dense_cert_pred, splits.n_groups
+        ),
+        "degradation_test": float(psi.max()),
+        "certificate": cert.describe(splits.group_names),
     }
 
 
