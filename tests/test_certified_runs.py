@@ -354,12 +354,14 @@ def test_prune_returns_its_certificate_and_says_which_state_it_returned(api_mode
     assert result.selection is not None and "validation accuracy" in result.selection
     assert "certificate: " in repr(result) and "returned: " in repr(result)
     assert "fairprune.prune returned" in caplog.text and "accuracy gap" in caplog.text
+    assert result.degradation_bound is not None and 0 < result.degradation_bound <= 1
+    assert f"no group lost more than {result.degradation_bound:.3f}" in repr(result)
     # the same call with certify=0 reads all of val and has no certificate
     off = fairprune.prune(
         model, train, val, sparsity=0.5, fairness="accuracy_gap", progress=False, certify=0,
         steps=20, finetune_steps=10,
     )  # fmt: skip
-    assert off.certificate is None
+    assert off.certificate is None and off.degradation_bound is None
 
 
 def test_prune_refuses_bad_certification_arguments(api_model_and_data) -> None:

@@ -28,7 +28,7 @@ from fairprune.budgets import (
 )
 from fairprune.certification import (
     AUTO,
-    certify_predictions,
+    certify_models,
     confidence_of,
     hold_out,
     resolve_tau,
@@ -346,7 +346,7 @@ def _prune(
     shipped = _ship(work, outcome, splits.val, resolved)
     bar = tqdm(data.items(), desc="final metrics", disable=not progress, leave=False)
     metrics = {name: _metrics(dense, shipped, split, names, resolved) for name, split in bar}
-    certificate = _certify(objective, splits, dense, shipped, resolved)
+    certificate, degradation = certify_models(objective, splits, dense, shipped, resolved)
     _log_outcome(outcome.selection, certificate, names)
     for plain in (shipped, unwrap(work)):  # the result, and the input model when inplace
         plain.to(home).train(training)
@@ -370,19 +370,9 @@ def _prune(
         group_names=names,
         channel_fraction=None if outcome.channels is None else outcome.channels.channel_fraction,
         certificate=certificate,
+        degradation_bound=degradation,
         selection=outcome.selection,
     )
-
-
-def _certify(
-    objective: FairnessObjective | None, splits: Splits, dense: nn.Module, shipped: nn.Module, device: str
-) -> Certificate | None:
-    """The returned model's certificate on the held-out certification split (read here once)."""
-    if objective is None or objective.certify == 0.0 or splits.certify is None:
-        return None
-    pred = predict(shipped, splits.certify, device=device)
-    dense_pred = predict(dense, splits.certify, device=device)
-    return certify_predictions(objective, splits.certify, pred, dense_pred, splits.n_groups)
 
 
 def _log_outcome(selection: str | None, certificate: Certificate | None, names: Sequence[str]) -> None:

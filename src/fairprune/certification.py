@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import math
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from fairprune.data._once import warn_once
 from fairprune.data.base import GroupData, Splits
@@ -20,6 +20,7 @@ from fairprune.errors import DataError
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certificate, cell_sizes, certify
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.objective import FairnessObjective
+from fairprune.inference import predict
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,20 @@ def degradation_bound(
         confidence=objective.certify, tolerance=objective.slack, y_pred_dense=dense_pred,
     )  # fmt: skip
     return float(cert.bound)
+
+
+def certify_models(
+    objective: FairnessObjective | None, splits: Splits, dense: nn.Module, pruned: nn.Module, device: str
+) -> tuple[Certificate | None, float | None]:
+    """The certificate of a pruned model on the certification split (read here once) and the
+    per-group bound beside it (:func:`degradation_bound`); ``(None, None)`` without a constraint,
+    with ``certify=0`` or without a certification split."""
+    if objective is None or objective.certify == 0.0 or splits.certify is None:
+        return None, None
+    pred = predict(pruned, splits.certify, device=device)
+    dense_pred = predict(dense, splits.certify, device=device)
+    certificate = certify_predictions(objective, splits.certify, pred, dense_pred, splits.n_groups)
+    return certificate, degradation_bound(objective, splits.certify, pred, dense_pred, splits.n_groups)
 
 
 def claim_value(

@@ -58,6 +58,9 @@ class PruningResult:
             says it in words, ``certificate.certified`` whether it holds.
         selection: Which training state was returned, and why (``None``: the method does not
             choose among states).
+        degradation_bound: Beside the certificate, on the same samples at the same level: an
+            upper bound of how much more accuracy the worst-hit group lost to pruning than the
+            average (``excess_degradation``; ``None`` without a certificate).
     """
 
     model: nn.Module
@@ -78,6 +81,7 @@ class PruningResult:
     certificate: Certificate | None = None
     selection: str | None = None
     achieved_sparsity_all: float | None = None
+    degradation_bound: float | None = None
     coverage: Coverage | None = field(default=None, repr=False)
 
     def metrics_frame(self) -> pd.DataFrame:
@@ -104,6 +108,12 @@ class PruningResult:
             lines.append(f"  coverage: {self.coverage.describe(shown=3)}")
         if self.certificate is not None:
             lines.append(f"  certificate: {self.certificate.describe(self.group_names)}")
+        if self.degradation_bound is not None and self.certificate is not None:
+            level = f"{100 * self.certificate.confidence:g}%"
+            lines.append(
+                f"  per group: no group lost more than {self.degradation_bound:.3f} accuracy beyond the "
+                f"average loss, with {level} confidence on the same samples"
+            )
         if self.selection is not None:
             lines.append(f"  returned: {self.selection}")
         lines += [f"  {split}: {self._split_line(per)}" for split, per in self.metrics.items()]
