@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from fairprune.errors import FairpruneError
-from fairprune.schema import group_names_in
+from fairprune.schema import FLAG_COLUMNS, group_names_in, is_yes
 
 __all__ = ["main"]
 
@@ -131,10 +131,6 @@ def _add_shipping(sub: argparse._SubParsersAction) -> None:
     )
 
 
-_FLAGS = ("fair", "certified", "trivial")
-"""Yes/no columns, shown as ``yes`` / ``-`` so that the exceptions stand out."""
-
-
 def _group_line(frame: pd.DataFrame) -> str | None:
     """``"groups of race: White, Black, ..."`` from the per-group columns, when they are named."""
     groups = group_names_in(frame.columns)
@@ -153,9 +149,9 @@ def format_results(frame: pd.DataFrame) -> str:
     if "structure" in cols and frame["structure"].nunique() < 2:
         cols.remove("structure")  # says nothing when every run has the same
     shown = frame[cols].copy()
-    for flag in _FLAGS:
+    for flag in FLAG_COLUMNS:
         if flag in shown:
-            shown[flag] = shown[flag].map(lambda v: "yes" if str(v).lower() in ("true", "1", "1.0") else "-")
+            shown[flag] = shown[flag].map(lambda v: "yes" if is_yes(v) else "-")
     table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
     from fairprune.reporting import certificate_line  # the same sentence as report.md
 

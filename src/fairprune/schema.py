@@ -159,6 +159,16 @@ RECORD_KEYS: tuple[str, ...] = ("run_id", "config", "result", "history", "select
 """Keys of a run record ``runs/<run_id>.json``; ``result`` is one row of ``results.csv``;
 ``selection`` says which state the run returned and why (absent in older records)."""
 
+FLAG_COLUMNS: tuple[str, ...] = ("fair", "certified", "trivial")
+"""Yes/no columns the terminal table shows as ``yes`` / ``-`` (so that the exceptions stand out)."""
+
+
+def is_yes(value: Any) -> bool:
+    """A yes/no value as read back from ``results.csv``: ``True``, ``"True"``, ``1`` (a missing
+    value is no)."""
+    return str(value).lower() in ("true", "1", "1.0")
+
+
 GROUP_ACCURACY = "group_accuracy_"
 """Prefix of a group's test accuracy column, followed by the group's name."""
 GROUP_SIZE = "group_size_"

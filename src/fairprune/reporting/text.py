@@ -15,7 +15,7 @@ import pandas as pd
 
 from fairprune.reporting.stats import MIN_SEEDS, verdict
 from fairprune.reporting.summaries import COMPARISON_COLUMNS
-from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in
+from fairprune.schema import FOOTPRINT_HEADERS, GROUP_ACCURACY, GROUP_SIZE, group_names_in, is_yes
 from fairprune.sweep import ACCURACY_SLACK, TWO_STAGE_METHODS, iterations_ratio
 
 __all__ = ["HOW_TO_READ", "FOOTPRINT", "certificate_line", "format_summary_table", "markdown", "truthy"]
@@ -139,7 +139,7 @@ FOOTPRINT = FOOTPRINT_HEADERS  # results column: header in report.md
 
 def truthy(values: pd.Series) -> pd.Series:
     """A yes/no column as read back from ``results.csv`` (bools, strings or 0/1) as booleans."""
-    return values.map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+    return values.map(is_yes)
 
 
 def certificate_line(frame: pd.DataFrame) -> str | None:

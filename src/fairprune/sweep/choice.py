@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fairprune.errors import ShippedModelError
+from fairprune.schema import is_yes
 
 __all__ = ["find_run", "best_run"]
 
@@ -67,7 +68,7 @@ def find_run(
 
 def _yes(column: pd.Series) -> pd.Series:
     """A yes/no column as booleans (``True``, ``"True"``, ``1``; a missing value is no)."""
-    return column.map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+    return column.map(is_yes)
 
 
 def _sparsities(rows: pd.DataFrame) -> str:
