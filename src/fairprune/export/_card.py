@@ -59,6 +59,7 @@ PRUNING_KEYS = (
     "fair",
     "certified",
     "violation_bound",
+    "degradation_bound",
     "certificate",
     "train_iterations",
     "dense_train_iterations",
@@ -225,6 +226,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             lines.append(f"- **{label}**: {_fmt(pruning[key])}")
     if pruning:
         lines.append(f"- **Outcome**: {outcome(pruning)}")
+    if pruning.get("degradation_bound") is not None:
+        lines.append(
+            f"- **Per group**: no group lost more than {_fmt(pruning['degradation_bound'])} accuracy beyond "
+            "the average loss (upper bound, same certification samples and level)"
+        )
     lines += [
         f"- **Sparsity of the prunable weights**: {_fmt(foot.get('sparsity', math.nan))}",
         f"- **Parameters**: {foot.get('params')} stored, {foot.get('nonzero_params')} non-zero "

@@ -30,6 +30,7 @@ def result_pruning(result: PruningResult) -> dict[str, Any]:
             "tolerance": result.tolerance,
             "fair": result.feasible,
             **({} if cert is None else {"certified": cert.certified, "violation_bound": cert.bound}),
+            "degradation_bound": result.degradation_bound,
             "certificate": None if cert is None else cert.describe(result.group_names),
             "train_iterations": result.train_iterations,
             "wall_seconds": result.wall_seconds,
