@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def test_run_then_export_then_evaluate_with_the_default_config(sweep, tmp_path, 
     card = json.loads((shipped / "card.json").read_text())
     bifp = pruned[pruned["label"] == "bifp"].iloc[0]
     assert card["pruning"]["method"] == "bifp" and card["pruning"]["fair"] == bool(bifp["fair"])
+    if not math.isnan(bifp.get("degradation_bound", math.nan)):  # the per-group claim travels with the model
+        assert card["pruning"]["degradation_bound"] == pytest.approx(bifp["degradation_bound"])
     assert card["metrics"]["test"]["pruned"]["accuracy"] == pytest.approx(bifp["accuracy"], abs=1e-12)
     saved = json.loads((sweep / "models" / bifp["run_id"] / "card.json").read_text())
     assert list(saved["pruning"]) == list(card["pruning"]) == list(PRUNING_KEYS)  # one card format
@@ -154,6 +157,7 @@ def test_export_model_takes_a_pruning_result_and_writes_the_same_card(sweep, tmp
         "fair": result.feasible,
     }
     assert card["pruning"]["tolerance"] == result.tolerance and card["pruning"]["sparsity"] == 0.5
+    assert card["pruning"]["degradation_bound"] == result.degradation_bound
     assert card["footprint"]["sparsity"] == result.achieved_sparsity == 0.5
     pruned = result.metrics["test"]["pruned"]
     assert card["metrics"]["test"]["pruned"]["accuracy"] == pruned["accuracy"]
