@@ -61,7 +61,8 @@ def test_a_loop_validates_and_returns_the_averaged_weights(planted_splits: Split
     with torch.no_grad():
         plain[0].weight.fill_(expected)
     pred = plain(planted_splits.val.x).argmax(-1)
-    assert result.history[0]["val_accuracy"] == pytest.approx(float((pred == planted_splits.val.y).float().mean()))
+    accuracy = float((pred == planted_splits.val.y).float().mean())
+    assert result.history[0]["val_accuracy"] == pytest.approx(accuracy)
 
 
 def test_average_is_a_checked_train_setting():

@@ -241,7 +241,7 @@ def test_a_sweep_records_each_runs_certificate_and_whether_its_claim_held_on_tes
         assert ("NOT certified" in row["certificate"]) == (not row["certified"])
     assert "certified: V(pruned) - V(dense) <= 0.3 with 90% confidence" in printed
     # the per-group claim beside it: a bound on every run, 0 measured for the dense model itself
-    assert frame["degradation_bound"].between(0, 1).all() and dense["degradation_test"] == 0.0
+    assert frame["degradation_bound"].between(0, 1).all() and dense["excess_degradation"] == 0.0
     assert "violation_bound" in printed.splitlines()[-6] or "violation_bound" in printed
     record = (out / "runs" / "bifp__s0.5__seed0.json").read_text()
     assert '"selection":' in record
@@ -415,4 +415,3 @@ def test_the_per_group_bound_of_identical_predictions_by_hand() -> None:
     worse = pred.clone()
     worse[400:420] = 1 - y[400:420]  # group 2 loses some of what it had right
     assert degradation_bound(objective, data, worse, pred, 3) > by_hand + 0.1
-

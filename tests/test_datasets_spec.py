@@ -41,7 +41,8 @@ def test_unknown_names_and_missing_locations_are_one_line_errors():
         dataset_spec("mnist")
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; expected one of"):
         load_dataset("mnist")
-    with pytest.raises(ValueError, match=r"data.root: image dataset 'utkface' needs the folder that holds it"):
+    root = r"data.root: image dataset 'utkface' needs the folder that holds it"
+    with pytest.raises(ValueError, match=root):
         config_from_dict({"data": {"name": "utkface"}})
     with pytest.raises(ValueError, match=r"data.path: dataset 'image_csv' needs the CSV file"):
         config_from_dict({"data": {"name": "image_csv", "root": "x"}})

@@ -147,8 +147,16 @@ def certify_models(
         return None, None
     pred = predict(pruned, splits.certify, device=device)
     dense_pred = predict(dense, splits.certify, device=device)
-    certificate = certify_predictions(objective, splits.certify, pred, dense_pred, splits.n_groups)
-    return certificate, degradation_bound(objective, splits.certify, pred, dense_pred, splits.n_groups)
+    return certify_with_groups(objective, splits.certify, pred, dense_pred, splits.n_groups)
+
+
+def certify_with_groups(
+    objective: FairnessObjective, data: GroupData, pred: Tensor, dense_pred: Tensor, n_groups: int
+) -> tuple[Certificate, float]:
+    """:func:`certify_predictions` and the :func:`degradation_bound` beside it, on the same
+    certification samples: what every certified run states, in the sweep and the one call."""
+    certificate = certify_predictions(objective, data, pred, dense_pred, n_groups)
+    return certificate, degradation_bound(objective, data, pred, dense_pred, n_groups)
 
 
 def claim_value(

@@ -102,15 +102,14 @@ CERTIFICATE_COLUMNS: tuple[str, ...] = (
     "claim_test",
     "claim_holds_test",
     "degradation_bound",
-    "degradation_test",
     "certificate",
 )
 """A run's fairness certificate on the held-out certification split
 (``fairness.certificate.Certificate.to_row``), what it bounds measured on the test split
 (``claim_test``) and whether that held (``claim_holds_test``), the per-group claim beside it
 (``degradation_bound``: an upper bound at the same level of how much more accuracy the worst-hit
-group lost than the average, ``certification.degradation_bound``; ``degradation_test``: that
-value on the test split), and the certificate in words."""
+group lost than the average, ``certification.degradation_bound``, whose value on the test split
+is the row's ``excess_degradation``), and the certificate in words."""
 
 COST_COLUMNS: tuple[str, ...] = ("fair_test", "reference_accuracy", "iterations_to_fair", "seconds_to_fair")
 """Read off the run histories when results are collected (``fairprune.sweep.cost``)."""
