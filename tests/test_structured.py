@@ -2,11 +2,13 @@ import copy
 import json
 import math
 
+import time
+
 import pytest
 import torch
 from torch import nn
 
-from fairprune.export import count_flops, count_parameters, load_model, measure_latency, save_model
+from fairprune.export import count_flops, count_parameters, load_model, measure_latency, paired_latency, save_model
 from fairprune.masks import apply_masks, bake_masks, get_masks, prunable_parameters, sparsity
 from fairprune.models import build_model
 from fairprune.structured import (
@@ -321,6 +323,28 @@ def test_latency_is_a_positive_float_and_restores_train_mode():
     assert model.training and model[1].num_batches_tracked == 0
     with pytest.raises(ValueError, match=r"need repeats >= 1 and warmup >= 0, got repeats=0, warmup=1"):
         measure_latency(model, torch.randn(8, 4), repeats=0, warmup=1)
+
+
+class _Sleeper(nn.Module):
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return x
+
+
+def test_paired_latency_times_the_two_models_in_turns_and_gives_their_ratio():
+    dense, shipped = _Sleeper(0.004), _Sleeper(0.001)
+    timed = paired_latency(dense, shipped, torch.randn(2, 3), repeats=6)
+    assert set(timed) == {"latency_ms", "latency_dense_ms", "latency_ratio"}
+    assert timed["latency_ratio"] == pytest.approx(timed["latency_ms"] / timed["latency_dense_ms"])
+    assert 3.9 < timed["latency_dense_ms"] < 8 and 0.9 < timed["latency_ms"] < 4
+    assert timed["latency_ratio"] < 0.6
+    assert dense.calls == shipped.calls == 2 * (3 + 3)  # two turns of 3 warm-up + 3 timed passes
 
 
 def test_onnx_latency_times_the_exported_model(tmp_path):

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "run_loop",
     "train_weights",
     "make_optimizer",
+    "lr_schedulers",
     "CheckpointSelector",
     "clipped_step",
     "train_inputs",
@@ -193,6 +194,30 @@ def clipped_step(optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
     optimizer.step()
 
 
+def lr_schedulers(
+    optimizers: Sequence[torch.optim.Optimizer],
+    config: TrainConfig,
+    steps: int,
+    span: tuple[int, int] | None = None,
+) -> list[torch.optim.lr_scheduler.LRScheduler]:
+    """The learning-rate schedulers of a loop of ``steps`` steps over ``optimizers``, each to be
+    stepped once after every step: none for ``train.lr_schedule = "constant"``; for
+    ``"cosine"``, the loop's step ``i`` (from 0) runs at ``0.5 (1 + cos(pi (start + i) / total))``
+    times each optimizer's set rate, where ``span = (start, total)`` places the loop within a
+    schedule over several loops (the phases of one method; default ``(0, steps)``: the loop
+    alone, from the full rate to close to 0)."""
+    if config.lr_schedule == "constant":
+        return []
+    start, total = (0, steps) if span is None else span
+    if start < 0 or start + steps > total:
+        raise ValueError(f"a loop of {steps} steps from step {start} does not fit a schedule of {total}")
+
+    def cosine(i: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(start + i, total) / total))
+
+    return [torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) for optimizer in optimizers]
+
+
 StepFn = Callable[[Callable[[], GroupData]], tuple[float, int]]
 
 
@@ -205,9 +230,14 @@ def run_loop(
     constraint: Constraint | None,
     desc: str,
     selector: CheckpointSelector | None = None,
+    optimizers: Sequence[torch.optim.Optimizer] = (),
+    schedule_span: tuple[int, int] | None = None,
 ) -> LoopResult:
     """Run ``steps`` calls of ``step_fn``, validating every ``eval_every`` steps (the averaged
-    weights, with ``train.average``: :class:`~fairprune.averaging.WeightAverage`).
+    weights, with ``train.average``: :class:`~fairprune.averaging.WeightAverage`). The learning
+    rates of ``optimizers`` (those ``step_fn`` steps) follow ``train.lr_schedule`` over the
+    ``steps``, or over ``schedule_span`` when the loop is one phase of several
+    (:func:`lr_schedulers`).
 
     ``step_fn(next_batch) -> (loss, iterations)`` does one update. At each validation the
     exact violation feeds the constraint's dual step, a history row is logged (with the
@@ -228,11 +258,14 @@ def run_loop(
     prev_masks = get_masks(model)
     running = math.nan
     average = WeightAverage(model, cfg.average) if cfg.average > 0 else None
+    schedulers = lr_schedulers(optimizers, cfg, steps, schedule_span)
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not task.progress, leave=False)
     for step in bar:
         loss, iters = step_fn(lambda: next(batches))
         result.iterations += iters
+        for scheduler in schedulers:
+            scheduler.step()
         if average is not None:
             average.update()
         if not math.isfinite(loss):
@@ -344,10 +377,12 @@ def train_weights(
     desc: str = "train",
     selector: CheckpointSelector | None = None,
     fairness_weight: float = 1.0,
+    schedule_span: tuple[int, int] | None = None,
 ) -> LoopResult:
     """Train the weights (masks fixed) on ``CE + fairness_weight * [fairness term]`` for ``steps``
     iterations. With a ``constraint`` its violation is measured at every validation (for the
-    dual step and checkpoint selection) also when ``fairness_weight`` is 0."""
+    dual step and checkpoint selection) also when ``fairness_weight`` is 0. ``schedule_span``:
+    see :func:`run_loop`."""
     prepare_model(model, task.train)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], task.train, lr)
     net = wrap_ddp(model)  # under torchrun: the weights' gradients averaged over the ranks
@@ -359,4 +394,7 @@ def train_weights(
         clipped_step(optimizer, task.train)
         return float(loss.detach()), 1
 
-    return run_loop(model, task, steps, step_fn, constraint=constraint, desc=desc, selector=selector)
+    return run_loop(
+        model, task, steps, step_fn, constraint=constraint, desc=desc, selector=selector,
+        optimizers=[optimizer], schedule_span=schedule_span,
+    )  # fmt: skip

@@ -195,6 +195,11 @@ class TrainConfig:
             averages over about ``h`` iterations): every validation check (the dual step,
             checkpoint selection) reads the averaged weights, and a state chosen there is
             what the loop returns (:class:`fairprune.averaging.WeightAverage`).
+        lr_schedule: ``"constant"``: every loop trains at ``lr`` (and BiFP's scores at their
+            ``mask_lr``) throughout; ``"cosine"``: each loop (dense training, fine-tuning, BiFP's
+            bi-level phase and its fine-tuning) anneals its learning rates from their set values
+            to 0 along a half cosine over its steps (Loshchilov & Hutter 2017), so that the model
+            settles and the last validation checks compare nearly the same state.
     """
 
     batch_size: Positive = 256
@@ -214,6 +219,7 @@ class TrainConfig:
     distill: NonNegative = 0.0
     distill_temperature: PositiveFloat = 1.0
     average: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
 
 @_one_line_errors("export.")

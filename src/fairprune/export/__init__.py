@@ -25,6 +25,7 @@ from fairprune.export._measure import (
     count_flops,
     count_parameters,
     measure_latency,
+    paired_latency,
 )
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, measure_onnx_latency, onnx_outputs, write_onnx
 from fairprune.export._records import SavedModel, build_from_spec, fit_shapes, load_model, save_model
@@ -36,6 +37,7 @@ __all__ = [
     "count_parameters",
     "count_flops",
     "measure_latency",
+    "paired_latency",
     "measure_onnx_latency",
     "in_eval",
     "save_model",

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fairprune.masks import bake_masks
 from fairprune.model_io import Features, call_model, in_eval, tensors_of
 
-__all__ = ["count_parameters", "count_flops", "measure_latency"]
+__all__ = ["count_parameters", "count_flops", "measure_latency", "paired_latency"]
 
 
 def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
@@ -100,3 +100,23 @@ def measure_latency(
             lambda: call_model(model, example_input), repeats=repeats, warmup=warmup, sync=sync
         ),
     )
+
+
+def paired_latency(
+    dense: nn.Module, shipped: nn.Module, example_input: Features, *, repeats: int = 10
+) -> dict[str, float]:
+    """The shipped and the dense model's latency on ``example_input``, timed in turns (each
+    twice, ``repeats // 2`` passes a turn), so that load on a shared machine hits both; the
+    medians of each model's turns are averaged. The one timing protocol of a sweep's footprint
+    columns and of a model card.
+
+    Returns:
+        ``latency_ms``, ``latency_dense_ms`` and ``latency_ratio`` (shipped / dense).
+    """
+    half = max(1, repeats // 2)
+    dense_s, shipped_s = [], []
+    for _ in range(2):
+        dense_s.append(measure_latency(dense, example_input, repeats=half))
+        shipped_s.append(measure_latency(shipped, example_input, repeats=half))
+    d, s = sum(dense_s) / 2, sum(shipped_s) / 2
+    return {"latency_ms": 1000 * s, "latency_dense_ms": 1000 * d, "latency_ratio": s / d}

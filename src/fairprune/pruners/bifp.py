@@ -141,11 +141,13 @@ class BiFP(PrunerBase):
             return float(loss.detach()), 1
 
         step_fn = alternating if self.schedule == "alternating" else joint
+        total = self.steps + self.finetune_steps  # the learning-rate schedule spans both phases
         selector = selector_for(constraint, task.train)
         try:
             loop = run_loop(
-                model, task, self.steps, step_fn, constraint=constraint, desc="bifp", selector=selector
-            )
+                model, task, self.steps, step_fn, constraint=constraint, desc="bifp", selector=selector,
+                optimizers=[weight_opt, sparsifier.optimizer], schedule_span=(0, total),
+            )  # fmt: skip
         finally:
             sparsifier.finalize()  # stop recording g; gates (of the chosen state) -> channel masks
         outcome.add(loop)
@@ -159,6 +161,7 @@ class BiFP(PrunerBase):
                     fairness_weight=self.weight_fairness,
                     desc="bifp finetune",
                     selector=selector,
+                    schedule_span=(self.steps, total),  # one schedule over both phases
                 )
             )
             space.finalize(model)  # the chosen state may be from the bi-level phase

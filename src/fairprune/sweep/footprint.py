@@ -18,9 +18,9 @@ from torch import nn
 from fairprune.batches import model_inputs
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
-from fairprune.export import count_flops, count_parameters, measure_latency
+from fairprune.export import count_flops, count_parameters, paired_latency
 from fairprune.masks import bake_masks
-from fairprune.model_io import Features, rows
+from fairprune.model_io import rows
 from fairprune.pruners import PruneResult
 from fairprune.schema import FOOTPRINT_COLUMNS
 from fairprune.structured import check_slim
@@ -64,19 +64,7 @@ def footprint(
         row["params"] = count_parameters(shipped)
         row["flops"] = count_flops(shipped, one)
         if export.latency:
-            row.update(_latency(dense.to(device), shipped, batch, export.latency_repeats))
+            row.update(paired_latency(dense.to(device), shipped, batch, repeats=export.latency_repeats))
     row["params_ratio"] = row["params"] / dense_params
     row["flops_ratio"] = row["flops"] / dense_flops
     return row, shipped
-
-
-def _latency(dense: nn.Module, shipped: nn.Module, batch: Features, repeats: int) -> dict[str, float]:
-    """Dense and shipped timed in turns (twice each), so that load on a shared machine hits
-    both; the ratio of the mean medians is reported."""
-    half = max(1, repeats // 2)
-    dense_s, shipped_s = [], []
-    for _ in range(2):
-        dense_s.append(measure_latency(dense, batch, repeats=half))
-        shipped_s.append(measure_latency(shipped, batch, repeats=half))
-    d, s = sum(dense_s) / 2, sum(shipped_s) / 2
-    return {"latency_ms": 1000 * s, "latency_dense_ms": 1000 * d, "latency_ratio": s / d}
