@@ -213,3 +213,20 @@ def test_prune_with_embeddings_chosen_prunes_them_to_the_exact_target():
     assert result.achieved_sparsity_all == 114 / 554
     assert "attn.in_proj_weight" in result.coverage.dense
     assert int((result.model.embed.weight == 0).sum()) >= int((result.masks["embed.weight"] == 0).sum())
+
+
+@pytest.mark.parametrize("method", ["bifp", "magnitude", "prune_then_fair"])
+def test_prune_keeps_the_users_choice_of_weights_for_every_method(method):
+    """``prunable=`` reaches the method's own update: BiFP's sparsifier once reset it to the
+    default, masking every Linear although one was chosen."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=gen)
+    data = (x, (x[:, 0] > 0).long(), (x[:, 1] > 0).long())
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    result = fairprune.prune(
+        model, data, data, sparsity=0.5, method=method, prunable=["2.weight"], config={"eval_every": 5}, **FAST
+    )
+    assert list(result.masks) == ["2.weight"]
+    assert int((result.masks["2.weight"] == 0).sum()) == 64
+    assert set(result.coverage.dense) >= {"0.weight", "4.weight"}

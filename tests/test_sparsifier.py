@@ -1,5 +1,6 @@
-"""BiFP in the user's own loop: BiFPSparsifier equals the harness's bifp, resumes, runs under
-autocast, and bakes a plain model; the stratified sampler equals the harness's batches."""
+"""Methods in the user's own loop: BiFPSparsifier equals the harness's bifp, resumes, runs under
+autocast, and bakes a plain model; ScoreSparsifier equals the harness's prune-then-fair; the
+stratified sampler equals the harness's batches."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from fairprune.masks import get_masks
 from fairprune.models import build_model
 from fairprune.pruners import build_pruner, run_pruner
 from fairprune.pruners.bifp_update import BiFPSparsifier
+from fairprune.pruners.importance import SnipImportance
+from fairprune.pruners.space import WeightSpace
+from fairprune.pruners.sparsifier import FairSparsifier, ScoreSparsifier
 from fairprune.samplers import StratifiedBatchSampler
 
 BATCH = 64
@@ -43,7 +47,7 @@ def _loader(splits: Splits, seed: int = 0) -> DataLoader:
 def user_loop(
     model: nn.Module,
     splits: Splits,
-    sparsifier: BiFPSparsifier,
+    sparsifier: FairSparsifier,
     steps: int,
     *,
     alternating: bool = True,
@@ -333,3 +337,90 @@ def test_gradient_accumulation_records_the_full_batch_g(small_dense, planted_spl
     for name, move in moves[0].items():
         assert float(move.abs().max()) > 0
         torch.testing.assert_close(moves[1][name], move, rtol=1e-4, atol=1e-7)
+
+
+# --- the score-once methods in the user's loop (ScoreSparsifier) ---------------------------------
+
+
+def _score_harness(
+    dense: nn.Module, splits: Splits, objective: FairnessObjective, steps: int, eval_every: int
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    model = copy.deepcopy(dense)
+    config = TrainConfig(batch_size=BATCH, lr=0.05, weight_decay=5e-4, grad_clip=1.0, eval_every=eval_every)
+    result = run_pruner(
+        build_pruner("prune_then_fair", finetune_steps=steps), model, 0.8, Task(splits, objective, config, seed=0)
+    )
+    return model, result.history
+
+
+def test_score_sparsifier_in_a_user_loop_is_the_harness_prune_then_fair(small_dense, planted_splits):
+    """Penalty mode, one validation at the end: the harness's prune-then-fair (magnitude masks,
+    then fine-tuning under the constraint) and the plain loop driving ScoreSparsifier are the same
+    computation, masks and weights bit for bit."""
+    objective = FairnessObjective("equalized_odds", 0.02, mode="penalty", penalty_weight=2.0)
+    harness_model, _ = _score_harness(small_dense, planted_splits, objective, 30, 30)
+    model = copy.deepcopy(small_dense)
+    sparsifier = ScoreSparsifier(0.8, Constraint(objective, 2))
+    sparsifier.prepare(model)
+    initial = get_masks(model)
+    user_loop(model, planted_splits, sparsifier, 30, alternating=False)
+    masks = get_masks(model)
+    assert all(torch.equal(masks[k], initial[k]) for k in initial)  # fixed while fine-tuning
+    assert sum(int((m == 0).sum()) for m in masks.values()) == round(0.8 * (25 * 16 + 16 * 8 + 8 * 2))
+    for (name, p), q in zip(model.state_dict().items(), harness_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_score_sparsifier_multipliers_equal_the_harness_lagrangian(small_dense, planted_splits):
+    objective = FairnessObjective("equalized_odds", 0.01, mode="lagrangian", dual_step=5.0)
+    _, history = _score_harness(small_dense, planted_splits, objective, 30, 10)
+    model = copy.deepcopy(small_dense)
+    sparsifier = ScoreSparsifier(0.8, Constraint(objective, 2))
+    sparsifier.prepare(model)
+    multipliers = user_loop(model, planted_splits, sparsifier, 30, alternating=False, eval_every=10)
+    expected = [row["multiplier"] for row in history]
+    assert len(expected) == 3 and expected[-1] > 0
+    assert multipliers == pytest.approx(expected, rel=0, abs=1e-12)
+    state = sparsifier.state_dict()
+    fresh = ScoreSparsifier(0.8, Constraint(objective, 2))
+    fresh.prepare(copy.deepcopy(small_dense))
+    fresh.load_state_dict(state)
+    assert fresh.constraint is not None and fresh.constraint.multiplier == multipliers[-1]
+
+
+def test_score_sparsifier_criteria_and_its_plain_model(small_dense, planted_splits):
+    x = planted_splits.test.x
+    by_seed = []
+    for seed in (3, 3, 4):
+        model = copy.deepcopy(small_dense)
+        sparsifier = ScoreSparsifier(0.5, importance="random")
+        sparsifier.prepare(model, seed=seed)
+        by_seed.append(get_masks(model))
+    assert all(torch.equal(by_seed[0][k], by_seed[1][k]) for k in by_seed[0])
+    assert any(not torch.equal(by_seed[0][k], by_seed[2][k]) for k in by_seed[0])
+    model = copy.deepcopy(small_dense)
+    sparsifier = ScoreSparsifier(0.5)  # magnitude: the smallest |theta| go
+    sparsifier.prepare(model)
+    weights = torch.cat([small_dense.get_parameter(n).detach().abs().flatten() for n in get_masks(model)])
+    kept = torch.cat([m.flatten() for m in get_masks(model).values()]).bool()
+    assert float(weights[kept].min()) >= float(weights[~kept].max())
+    with torch.no_grad():
+        masked = model(x)
+    plain = sparsifier.squash_mask()
+    assert not parametrize.is_parametrized(plain)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), masked, rtol=0, atol=0)
+    assert sparsifier.fairness_term(masked, planted_splits.test.y, planted_splits.test.groups).item() == 0.0
+
+
+def test_score_sparsifier_bad_use_is_a_clear_error(small_dense):
+    with pytest.raises(ValueError, match=r"unknown importance 'snip'; expected one of \('magnitude'"):
+        ScoreSparsifier(0.5, importance="snip")
+    with pytest.raises(ValueError, match="importance='fpgm' ranks filters; expected structure='channel'"):
+        ScoreSparsifier(0.5, importance="fpgm")
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\); received 1.0"):
+        ScoreSparsifier(1.0)
+    with pytest.raises(RuntimeError, match=r"call ScoreSparsifier.prepare\(model\) first"):
+        ScoreSparsifier(0.5).step()
+    with pytest.raises(ValueError, match="SNIP scores from training batches; expected a task"):
+        SnipImportance()(small_dense, WeightSpace("global"), None)

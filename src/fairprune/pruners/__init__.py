@@ -22,6 +22,7 @@ from fairprune.pruners.imp import IMP, imp_schedule
 from fairprune.pruners.oneshot import Dense, Fpgm, Magnitude, RandomPruner, Snip
 from fairprune.pruners.postprocess import PostProcess
 from fairprune.pruners.space import ChannelSelection
+from fairprune.pruners.sparsifier import FairSparsifier, ScoreSparsifier
 from fairprune.pruners.two_stage import FairThenPrune, PruneThenFair
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "run_pruner",
     "BiFP",
     "BiFPSparsifier",
+    "FairSparsifier",
+    "ScoreSparsifier",
     "Ceag",
     "PostProcess",
     "IMP",

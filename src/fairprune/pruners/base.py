@@ -25,6 +25,7 @@ from fairprune.masks import Masks, get_masks
 from fairprune.methods_spec import SPACE_DEFAULTS, check_params
 from fairprune.pruners.importance import Importance
 from fairprune.pruners.space import ChannelSelection, ChannelSpace, Scores, Space, WeightSpace
+from fairprune.pruners.sparsifier import ScoreSparsifier
 
 __all__ = [
     "PrunerBase",
@@ -144,12 +145,15 @@ def prune_and_finetune(
     objective: FairnessObjective | None = None,
 ) -> Outcome:
     """Mask the lowest scores in ``space``, then fine-tune the weights (with the fairness term
-    if ``fair``: the task's objective, or ``objective`` when given)."""
-    space.apply(model, scores, sparsity)
+    if ``fair``: the task's objective, or ``objective`` when given): the loop update a user's
+    loop drives (:class:`~fairprune.pruners.sparsifier.ScoreSparsifier`), driven by the
+    harness's loop."""
+    constraint = task.constraint(objective) if fair and finetune_steps > 0 else None
+    sparsifier = ScoreSparsifier(sparsity, constraint)
+    sparsifier.prepare(model, scores=scores, space=space)
     outcome = Outcome(space=space)
     if finetune_steps > 0:
-        constraint = task.constraint(objective) if fair else None
-        outcome.add(train_weights(model, task, finetune_steps, constraint=constraint, desc=desc))
+        outcome.add(train_weights(model, task, finetune_steps, constraint=sparsifier.constraint, desc=desc))
     return outcome
 
 

@@ -12,7 +12,9 @@ optimiser and the fairness constraint (its multiplier) — and nothing of the lo
     sparsifier.squash_mask()                   # a plain model: masks baked in (or slimmed)
 
 The harness's ``bifp`` pruner (:class:`~fairprune.pruners.bifp.BiFP`) is one such loop; a user's
-plain PyTorch loop and a DDP loop are others. The score update (BiP's, Zhang et al. 2022)::
+plain PyTorch loop and a DDP loop are others. What every method's loop update shares (the
+constraint's dual step, ``fairness_term``, ``squash_mask``) is
+:class:`~fairprune.pruners.sparsifier.FairSparsifier`'s. The score update (BiP's, Zhang et al. 2022)::
 
     g = d loss / d(m * theta)          # recorded on the masks during backward (summed over
                                        # micro-batches; averaged over ranks like DDP's gradients)
@@ -29,24 +31,21 @@ Each of these gives the same numbers as the plain path (``tests/test_hot_path.py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, overload
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.adam import adam as functional_adam
 
-from fairprune.batches import model_inputs
-from fairprune.data.base import GroupData
-from fairprune.distributed import all_gather_cat, all_reduce_mean_, is_distributed, unwrap
+from fairprune.distributed import all_reduce_mean_, is_distributed
 from fairprune.fairness.constraints import Constraint
-from fairprune.inference import classes_of
-from fairprune.masks import MaskSlots, bake_masks, prunable_parameters
+from fairprune.masks import MaskSlots, prunable_parameters
 from fairprune.methods_spec import check_params
-from fairprune.model_io import Features, forward_logits
-from fairprune.prunable import Coverage, Prunable, coverage, select_prunable
-from fairprune.pruners.space import ChannelSpace, Scores, Space, WeightSpace
+from fairprune.model_io import Features
+from fairprune.prunable import Prunable
+from fairprune.pruners.space import Scores, Space
+from fairprune.pruners.sparsifier import FairSparsifier
 
 __all__ = ["BiFPSparsifier", "SCORE_INITS", "initial_scores"]
 
@@ -64,7 +63,7 @@ def initial_scores(model: nn.Module, space: Space, init: str, seed: int) -> Scor
     return space.random(model, generator, "normal" if init == "random" else "uniform")
 
 
-class BiFPSparsifier:
+class BiFPSparsifier(FairSparsifier):
     """BiFP's mask scores, their Adam optimiser and the fairness constraint, driven by any loop.
 
     Args:
@@ -77,8 +76,9 @@ class BiFPSparsifier:
         structure: ``"unstructured"`` (a score per weight) or ``"channel"`` (a score per channel).
         scope: ``"global"`` or ``"layer"`` top-k (unstructured only).
         prunable: Which weights may be pruned (names or patterns, layer types, or a predicate;
-            see :func:`fairprune.prunable.select_prunable`); ``None``: every supported weight
-            but embeddings. :attr:`coverage` names what is left dense after :meth:`prepare`.
+            see :func:`fairprune.prunable.select_prunable`); ``None``: a choice already recorded
+            on the model (``fairprune.prune``'s), else every supported weight but embeddings.
+            :attr:`coverage` names what is left dense after :meth:`prepare`.
     """
 
     def __init__(
@@ -94,18 +94,13 @@ class BiFPSparsifier:
         scope: str = "global",
         prunable: Prunable = None,
     ) -> None:
-        if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1); received {sparsity}")
+        super().__init__(sparsity, constraint, structure=structure, scope=scope, prunable=prunable)
         given = {"gamma": gamma, "mask_lr": mask_lr, "structure": structure, "scope": scope}
         check_params("bifp", {**given, "mask_fairness": mask_fairness, "weight_fairness": weight_fairness})
-        self.sparsity, self.constraint = sparsity, constraint
         self.mask_lr, self.gamma = mask_lr, gamma
         self.mask_fairness, self.weight_fairness = mask_fairness, weight_fairness
-        self.structure, self.scope, self.prunable = structure, scope, prunable
-        self.coverage: Coverage | None = None
         self.steps = 0
         self._upper = False  # inside an alternating step's closure
-        self._model: nn.Module | None = None
 
     def prepare(
         self,
@@ -128,15 +123,8 @@ class BiFPSparsifier:
             example_input: One input batch (a tensor, or a dict / tuple of tensors), to trace the
                 channel groups and check the slimmed model (``structure="channel"``).
         """
-        module = unwrap(model)
-        select_prunable(module, self.prunable)
-        self.coverage = coverage(module)
-        if space is None and self.structure == "channel":
-            if example_input is None:
-                raise ValueError("structure='channel' needs example_input= (one input batch, for tracing)")
-            space = ChannelSpace(module, example_input)
-        elif space is None:
-            space = WeightSpace(self.scope)
+        module = self._attach(model, space, example_input)
+        space = self.space
         if scores is None:
             scores = initial_scores(module, space, init, seed)
         # unit RMS over all scores: keeps the global ranking, makes mask_lr scale-free
@@ -160,30 +148,14 @@ class BiFPSparsifier:
         self.optimizer = torch.optim.Adam(
             params, lr=self.mask_lr, fused=fused, foreach=None if fused else True
         )
-        self.space, self._model = space, module
         space.apply(module, dict(self.scores), self.sparsity, gate=True)
         self._slots = MaskSlots(module)  # the hot path: theta, m and g as flat vectors
         self._slots.capture(True)
 
     @property
-    def model(self) -> nn.Module:
-        """The prepared model (unwrapped from DDP)."""
-        if self._model is None:
-            raise RuntimeError("call BiFPSparsifier.prepare(model) first")
-        return self._model
-
-    @property
     def fairness_weight(self) -> float:
         """lambda of the level being trained: lambda_m inside :meth:`step`'s closure, else lambda_w."""
         return self.mask_fairness if self._upper else self.weight_fairness
-
-    def fairness_term(self, logits: Tensor, y: Tensor, groups: Tensor) -> Tensor:
-        """The fairness term to add to the loss: ``lambda * c * Phi`` (``c``: the penalty weight
-        or the multiplier), float32; under ``torchrun``, Phi of the global batch. A zero without a
-        constraint."""
-        if self.constraint is None:
-            return logits.float().sum() * 0.0
-        return self.constraint.term(logits, y, groups, weight=self.fairness_weight)
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -259,64 +231,17 @@ class BiFPSparsifier:
         self.space.apply(self.model, dict(self.scores), self.sparsity, gate=True, slots=slots)
         self.steps += 1
 
-    @torch.no_grad()
-    def update_multiplier(
-        self, loader: Iterable[Any] | GroupData, *, y_pred_dense: Tensor | None = None
-    ) -> float:
-        """The dual step of the constraint from the exact metric of the model's predictions on
-        ``loader`` (batches ``(x, y, groups)``, or one in-memory split; under ``torchrun``, each
-        rank's shard, gathered).
-
-        Returns:
-            The exact violation (NaN without a constraint, which then is a no-op).
-        """
-        model = self.model
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        parts: list[tuple[Tensor, Tensor, Tensor]] = []
-        batches = [(loader.x, loader.y, loader.groups)] if isinstance(loader, GroupData) else loader
-        for batch in batches:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
-                raise ValueError(
-                    "update_multiplier expects batches (x, y, groups) from its loader (or a GroupData "
-                    f"split); received a {type(batch).__name__}"
-                )
-            x, y, groups = batch
-            logits = forward_logits(model, model_inputs(x, str(device))).float().cpu()
-            pred = classes_of(logits)
-            parts.append((torch.as_tensor(y).long().cpu(), pred, torch.as_tensor(groups).long().cpu()))
-        model.train(was_training)
-        if not parts:
-            raise ValueError("update_multiplier received an empty loader; expected (x, y, groups) batches")
-        y, pred, groups = (all_gather_cat(torch.cat(p)) for p in zip(*parts, strict=True))
-        if self.constraint is None:
-            return float("nan")
-        return float(np.max(self.constraint.update(y, pred, groups, y_pred_dense=y_pred_dense)))
-
     def finalize(self) -> None:
         """Stop recording ``g`` and turn channel gates into full channel masks (masks stay on)."""
-        model = self.model
         self._slots.capture(False)
-        self.space.finalize(model)
-
-    def squash_mask(self, *, slim: bool = False) -> nn.Module:
-        """The pruned model as a plain ``nn.Module``: masks baked into the weights (in place), or
-        for ``structure="channel"`` with ``slim``, a new smaller model without the removed channels."""
-        self.finalize()
-        if slim:
-            selection = self.space.selection(self.model)
-            if selection is None:
-                raise ValueError("slim=True needs structure='channel'; unstructured masks are baked in")
-            return selection.slim(self.model)
-        return bake_masks(self.model)
+        super().finalize()
 
     def state_dict(self) -> dict[str, Any]:
         """Scores, their optimiser's state, the constraint's multipliers and the step count."""
         return {
             "scores": {n: s.detach().clone() for n, s in self.scores.items()},
             "optimizer": self.optimizer.state_dict(),
-            "constraint": None if self.constraint is None else self.constraint.state_dict(),
+            "constraint": self._constraint_state(),
             "steps": self.steps,
         }
 
@@ -326,10 +251,7 @@ class BiFPSparsifier:
             raise ValueError(
                 f"sparsifier state has scores for {sorted(state['scores'])}; expected {sorted(self.scores)}"
             )
-        if (state["constraint"] is None) != (self.constraint is None):
-            raise ValueError("sparsifier state and this sparsifier disagree on having a constraint")
-        if self.constraint is not None:  # first: it checks its state before changing anything
-            self.constraint.load_state_dict(state["constraint"])
+        self._load_constraint_state(state["constraint"])  # first: it checks before changing anything
         with torch.no_grad():
             for name, score in self.scores.items():
                 score.copy_(state["scores"][name])

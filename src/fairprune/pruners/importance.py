@@ -51,14 +51,15 @@ SNIP_BATCHES = 4  # training batches SNIP scores are summed over (each one itera
 
 class Importance(Protocol):
     """A pruning criterion: ``importance(model, space, task)`` scores every unit of ``space``
-    at ``model``'s current weights (higher: kept first)."""
+    at ``model``'s current weights (higher: kept first). A criterion read off the weights takes
+    ``task=None`` (a user's loop has no task); one that reads training batches needs the task."""
 
     @property
     def passes(self) -> int:
         """Training iterations the scoring spends (0 for a criterion read off the weights)."""
         ...
 
-    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores: ...
+    def __call__(self, model: nn.Module, space: Space, task: Task | None) -> Scores: ...
 
 
 @dataclass(frozen=True)
@@ -68,19 +69,27 @@ class MagnitudeImportance:
 
     passes: ClassVar[int] = 0
 
-    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores:
+    def __call__(self, model: nn.Module, space: Space, task: Task | None) -> Scores:
         return space.magnitude(model)
 
 
 @dataclass(frozen=True)
 class RandomImportance:
-    """``U(0, 1)`` per unit, drawn from a generator seeded with the task's seed (the same
-    scores for the same seed, whatever the global random state)."""
+    """``U(0, 1)`` per unit, drawn from a generator seeded with ``seed`` (default: the task's
+    seed): the same scores for the same seed, whatever the global random state.
+
+    Attributes:
+        seed: The generator's seed (``None``: the task's).
+    """
 
     passes: ClassVar[int] = 0
+    seed: int | None = None
 
-    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores:
-        return space.random(model, torch.Generator().manual_seed(task.seed))
+    def __call__(self, model: nn.Module, space: Space, task: Task | None) -> Scores:
+        if self.seed is None and task is None:
+            raise ValueError("RandomImportance needs a seed: RandomImportance(seed=...) or a task")
+        seed = self.seed if self.seed is not None else task.seed  # type: ignore[union-attr]
+        return space.random(model, torch.Generator().manual_seed(seed))
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,9 @@ class SnipImportance:
     def passes(self) -> int:
         return self.n_batches
 
-    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores:
+    def __call__(self, model: nn.Module, space: Space, task: Task | None) -> Scores:
+        if task is None:
+            raise ValueError("SNIP scores from training batches; expected a task (in a loop: pass scores=)")
         return space.pool(snip_scores(model, task, self.n_batches))
 
 
@@ -110,7 +121,7 @@ class FpgmImportance:
 
     passes: ClassVar[int] = 0
 
-    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores:
+    def __call__(self, model: nn.Module, space: Space, task: Task | None) -> Scores:
         if not isinstance(space, ChannelSpace):
             raise TypeError(f"FPGM scores filters; expected a ChannelSpace, got {type(space).__name__}")
         return fpgm_channel_scores(model, space.groups)
@@ -131,7 +142,7 @@ class SurvivorsFirst:
     def passes(self) -> int:
         return self.inner.passes
 
-    def __call__(self, model: nn.Module, space: Space, task: Task) -> Scores:
+    def __call__(self, model: nn.Module, space: Space, task: Task | None) -> Scores:
         return space.survivors_first(model, self.inner(model, space, task))
 
 
