@@ -225,7 +225,14 @@ def test_prune_keeps_the_users_choice_of_weights_for_every_method(method):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
     result = fairprune.prune(
-        model, data, data, sparsity=0.5, method=method, prunable=["2.weight"], config={"eval_every": 5}, **FAST
+        model,
+        data,
+        data,
+        sparsity=0.5,
+        method=method,
+        prunable=["2.weight"],
+        config={"eval_every": 5},
+        **FAST,
     )
     assert list(result.masks) == ["2.weight"]
     assert int((result.masks["2.weight"] == 0).sum()) == 64

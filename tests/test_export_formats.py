@@ -165,7 +165,7 @@ def test_a_slimmed_resnet10_matches_in_onnxruntime_and_reloads_from_its_card(tmp
     assert card["footprint"]["params"] < 0.6 * card["footprint"]["dense_params"]
     assert card["footprint"]["flops"] < card["footprint"]["dense_flops"]
     foot = card["footprint"]  # timed as the sweep times its footprint columns: in turns
-    assert foot["latency_ratio"] == pytest.approx(foot["latency_ms"] / foot["dense_latency_ms"])
+    assert foot["latency_ratio"] == pytest.approx(foot["latency_ms"] / foot["latency_dense_ms"])
     fresh = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = slimmed(fresh)

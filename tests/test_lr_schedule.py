@@ -103,13 +103,17 @@ def test_cosine_settles_the_weights_at_the_end_of_a_loop(planted_splits: Splits,
             snapshots.append(torch.cat([p.detach().flatten().clone() for p in model.parameters()]))
             return float(loss.detach()), 1
 
-        task = Task(planted_splits, None, TrainConfig(batch_size=64, eval_every=1000, lr_schedule=schedule), 0)
+        task = Task(
+            planted_splits, None, TrainConfig(batch_size=64, eval_every=1000, lr_schedule=schedule), 0
+        )
         run_loop(model, task, 200, step_fn, constraint=None, desc="t", optimizers=[optimizer])
         moved[schedule] = float((snapshots[-1] - snapshots[159]).norm())
     assert moved["cosine"] < 0.2 * moved["constant"], moved
 
 
-def test_bifp_runs_under_the_cosine_schedule_and_reaches_its_sparsity(planted_splits: Splits, dense: nn.Module):
+def test_bifp_runs_under_the_cosine_schedule_and_reaches_its_sparsity(
+    planted_splits: Splits, dense: nn.Module
+):
     model = copy.deepcopy(dense)
     task = Task(planted_splits, None, TrainConfig(batch_size=64, eval_every=20, lr_schedule="cosine"), 0)
     run_pruner(build_pruner("bifp", steps=40, finetune_steps=20), model, 0.5, task)

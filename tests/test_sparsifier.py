@@ -348,7 +348,10 @@ def _score_harness(
     model = copy.deepcopy(dense)
     config = TrainConfig(batch_size=BATCH, lr=0.05, weight_decay=5e-4, grad_clip=1.0, eval_every=eval_every)
     result = run_pruner(
-        build_pruner("prune_then_fair", finetune_steps=steps), model, 0.8, Task(splits, objective, config, seed=0)
+        build_pruner("prune_then_fair", finetune_steps=steps),
+        model,
+        0.8,
+        Task(splits, objective, config, seed=0),
     )
     return model, result.history
 

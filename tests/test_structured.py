@@ -1,14 +1,21 @@
 import copy
 import json
 import math
-
 import time
 
 import pytest
 import torch
 from torch import nn
 
-from fairprune.export import count_flops, count_parameters, load_model, measure_latency, paired_latency, save_model
+from fairprune.export import (
+    count_flops,
+    count_parameters,
+    load_model,
+    measure_latency,
+    model_footprint,
+    paired_latency,
+    save_model,
+)
 from fairprune.masks import apply_masks, bake_masks, get_masks, prunable_parameters, sparsity
 from fairprune.models import build_model
 from fairprune.structured import (
@@ -345,6 +352,20 @@ def test_paired_latency_times_the_two_models_in_turns_and_gives_their_ratio():
     assert 3.9 < timed["latency_dense_ms"] < 8 and 0.9 < timed["latency_ms"] < 4
     assert timed["latency_ratio"] < 0.6
     assert dense.calls == shipped.calls == 2 * (3 + 3)  # two turns of 3 warm-up + 3 timed passes
+
+
+def test_model_footprint_by_hand():
+    """The one footprint of a sweep's columns and a card: a 7 -> 3 Linear with 9 of its 21
+    weights zeroed beside a 7 -> 5 dense one."""
+    shipped, dense = nn.Linear(7, 3), nn.Linear(7, 5)
+    with torch.no_grad():
+        shipped.weight.view(-1)[:9] = 0.0
+    assert model_footprint(shipped) == {"params": 24, "nonzero_params": 15}
+    foot = model_footprint(shipped, dense, torch.randn(4, 7), latency=False)
+    assert foot == {"params": 24, "nonzero_params": 15, "dense_params": 40, "flops": 42, "dense_flops": 70}
+    timed = model_footprint(shipped, dense, torch.randn(4, 7), repeats=2)
+    assert {"latency_ms", "latency_dense_ms", "latency_ratio"} <= set(timed)
+    assert "latency_dense_ms" not in model_footprint(shipped, None, torch.randn(4, 7), repeats=2)
 
 
 def test_onnx_latency_times_the_exported_model(tmp_path):

@@ -25,6 +25,7 @@ from fairprune.export._measure import (
     count_flops,
     count_parameters,
     measure_latency,
+    model_footprint,
     paired_latency,
 )
 from fairprune.export._onnx import ONNX_FILE, ONNX_TOLERANCE, measure_onnx_latency, onnx_outputs, write_onnx
@@ -38,6 +39,7 @@ __all__ = [
     "count_flops",
     "measure_latency",
     "paired_latency",
+    "model_footprint",
     "measure_onnx_latency",
     "in_eval",
     "save_model",

@@ -238,7 +238,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"- **FLOPs per sample**: {foot.get('flops', 'n/a')} (dense: {foot.get('dense_flops', 'n/a')})",
         f"- **Latency** (batch {foot.get('latency_batch', 'n/a')}, {foot.get('device', 'cpu')}): "
         f"{_fmt(foot.get('latency_ms', math.nan))} ms "
-        f"(dense: {_fmt(foot.get('dense_latency_ms', math.nan))} ms)",
+        f"(dense: {_fmt(foot.get('latency_dense_ms', foot.get('dense_latency_ms', math.nan)))} ms)",
         "",
     ]
     if card.get("metrics"):

@@ -16,9 +16,9 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from fairprune.masks import bake_masks
-from fairprune.model_io import Features, call_model, in_eval, tensors_of
+from fairprune.model_io import Features, call_model, in_eval, rows, tensors_of
 
-__all__ = ["count_parameters", "count_flops", "measure_latency", "paired_latency"]
+__all__ = ["count_parameters", "count_flops", "measure_latency", "paired_latency", "model_footprint"]
 
 
 def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
@@ -120,3 +120,47 @@ def paired_latency(
         shipped_s.append(measure_latency(shipped, example_input, repeats=half))
     d, s = sum(dense_s) / 2, sum(shipped_s) / 2
     return {"latency_ms": 1000 * s, "latency_dense_ms": 1000 * d, "latency_ratio": s / d}
+
+
+def model_footprint(
+    shipped: nn.Module,
+    dense: nn.Module | None = None,
+    example_input: Features | None = None,
+    *,
+    latency: bool = True,
+    repeats: int = 10,
+) -> dict[str, Any]:
+    """What a shipped model costs beside its dense model: the one footprint of a sweep's
+    columns (:func:`fairprune.sweep.footprint.footprint`) and of a model card.
+
+    Args:
+        shipped: The model as shipped (masks baked in, or slimmed).
+        dense: The dense model it was pruned from (``None``: the shipped model's figures only).
+        example_input: A batch: FLOPs are counted on its first sample, latency timed on all of it
+            (``None``: parameters only).
+        latency: Time the model(s) on ``example_input`` (with ``dense``: in turns,
+            :func:`paired_latency`).
+        repeats: Timed passes per model.
+
+    Returns:
+        ``params``, ``nonzero_params`` (and ``dense_params``); with an example ``flops`` (and
+        ``dense_flops``); with ``latency`` also ``latency_ms`` (and ``latency_dense_ms``,
+        ``latency_ratio``).
+    """
+    foot: dict[str, Any] = {
+        "params": count_parameters(shipped),
+        "nonzero_params": count_parameters(shipped, nonzero=True),
+    }
+    if dense is not None:
+        foot["dense_params"] = count_parameters(dense)
+    if example_input is None:
+        return foot
+    one = rows(example_input, 0, 1)
+    foot["flops"] = count_flops(shipped, one)
+    if dense is not None:
+        foot["dense_flops"] = count_flops(dense, one)
+    if latency and dense is not None:
+        foot.update(paired_latency(dense, shipped, example_input, repeats=repeats))
+    elif latency:
+        foot["latency_ms"] = 1000 * measure_latency(shipped, example_input, repeats=repeats)
+    return foot

@@ -34,7 +34,7 @@ from fairprune.data.base import Splits
 from fairprune.errors import ShippedModelError
 from fairprune.export._card import CARD_FORMAT, card_metrics, render_markdown
 from fairprune.export._load import CARD_FILE, MARKDOWN_FILE
-from fairprune.export._measure import count_flops, count_parameters, measure_latency, paired_latency
+from fairprune.export._measure import model_footprint
 from fairprune.export._onnx import ONNX_FILE, write_onnx
 from fairprune.export._records import build_from_spec, fit_shapes
 from fairprune.export._result import result_data, result_metrics, result_pruning
@@ -275,24 +275,13 @@ def _metrics(shipped: nn.Module, dense: nn.Module | None, data: Splits) -> dict[
 
 
 def _footprint(shipped: nn.Module, dense: nn.Module | None, example: Features | None) -> dict[str, Any]:
+    """The card's footprint: :func:`model_footprint` (a sweep's too), the sparsity of the
+    prunable weights, and where the latency was timed."""
     prunable = prunable_parameters(shipped)
     kept = sum(int(torch.count_nonzero(p)) for p in prunable.values())
     total = sum(p.numel() for p in (prunable_parameters(dense) if dense is not None else prunable).values())
-    foot: dict[str, Any] = {
-        "params": count_parameters(shipped),
-        "nonzero_params": count_parameters(shipped, nonzero=True),
-        "sparsity": 1.0 - kept / total,
-    }
-    if dense is not None:
-        foot["dense_params"] = count_parameters(dense)
+    foot = model_footprint(shipped, dense, example)
+    foot["sparsity"] = 1.0 - kept / total
     if example is not None:
-        one = rows(example, 0, 1)
-        foot.update(flops=count_flops(shipped, one), latency_batch=n_samples(example))
-        foot.update(device="cpu", threads=torch.get_num_threads())
-        if dense is None:
-            foot["latency_ms"] = 1000 * measure_latency(shipped, example, repeats=10)
-        else:  # the sweep's protocol: the two timed in turns
-            timed = paired_latency(dense, shipped, example, repeats=10)
-            foot.update(latency_ms=timed["latency_ms"], dense_flops=count_flops(dense, one))
-            foot.update(dense_latency_ms=timed["latency_dense_ms"], latency_ratio=timed["latency_ratio"])
+        foot.update(latency_batch=n_samples(example), device="cpu", threads=torch.get_num_threads())
     return foot

@@ -1,4 +1,5 @@
-"""What a pruned model costs to ship, next to the dense one: parameters, FLOPs, latency.
+"""What a pruned model costs to ship, next to the dense one: parameters, FLOPs, latency
+(:func:`fairprune.export.model_footprint`, the one footprint a model card holds too).
 
 A channel-pruned model is shipped slimmed (:meth:`~fairprune.pruners.ChannelSelection.slim`):
 its outputs are checked against the masked model's on a validation batch before anything is
@@ -18,7 +19,7 @@ from torch import nn
 from fairprune.batches import model_inputs
 from fairprune.config import ExportConfig
 from fairprune.data.base import GroupData
-from fairprune.export import count_flops, count_parameters, paired_latency
+from fairprune.export import model_footprint
 from fairprune.masks import bake_masks
 from fairprune.model_io import rows
 from fairprune.pruners import PruneResult
@@ -50,21 +51,20 @@ def footprint(
         SlimMismatchError: If the slimmed model's outputs differ from the masked model's.
     """
     batch = model_inputs(rows(data.x, 0, export.latency_batch), device)
-    one = rows(batch, 0, 1)
     row: dict[str, Any] = {c: math.nan for c in FOOTPRINT_COLUMNS}
-    dense_params, dense_flops = count_parameters(dense), count_flops(dense.to(device), one)
+    dense = dense.to(device)
     if result.channels is None:
         shipped = bake_masks(copy.deepcopy(pruned).eval())
-        row["params"] = count_parameters(shipped, nonzero=True)
-        row["flops"] = dense_flops  # dense kernels multiply the zeros too
+        foot = model_footprint(shipped, dense, batch, latency=False)  # dense kernels: the dense FLOPs
+        row["params"] = foot["nonzero_params"]
     else:
         shipped = result.channels.slim(pruned).to(device).eval()
         row["slim_max_abs_diff"] = check_slim(pruned, shipped, batch)
         row["channel_fraction"] = result.channels.channel_fraction
-        row["params"] = count_parameters(shipped)
-        row["flops"] = count_flops(shipped, one)
-        if export.latency:
-            row.update(paired_latency(dense.to(device), shipped, batch, repeats=export.latency_repeats))
-    row["params_ratio"] = row["params"] / dense_params
-    row["flops_ratio"] = row["flops"] / dense_flops
+        foot = model_footprint(shipped, dense, batch, latency=export.latency, repeats=export.latency_repeats)
+        row["params"] = foot["params"]
+        row.update({k: foot[k] for k in ("latency_ms", "latency_dense_ms", "latency_ratio") if k in foot})
+    row["flops"] = foot["flops"]
+    row["params_ratio"] = row["params"] / foot["dense_params"]
+    row["flops_ratio"] = row["flops"] / foot["dense_flops"]
     return row, shipped
