@@ -1,5 +1,7 @@
-"""Upper confidence bounds on the exact fairness metrics, for constraints that must hold on
-unseen data and not only on the split where they are checked.
+"""Confidence bounds: the exact (Clopper–Pearson) bounds on a proportion that certificates are
+built from (:mod:`fairprune.fairness.certificate`), and the normal upper bounds on the exact
+fairness metrics for constraints that must hold on unseen data and not only on the split where
+they are checked.
 
 A gap metric is a worst case over strata ``s`` (one stratum for ``accuracy_gap`` and
 ``demographic_parity``; ``y = 0`` and ``y = 1`` for ``equalized_odds``) of
@@ -23,10 +25,11 @@ average, the unconstrained methods' by 0.001 (see docs/experiments/face-protocol
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import betaincinv
 from scipy.stats import norm
 from torch import Tensor
 
-__all__ = ["BOUNDED_METRICS", "violation_upper_bound"]
+__all__ = ["BOUNDED_METRICS", "violation_upper_bound", "clopper_pearson_upper", "clopper_pearson_lower"]
 
 BOUNDED_METRICS = ("accuracy_gap", "demographic_parity", "equalized_odds")
 
@@ -78,3 +81,18 @@ def violation_upper_bound(
         var = smoothed * (1.0 - smoothed) / counts
         bounds.append(rates[hi] - rates[lo] + z * float(np.sqrt(var[hi] + var[lo])))
     return float(max(bounds))
+
+
+def clopper_pearson_upper(k: np.ndarray | float, n: np.ndarray | float, level: float) -> np.ndarray:
+    """One-sided exact upper bound ``Beta⁻¹(1 - level; k + 1, n - k)`` on a proportion (1 when
+    ``k = n``); ``k`` and ``n`` may be real (scaled counts)."""
+    k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
+    full = k >= n
+    return np.where(full, 1.0, betaincinv(k + 1.0, np.where(full, 1.0, n - k), 1.0 - level))
+
+
+def clopper_pearson_lower(k: np.ndarray | float, n: np.ndarray | float, level: float) -> np.ndarray:
+    """One-sided exact lower bound ``Beta⁻¹(level; k, n - k + 1)`` (0 when ``k = 0``)."""
+    k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
+    empty = k <= 0
+    return np.where(empty, 0.0, betaincinv(np.where(empty, 1.0, k), n - k + 1.0, level))

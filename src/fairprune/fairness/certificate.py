@@ -49,9 +49,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaincinv
 
-from fairprune.fairness.bounds import _strata
+from fairprune.fairness.bounds import _strata, clopper_pearson_lower, clopper_pearson_upper
 from fairprune.fairness.metrics import Labels, _check_binary, _prepare
 
 __all__ = [
@@ -144,21 +143,6 @@ class Certificate:
             "certify_smallest": self.smallest_certifiable,
             "certify_samples_needed": -1 if self.samples_needed is None else self.samples_needed,
         }
-
-
-def clopper_pearson_upper(k: np.ndarray | float, n: np.ndarray | float, level: float) -> np.ndarray:
-    """One-sided exact upper bound ``Beta⁻¹(1 - level; k + 1, n - k)`` on a proportion (1 when
-    ``k = n``); ``k`` and ``n`` may be real (scaled counts)."""
-    k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
-    full = k >= n
-    return np.where(full, 1.0, betaincinv(k + 1.0, np.where(full, 1.0, n - k), 1.0 - level))
-
-
-def clopper_pearson_lower(k: np.ndarray | float, n: np.ndarray | float, level: float) -> np.ndarray:
-    """One-sided exact lower bound ``Beta⁻¹(level; k, n - k + 1)`` (0 when ``k = 0``)."""
-    k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
-    empty = k <= 0
-    return np.where(empty, 0.0, betaincinv(np.where(empty, 1.0, k), n - k + 1.0, level))
 
 
 def _bounds(k: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -341,10 +325,7 @@ def certify(
             args = (n * scale * x, kp * x, kd * x, plus * x, minus * x)
             return float(_paired(metric, *args, alpha, dense_factor)[1])
 
-    needed = None
-    if smallest > threshold:
-        factor = _growth_needed(ideal_bound, threshold)
-        needed = None if factor is None else int(np.ceil(len(group_ids) * scale * factor))
+    needed = _samples_needed(ideal_bound, float(smallest), threshold, len(group_ids) * scale)
     sizes = tuple(tuple(int(round(v)) for v in row) for row in n * scale)
     return Certificate(
         metric=metric,
@@ -359,6 +340,17 @@ def certify(
         dense_factor=1.0 if dense_factor is None else float(dense_factor),
         samples_needed=needed,
     )
+
+
+def _samples_needed(
+    ideal_bound: Callable[[float], float], smallest: float, threshold: float, n_samples: float
+) -> int | None:
+    """Certification samples, in these proportions, with which ideal data would certify
+    ``threshold`` (``None``: these samples already could, or no size could)."""
+    if smallest <= threshold:
+        return None
+    factor = _growth_needed(ideal_bound, threshold)
+    return None if factor is None else int(np.ceil(n_samples * factor))
 
 
 def _growth_needed(ideal_bound: Callable[[float], float], threshold: float) -> float | None:
