@@ -423,6 +423,8 @@ def test_score_sparsifier_bad_use_is_a_clear_error(small_dense):
         ScoreSparsifier(0.5, importance="fpgm")
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\); received 1.0"):
         ScoreSparsifier(1.0)
+    with pytest.raises(ValueError, match=r"pruner: scope: .*'global'.*'layer'.*'rows'"):
+        ScoreSparsifier(0.5, scope="rows")
     with pytest.raises(RuntimeError, match=r"call ScoreSparsifier.prepare\(model\) first"):
         ScoreSparsifier(0.5).step()
     with pytest.raises(ValueError, match="SNIP scores from training batches; expected a task"):

@@ -33,6 +33,7 @@ from fairprune.distributed import all_gather_cat, unwrap
 from fairprune.fairness.constraints import Constraint
 from fairprune.inference import classes_of
 from fairprune.masks import bake_masks
+from fairprune.methods_spec import check_params
 from fairprune.model_io import Features, forward_logits
 from fairprune.prunable import SELECTION_ATTRIBUTE, Coverage, Prunable, coverage, select_prunable
 from fairprune.pruners.importance import FpgmImportance, Importance, MagnitudeImportance, RandomImportance
@@ -68,6 +69,7 @@ class FairSparsifier:
     ) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1); received {sparsity}")
+        check_params(None, {"structure": structure, "scope": scope})  # the registry's declaration
         self.sparsity, self.constraint = sparsity, constraint
         self.structure, self.scope, self.prunable = structure, scope, prunable
         self.coverage: Coverage | None = None
