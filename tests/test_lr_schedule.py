@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from fairprune.budgets import train_config_for
 from fairprune.config import config_from_dict
 from fairprune.data.base import Splits
 from fairprune.engine import Task, TrainConfig, lr_schedulers, run_loop
@@ -126,3 +127,11 @@ def test_lr_schedule_is_a_checked_train_setting():
     assert TrainConfig().lr_schedule == "constant"  # the default run is unchanged
     with pytest.raises(ValueError, match="train.lr_schedule"):
         config_from_dict({"train": {"lr_schedule": "linear"}})
+
+
+def test_the_one_call_takes_the_schedule_as_a_training_setting(planted_splits: Splits):
+    data = {"train": planted_splits.train, "val": planted_splits.val}
+    assert train_config_for({"lr_schedule": "cosine"}, data, "cpu").lr_schedule == "cosine"
+    assert train_config_for(None, data, "cpu").lr_schedule == "constant"
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_config_for({"lr_schedule": "step"}, data, "cpu")
