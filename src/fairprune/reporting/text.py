@@ -319,7 +319,7 @@ def markdown(
     headers, rows = _summary_cells(summary)
     parts = [
         _title(results),
-        f"Built from {len(results)} runs in `{out}` by `fairprune.report` (no training).",
+        f"Built from {len(results)} runs in `{out}` by `fairprune report` (no training).",
         "## Configuration",
         _config_block(out),
         "## Summary over seeds",
