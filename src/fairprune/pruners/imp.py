@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from fairprune.engine import Task, train_weights
+from fairprune.engine import Task
 from fairprune.methods_spec import defaults
-from fairprune.pruners.base import Outcome, PrunerBase
+from fairprune.pruners.base import Outcome, PrunerBase, prune_and_finetune
+from fairprune.pruners.importance import MagnitudeImportance, SurvivorsFirst
 
 __all__ = ["IMP", "imp_schedule"]
 
@@ -32,7 +33,8 @@ def imp_schedule(sparsity: float, rate: float) -> list[float]:
 class IMP(PrunerBase):
     """Rounds of: global magnitude pruning of the surviving weights (or channels), rewinding the
     weights to the pruner's starting point (the trained dense model: late rewinding), and
-    retraining.
+    retraining — each round one score-then-fine-tune step
+    (:func:`~fairprune.pruners.base.prune_and_finetune`) with the survivors-first magnitude.
 
     Attributes:
         rate: Fraction of the remaining weights pruned per round (0.2 in the Lottery Ticket papers).
@@ -47,12 +49,14 @@ class IMP(PrunerBase):
         start = copy.deepcopy(model)
         space = self.space(model, task)
         outcome = Outcome(space=space)
+        importance = SurvivorsFirst(MagnitudeImportance())  # pruned weights stay pruned
         for level in imp_schedule(sparsity, self.rate):
-            # pruned weights stay pruned: rank only the survivors
-            scores = space.survivors_first(model, space.magnitude(model))
+            scores = importance(model, space, task)
             _rewind(model, start)
-            space.apply(model, scores, level)
-            round_ = train_weights(model, task, self.round_steps, desc=f"imp {level:.3f}")
+            round_ = prune_and_finetune(
+                model, space, scores, level, task, finetune_steps=self.round_steps, fair=False,
+                desc=f"imp {level:.3f}",
+            )  # fmt: skip
             outcome.add(round_, sparsity=level if level < sparsity else None)
         if not outcome.history:
             space.apply(model, space.magnitude(model), sparsity)
