@@ -272,18 +272,18 @@ PRUNE_SCRIPT = """
 import sys, torch
 from torch import nn
 import fairprune
-import fairprune.api
+import fairprune.distributed
 from fairprune.distributed import is_main_process
 
 seen = {"world": 1}
-join = fairprune.api.init_from_env
+join = fairprune.distributed.init_from_env
 
 def spy(device):  # records that prune joined torchrun's process group
     joined, device = join(device)
     seen["world"] = torch.distributed.get_world_size() if joined else 1
     return joined, device
 
-fairprune.api.init_from_env = spy
+fairprune.distributed.init_from_env = spy  # what process_group joins with
 
 def data(seed, n=400):
     g = torch.Generator().manual_seed(seed)

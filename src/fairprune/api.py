@@ -37,7 +37,7 @@ from fairprune.certification import (
 from fairprune.config import FairnessConfig
 from fairprune.data.adapters import DataInput, check_labels, read_splits
 from fairprune.data.base import GroupData, Splits
-from fairprune.distributed import init_from_env, is_main_process
+from fairprune.distributed import is_main_process, process_group
 from fairprune.engine import TrainConfig
 from fairprune.fairness.certificate import CERTIFIABLE_METRICS, Certificate
 from fairprune.fairness.objective import FairnessObjective
@@ -218,62 +218,63 @@ def prune(
     """Prune ``model`` to ``sparsity`` while holding ``fairness`` within ``tolerance`` on ``val``.
 
     Args:
-        model: A trained classifier returning ``(N, C)`` logits, or one binary logit
-            ``(N,)``/``(N, 1)``, as a tensor, a tuple (the first element), a dict (``"logits"``)
-            or an object with ``.logits`` (a Hugging Face model); see :mod:`fairprune.model_io`.
-            Its prunable weights are those of :mod:`fairprune.prunable` (Linear, Conv, HF
-            Conv1D, MultiheadAttention, RNN/LSTM/GRU), or the ones ``prunable`` chooses.
-        train: The training data: a torch ``Dataset`` or ``DataLoader`` yielding
-            ``(x, y, group)``, or a tuple of tensors ``(x, y, group)``; ``x`` a tensor, a tuple
-            of tensors (``model(*x)``) or a dict of tensors (``model(**x)``, e.g. ``input_ids``
-            and ``attention_mask``), batch-first. Labels are class ids (ints, or floats 0/1);
-            groups are ids ``0 .. G-1``. Every split is read into memory once.
-        val: The validation data, in the same forms: where tau is checked and a state chosen.
+        model: A trained classifier returning ``(N, C)`` logits or one binary logit, as a tensor,
+            a tuple (its first element), a dict (``"logits"``) or an object with ``.logits`` (a
+            Hugging Face model; :mod:`fairprune.model_io`).
+        train: ``(x, y, group)`` as a ``Dataset``, a ``DataLoader`` or a tuple of tensors; ``x``
+            a tensor, a tuple (``model(*x)``) or a dict of tensors (``model(**x)``), batch-first;
+            ``y`` class ids; groups ``0 .. G-1``. Every split is read into memory once.
+        val: Validation data, in the same forms: where tau is checked and a state chosen.
         sparsity: Fraction of the prunable weights to remove, in [0, 1).
-        fairness: The constrained metric, a key of ``fairness.SURROGATES``:
-            ``"equalized_odds"``, ``"demographic_parity"`` (binary tasks), ``"accuracy_gap"``,
-            ``"excess_degradation"`` (needs a numeric ``tolerance``); ``None`` for none.
+        fairness: ``"equalized_odds"``, ``"demographic_parity"`` (binary tasks),
+            ``"accuracy_gap"``, ``"excess_degradation"`` (a numeric ``tolerance``), or ``None``.
         tolerance: tau, on the metric's scale; ``"dense"``: the input model's value on ``val``.
         method: A key of ``fairprune.pruners.PRUNERS`` (``"bifp"``, ``"magnitude"``, ...).
-        structure: ``"unstructured"`` (single weights) or ``"channel"`` (whole channels; the
-            returned model is physically smaller).
-        test: The test data (optional), in the same forms: only measured.
+        structure: ``"unstructured"`` or ``"channel"`` (the returned model is physically smaller).
+        test: Test data (optional), in the same forms: only measured.
         group_names: Name of each group id (default ``"0"``, ``"1"``, ...).
         seed: Seeds torch, the batches and the method.
         device: ``"auto"`` (CUDA when available, else the CPU) or a torch device name.
-        inplace: Prune ``model`` itself (default: a copy; ``model`` is left as it was). With
-            ``structure="channel"`` ``model`` keeps zeroed channels and the slim model is new.
+        inplace: Prune ``model`` itself (default: a copy; a channel-pruned slim model is new).
         progress: Show progress bars (tqdm).
-        config: Training settings: a :class:`~fairprune.config.TrainConfig`, or a mapping of
-            its fields (e.g. ``{"distill": 1.0}``) over the default, whose batches and
-            validation checks are scaled to the data.
-        fairness_settings: How the constraint is held, by the field names of
-            :class:`~fairprune.fairness.FairnessObjective` (e.g. ``{"dual_step": 2.0,
-            "controller": "nupi", "kp": 1.0}``); the rest keep its defaults.
-            Defaults differ from the objective's in two: ``slack=0.02`` and ``floor=0.02`` (no
-            returned state more than 2 points below the run's most accurate one, overall or for
-            its worst group; ``None``: off).
-        certify: Certify the result at this confidence level, in (0.5, 1), on
-            ``certify_fraction`` of ``val`` held out (stratified by target and group) and read
-            once, at the end; training reads the rest (see :mod:`fairprune.fairness.certificate`).
-            0: no certificate (training reads all of ``val``). ``"auto"``: 0.95 when every group
-            of the held-out part holds at least ``fairness.MIN_CELL`` samples (and the metric is
-            certifiable), else no certificate, with a warning naming the smallest group.
+        config: A :class:`~fairprune.config.TrainConfig`, or a mapping of its fields (e.g.
+            ``{"distill": 1.0}``) over defaults scaled to the data.
+        fairness_settings: Fields of :class:`~fairprune.fairness.FairnessObjective` (e.g.
+            ``{"dual_step": 2.0}``); its defaults but ``slack=0.02`` and ``floor=0.02`` (no state
+            returned 2 points below the run's most accurate, overall or for its worst group).
+        certify: Confidence of a certificate on ``certify_fraction`` of ``val``, held out
+            (stratified by target and group) and read once at the end
+            (:mod:`fairprune.fairness.certificate`); 0: none; ``"auto"``: 0.95 when every held-out
+            group has ``fairness.MIN_CELL`` samples, else none, with a warning naming the smallest.
         certify_fraction: Share of ``val`` held out for the certificate, in (0, 1).
-        prunable: Which weights may be pruned: names or ``fnmatch`` patterns, layer types
-            (``[nn.Linear, nn.Embedding]``), or a predicate ``(name, parameter) -> bool`` (see
-            :func:`fairprune.prunable.select_prunable`); ``None``: every supported weight but
-            embeddings. The rest is left dense, named in the result's ``coverage``.
-        **method_params: The method's hyperparameters, e.g. ``steps=600``; its iteration budgets
-            default to :func:`default_budgets` of the training set's size.
+        prunable: Which weights may be pruned (:func:`fairprune.prunable.select_prunable`); ``None``:
+            all supported but embeddings. The rest stays dense, named in the result's ``coverage``.
+        **method_params: The method's hyperparameters (e.g. ``steps=600``); its iteration
+            budgets default to :func:`default_budgets` of the training set's size.
 
     Returns:
         A :class:`PruningResult`.
 
     Raises:
-        ValueError, TypeError: For data, labels, groups, a model output or arguments that do not
-            fit (each message names what was expected and what was received).
+        ValueError, TypeError: For data, labels, groups, outputs or arguments that do not fit.
     """
+    _check_arguments(sparsity, certify, certify_fraction)
+    objective = _objective(fairness, tolerance, fairness_settings, certify)
+    if not select_prunable(model, prunable, record=False):  # a bad choice fails here, before any work
+        prunable_parameters(model)  # nothing to prune: raises, naming the layers expected
+    torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
+    data, names = read_splits({"train": train, "val": val, "test": test}, group_names)
+    # under torchrun: each rank trains its shard of every batch (DDP), the results are the same
+    with process_group(_device(device)) as resolved:
+        return _prune(
+            model, data, names, float(sparsity), objective, tolerance,
+            method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
+            progress=progress and is_main_process(), config=config, method_params=method_params,
+            certify=certify, certify_fraction=certify_fraction, prunable=prunable,
+        )  # fmt: skip
+
+
+def _check_arguments(sparsity: Any, certify: Any, certify_fraction: Any) -> None:
     if not (isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and 0 <= sparsity < 1):
         raise ValueError(f"sparsity must be a number in [0, 1); received {sparsity!r}")
     if not (certify == AUTO or (isinstance(certify, (int, float)) and not isinstance(certify, bool))):
@@ -282,24 +283,6 @@ def prune(
         )
     if certify != 0 and not (isinstance(certify_fraction, (int, float)) and 0 < certify_fraction < 1):
         raise ValueError(f"certify_fraction must be in (0, 1); received {certify_fraction!r}")
-    objective = _objective(fairness, tolerance, fairness_settings, certify)
-    if not select_prunable(model, prunable, record=False):  # a bad choice fails here, before any work
-        prunable_parameters(model)  # nothing to prune: raises, naming the layers expected
-    torch.manual_seed(seed)  # a shuffling DataLoader is read in the same order every time
-    data, names = read_splits({"train": train, "val": val, "test": test}, group_names)
-    # under torchrun: each rank trains its shard of every batch (DDP), the results are the same
-    joined, resolved = init_from_env(_device(device))
-    progress = progress and is_main_process()
-    try:
-        return _prune(
-            model, data, names, float(sparsity), objective, tolerance,
-            method=method, structure=structure, device=resolved, seed=seed, inplace=inplace,
-            progress=progress, config=config, method_params=method_params, certify=certify,
-            certify_fraction=certify_fraction, prunable=prunable,
-        )  # fmt: skip
-    finally:
-        if joined:
-            torch.distributed.destroy_process_group()
 
 
 def _prune(

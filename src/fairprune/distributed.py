@@ -15,8 +15,9 @@ each rank holds a shard of the global batch; what must be the *global* batch's i
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import torch
@@ -40,6 +41,7 @@ __all__ = [
     "unwrap",
     "wrap_ddp",
     "init_from_env",
+    "process_group",
 ]
 
 
@@ -172,3 +174,15 @@ def init_from_env(device: str) -> tuple[bool, str]:
         return False, device
     dist.init_process_group("nccl" if cuda else "gloo")
     return True, device
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[str]:
+    """:func:`init_from_env` for the duration of a block: yields this rank's device, and leaves
+    the process group it joined (one it found joined stays)."""
+    joined, device = init_from_env(device)
+    try:
+        yield device
+    finally:
+        if joined:
+            dist.destroy_process_group()
