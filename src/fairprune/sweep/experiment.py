@@ -20,12 +20,11 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch.distributed import destroy_process_group
 from tqdm.auto import tqdm
 
 from fairprune.atomic import write_atomic
 from fairprune.config import ExperimentConfig
-from fairprune.distributed import init_from_env, is_main_process, on_main
+from fairprune.distributed import is_distributed, is_main_process, on_main, process_group
 from fairprune.engine import TrainConfig
 from fairprune.errors import ConfigError
 from fairprune.schema import RESULT_COLUMNS
@@ -83,14 +82,20 @@ def run_experiment(
         raise ConfigError(f"jobs must be a positive number of processes; received {jobs!r}")
     out = Path(out)
     train = check_experiment(cfg, out, restart=restart)  # every rank checks; only rank 0 writes
-    joined, device = init_from_env(train.device)  # under torchrun: one rank (and device) each
-    if joined and jobs > 1:
-        destroy_process_group()
-        raise ConfigError(
-            f"jobs={jobs} runs the grid in several processes, and torchrun already runs each run "
-            "over its ranks; use one or the other (jobs=1 under torchrun)"
-        )
-    train = replace(train, device=device)
+    with process_group(train.device) as device:  # under torchrun: one rank (and device) each
+        if is_distributed() and jobs > 1:
+            raise ConfigError(
+                f"jobs={jobs} runs the grid in several processes, and torchrun already runs each run "
+                "over its ranks; use one or the other (jobs=1 under torchrun)"
+            )
+        return _run_grid(cfg, replace(train, device=device), out, restart, progress, jobs)
+
+
+def _run_grid(
+    cfg: ExperimentConfig, train: TrainConfig, out: Path, restart: bool, progress: bool, jobs: int
+) -> pd.DataFrame:
+    """:func:`run_experiment` once checked, on this rank's device: claim ``out``, then run what
+    is not recorded yet and collect the results table."""
     on_main(lambda: claim_out_dir(out, json.loads(json.dumps(cfg.to_dict())), restart=restart))
     progress = progress and is_main_process()
     if train.threads > 0:
@@ -114,8 +119,6 @@ def run_experiment(
             record = one_run(cfg, cache[job.dense_key], job, progress, out)
             on_main(partial(_record, out, job, record))
     frame = on_main(lambda: collect_results(out))
-    if joined:
-        destroy_process_group()
     return frame if frame is not None else pd.read_csv(out / "results.csv")
 
 
