@@ -325,3 +325,13 @@ def test_prune_under_torchrun_gives_the_single_process_masks(tmp_path):
     for split in ("train", "val"):
         for key, value in b["metrics"][split]["pruned"].items():
             assert a["metrics"][split]["pruned"][key] == pytest.approx(value, abs=1e-9), (split, key)
+
+
+def test_process_group_outside_torchrun_joins_nothing(monkeypatch):
+    from fairprune.distributed import process_group
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with process_group("cpu") as device:
+        assert device == "cpu" and not torch.distributed.is_initialized()
+    with pytest.raises(RuntimeError, match="inside"), process_group("cpu"):
+        raise RuntimeError("inside")  # an error in the block passes through unchanged
