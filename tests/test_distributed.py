@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fairprune.cli import main
 from fairprune.data.base import Splits
+from fairprune.distributed import process_group
 from fairprune.engine import Task, TrainConfig, train_weights
 from fairprune.fairness.constraints import Constraint
 from fairprune.fairness.objective import FairnessObjective
@@ -328,8 +329,6 @@ def test_prune_under_torchrun_gives_the_single_process_masks(tmp_path):
 
 
 def test_process_group_outside_torchrun_joins_nothing(monkeypatch):
-    from fairprune.distributed import process_group
-
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with process_group("cpu") as device:
         assert device == "cpu" and not torch.distributed.is_initialized()
