@@ -20,7 +20,7 @@ constraint: prune-then-fair's fine-tuning); BiFP's is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -245,12 +245,9 @@ class ScoreSparsifier(FairSparsifier):
         self.space.apply(module, scores, self.sparsity)
 
     def _criterion(self, seed: int) -> Importance:
-        by_name: dict[str, Callable[[], Importance]] = {
-            "magnitude": MagnitudeImportance,
-            "random": lambda: RandomImportance(seed=seed),
-            "fpgm": FpgmImportance,
-        }
-        return by_name[self.importance]()
+        if self.importance == "random":
+            return RandomImportance(seed=seed)
+        return FpgmImportance() if self.importance == "fpgm" else MagnitudeImportance()
 
     def step(self) -> None:
         """Nothing to learn besides the weights: the masks stay as :meth:`prepare` set them (the
