@@ -16,7 +16,13 @@ from sweep_helpers import tiny_config, tiny_frame
 from torch import nn
 
 import fairprune
-from fairprune.certification import claim_holds, claim_value, hold_out, with_certification
+from fairprune.certification import (
+    certify_with_groups,
+    claim_holds,
+    claim_value,
+    hold_out,
+    with_certification,
+)
 from fairprune.cli import format_results, main
 from fairprune.config import ConfigError, load_config
 from fairprune.data.base import Splits
@@ -94,6 +100,28 @@ def test_claim_value_and_claim_holds_by_hand() -> None:
     assert claim_value(paired, data, dense, pruned, 2) == pytest.approx(0.25)
     assert claim_holds(paired, 0.02) and not claim_holds(paired, 0.0201) and not claim_holds(paired, math.nan)
     assert claim_holds(absolute, 0.1) and not claim_holds(absolute, 0.11)
+
+
+def test_a_constant_predictor_is_never_certified_whatever_its_bound() -> None:
+    """Measured on the default run over 3 seeds: SNIP at 0.99 (seed 2) collapsed to the majority
+    class and its EO bound (-0.005) was under the slack: "certified" on a useless model. A constant
+    predictor has every group rate equal, so the claim holds for no merit: it is not certified,
+    and its sentence says why; the same predictions one sample away from constant certify."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = torch.from_numpy(rng.integers(0, 2, n) * (rng.random(n) < 0.5))  # 75% class 0
+    g = torch.from_numpy(rng.integers(0, 2, n))
+    dense = torch.where(torch.from_numpy(rng.random(n) < 0.1), 1 - y, y)  # 90% accurate, EO ~0
+    data = fairprune.data.base.GroupData(torch.zeros(n, 1), y, g)
+    objective = FairnessObjective("equalized_odds", 0.5, certify=0.95, slack=0.2, dense_factor=1.0)
+    constant = torch.zeros(n, dtype=torch.long)
+    cert, _ = certify_with_groups(objective, data, constant, dense, 2)
+    assert cert.bound <= cert.threshold  # the bound alone would certify it
+    assert cert.trivial and not cert.certified
+    assert "NOT certified" in cert.describe() and "trivial" in cert.describe()
+    assert not cert.to_row()["certified"]
+    useful, _ = certify_with_groups(objective, data, dense, dense, 2)
+    assert useful.certified and not useful.trivial
 
 
 # --- no levelling down ---------------------------------------------------------------------------
@@ -235,7 +263,8 @@ def test_a_sweep_records_each_runs_certificate_and_whether_its_claim_held_on_tes
     assert dense["claim_test"] == 0.0 and dense["claim_holds_test"]  # V(dense) - V(dense)
     # the bound is an upper bound on what it claims, read on the same held-out samples
     for _, row in frame.iterrows():
-        assert row["certified"] == (row["violation_bound"] <= 0.3)
+        trivial = "is trivial on the certification samples" in row["certificate"]  # never certified
+        assert row["certified"] == (row["violation_bound"] <= 0.3 and not trivial)
         assert row["violation_bound"] >= row["certify_smallest"] - 1e-12
         assert row["claim_holds_test"] == (row["claim_test"] <= 0.3 + 1e-12)
         assert ("NOT certified" in row["certificate"]) == (not row["certified"])

@@ -21,6 +21,7 @@ from fairprune.fairness.certificate import CERTIFIABLE_METRICS, MIN_CELL, Certif
 from fairprune.fairness.metrics import METRICS, PER_GROUP_METRICS
 from fairprune.fairness.objective import FairnessObjective
 from fairprune.inference import predict
+from fairprune.selection import is_trivial
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ def certify_with_groups(
     """:func:`certify_predictions` and the :func:`degradation_bound` beside it, on the same
     certification samples: what every certified run states, in the sweep and the one call."""
     certificate = certify_predictions(objective, data, pred, dense_pred, n_groups)
+    if is_trivial(data.y, pred):  # a constant predictor is "fair" for no merit: never certified
+        certificate = dataclasses.replace(certificate, certified=False, trivial=True)
     return certificate, degradation_bound(objective, data, pred, dense_pred, n_groups)
 
 

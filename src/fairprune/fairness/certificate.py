@@ -84,6 +84,9 @@ class Certificate:
     meet such a claim by construction: a model that does can certify less).
     ``samples_needed`` (when the threshold is below that): about how many certification samples,
     in the same proportions, would let an ideal model certify it (None when none would).
+    ``trivial``: the model is a (near-)constant predictor on the certification samples
+    (:func:`fairprune.selection.is_trivial`); every group metric scores it as fair for no merit,
+    so it is never ``certified``, whatever its bound.
     """
 
     metric: str
@@ -97,6 +100,7 @@ class Certificate:
     smallest_certifiable: float
     dense_factor: float = 1.0
     samples_needed: int | None = None
+    trivial: bool = False
 
     def describe(self, group_names: Sequence[str] | None = None) -> str:
         """One sentence for a report, naming the smallest (stratum, group) cell."""
@@ -108,6 +112,12 @@ class Certificate:
         smallest = f"smallest group: {group}{where}, {sizes[s, g]:,}"
         level = f"{100 * self.confidence:g}% confidence"
         name = _NAMES[self.metric]
+        if self.trivial:
+            return (
+                f"{name} NOT certified: the model is trivial on the certification samples (no more "
+                "accurate than always predicting the majority class, or one class for nearly everyone), "
+                f"which a group metric can score as fair for no merit (bound {self.bound:.3f}; {samples})"
+            )
         if not self.certified:
             needed = ""
             if self.samples_needed is not None:
